@@ -1,0 +1,32 @@
+# Two entry points, each creating its own virtual environment:
+#   make demo   set up, then run the whole pipeline on built-in synthetic data
+#   make test   set up, then run the test suite
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+STAMP := $(VENV)/.scandx-installed
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --upgrade pip
+	# torch first and pinned: the local CPU wheel; unpinned, pip pulls GBs of CUDA packages.
+	$(VENV)/bin/python -m pip install -q torch==2.13.0
+	$(VENV)/bin/python -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/scandx demo --out demo-run
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest -q tests
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+bench: $(STAMP)
+	$(VENV)/bin/python benchmarks/throughput.py
+	$(VENV)/bin/python benchmarks/medmnist.py --npz ../shared/data/medmnist/pneumoniamnist.npz --time-budget 600
+
+clean:
+	rm -rf $(VENV) demo-run

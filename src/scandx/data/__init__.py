@@ -1,0 +1,1 @@
+"""Readers, sources, manifests, splits and datasets."""

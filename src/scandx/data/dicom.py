@@ -1,0 +1,224 @@
+"""DICOM pixel data to display-space arrays, as a radiologist would view them.
+
+Order of operations (DICOM PS3.3 C.11): stored values -> Modality LUT (Rescale
+Slope/Intercept or Modality LUT Sequence) -> VOI (VOI LUT Sequence, else Window
+Center/Width) -> Presentation (MONOCHROME1 is inverted). The result is float32
+in [0, 1]. Colour images (RGB, YBR_*, PALETTE COLOR) come back as RGB in [0, 1].
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from scandx.errors import BadImageError
+
+log = logging.getLogger(__name__)
+
+
+def is_dicom_file(path: Path) -> bool:
+    """True when the file carries the DICM magic at byte 128 (Part 10 file)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(128)
+            return f.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def read_dataset(path: Path, pixels: bool = True) -> Any:
+    """Open a DICOM Part 10 file; a clear BadImageError for anything else."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(str(path), stop_before_pixels=not pixels)
+    except InvalidDicomError:
+        raise BadImageError(
+            "not a DICOM Part 10 file (no 'DICM' preamble / file meta header)", path
+        ) from None
+    except Exception as e:  # truncated headers, bad VRs, ...
+        raise BadImageError(f"unreadable DICOM header ({_short(e)})", path) from None
+    if pixels and "PixelData" not in ds:
+        kind = ds.get("Modality", "unknown modality")
+        raise BadImageError(f"DICOM object has no pixel data (Modality {kind})", path)
+    return ds
+
+
+def _short(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text[:160]}" if text else type(e).__name__
+
+
+def _frame_value(ds: Any, seq: str, item: str, key: str) -> Any:
+    """A value from the shared or first per-frame functional group (enhanced objects)."""
+    for groups in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
+        if groups in ds and len(ds[groups].value):
+            grp = ds[groups].value[0]
+            if seq in grp and len(grp[seq].value) and key in grp[seq].value[0]:
+                return grp[seq].value[0][key].value
+    return None
+
+
+def modality_values(ds: Any, arr: np.ndarray) -> np.ndarray:
+    """Stored values -> modality units (e.g. Hounsfield units for CT), float32."""
+    from pydicom.pixels import apply_modality_lut
+
+    if "RescaleSlope" not in ds and "ModalityLUTSequence" not in ds:
+        slope = _frame_value(ds, "PixelValueTransformationSequence", "", "RescaleSlope")
+        inter = _frame_value(ds, "PixelValueTransformationSequence", "", "RescaleIntercept")
+        if slope is not None:
+            return arr.astype(np.float32) * float(slope) + float(inter or 0.0)
+        return arr.astype(np.float32)
+    return np.asarray(apply_modality_lut(arr, ds), dtype=np.float32)
+
+
+def _first(value: Any) -> float:
+    try:
+        return float(value[0])
+    except TypeError:
+        return float(value)
+
+
+def voi_to_unit(ds: Any, values: np.ndarray) -> tuple[np.ndarray, str]:
+    """Modality values -> [0, 1] display values, and which VOI rule was used."""
+    if "VOILUTSequence" in ds and len(ds.VOILUTSequence):
+        from pydicom.pixels import apply_voi_lut
+
+        item = ds.VOILUTSequence[0]
+        bits = int(item.LUTDescriptor[2])
+        out = apply_voi_lut(values.astype(np.int64), ds, index=0, prefer_lut=True)
+        return np.clip(out.astype(np.float32) / float(2**bits - 1), 0, 1), "voi_lut"
+    center = ds.get("WindowCenter")
+    width = ds.get("WindowWidth")
+    if center is None:
+        center = _frame_value(ds, "FrameVOILUTSequence", "", "WindowCenter")
+        width = _frame_value(ds, "FrameVOILUTSequence", "", "WindowWidth")
+    if center is not None and width is not None and _first(width) >= 1:
+        c, w = _first(center), _first(width)
+        func = str(ds.get("VOILUTFunction", "LINEAR")).upper()
+        if func == "SIGMOID":
+            out = 1.0 / (1.0 + np.exp(-4.0 * (values - c) / w))
+        elif func == "LINEAR_EXACT":
+            out = (values - c) / w + 0.5
+        else:  # LINEAR, PS3.3 C.11.2.1.2.1
+            out = (values - (c - 0.5)) / (w - 1.0) + 0.5
+        return np.clip(out, 0, 1).astype(np.float32), "window"
+    return robust_unit(values), "minmax"
+
+
+def robust_unit(values: np.ndarray) -> np.ndarray:
+    """Scale to [0, 1] between the 0.5th and 99.5th percentiles (images without a VOI)."""
+    lo, hi = np.percentile(values, [0.5, 99.5])
+    if hi <= lo:
+        lo, hi = float(values.min()), float(values.max())
+    if hi <= lo:
+        return np.zeros_like(values, dtype=np.float32)
+    return np.clip((values - lo) / (hi - lo), 0, 1).astype(np.float32)
+
+
+def pseudonym(value: str) -> str:
+    """A stable pseudonym for a patient identifier: never store or log the real one."""
+    return "pid-" + hashlib.sha256(value.encode("utf-8")).hexdigest()[:16]
+
+
+def _little_endian(ds: Any) -> bool:
+    enc = getattr(ds, "original_encoding", None)
+    if enc and enc[1] is not None:
+        return bool(enc[1])
+    return bool(getattr(ds, "is_little_endian", True))
+
+
+def apply_palette(ds: Any, arr: np.ndarray) -> np.ndarray:
+    """PALETTE COLOR indices -> RGB in [0, 1] (..., 3).
+
+    Done here rather than with pydicom's ``apply_color_lut``, which (pydicom 3.0)
+    reads OW lookup tables as little endian even in big-endian files.
+    """
+    if "SegmentedRedPaletteColorLookupTableData" in ds:
+        from pydicom.pixels import apply_color_lut
+
+        rgb = apply_color_lut(arr, ds)
+        return rgb.astype(np.float32) / float(np.iinfo(rgb.dtype).max)
+    channels = []
+    for colour in ("Red", "Green", "Blue"):
+        n, first, bits = (int(v) for v in ds[f"{colour}PaletteColorLookupTableDescriptor"].value)
+        n = n or 65536
+        raw = ds[f"{colour}PaletteColorLookupTableData"].value
+        if bits == 8 and len(raw) == n:
+            lut = np.frombuffer(raw, dtype=np.uint8)
+        else:
+            lut = np.frombuffer(raw, dtype="<u2" if _little_endian(ds) else ">u2")[:n]
+        index = np.clip(arr.astype(np.int64) - first, 0, n - 1)
+        channels.append(lut[index].astype(np.float32) / float(2**bits - 1))
+    return np.stack(channels, axis=-1)
+
+
+def header_meta(ds: Any) -> dict[str, Any]:
+    """Non-identifying header fields kept as manifest metadata."""
+    spacing = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing")
+    age = str(ds.get("PatientAge", "") or "")
+    return {
+        "modality": str(ds.get("Modality", "") or ""),
+        "photometric": str(ds.get("PhotometricInterpretation", "") or ""),
+        "sop_instance_uid": str(ds.get("SOPInstanceUID", "") or ""),
+        "patient_id": pseudonym(str(ds.PatientID)) if ds.get("PatientID") else "",
+        "sex": str(ds.get("PatientSex", "") or ""),
+        "age": age,
+        "manufacturer": str(ds.get("Manufacturer", "") or ""),
+        "spacing": [float(s) for s in spacing] if spacing else None,
+    }
+
+
+def read_dicom(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
+    """Read one DICOM file as display values in [0, 1].
+
+    Returns ``(array, meta)``; array is (C, H, W) for single frames and
+    (C, F, H, W) for multi-frame objects, C = 1 (grey) or 3 (colour).
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _read_dicom(path)
+
+
+def _read_dicom(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
+    ds = read_dataset(path)
+    try:
+        arr = ds.pixel_array  # YBR -> RGB conversion is done by pydicom
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
+        samples = int(ds.get("SamplesPerPixel", 1))
+        if photometric == "PALETTE COLOR":
+            out = apply_palette(ds, arr)
+            voi, colour = "palette", True
+        elif samples == 3:
+            bits = int(ds.get("BitsStored", 8))
+            out = arr.astype(np.float32) / float(2**bits - 1)
+            voi, colour = "rgb", True
+        else:
+            values = modality_values(ds, arr)
+            out, voi = voi_to_unit(ds, values)
+            colour = False
+            if photometric == "MONOCHROME1":
+                out = 1.0 - out
+        out = np.clip(out, 0.0, 1.0).astype(np.float32)
+    except BadImageError:
+        raise
+    except Exception as e:  # truncated pixel data, undecodable streams, ...
+        raise BadImageError(f"cannot decode pixel data ({_short(e)})", path) from None
+    if colour:
+        out = np.moveaxis(out, -1, 0)  # (..., 3) -> (3, ...)
+    else:
+        out = out[None]
+    meta = header_meta(ds)
+    meta.update({"voi": voi, "frames": frames, "format": "dicom"})
+    if frames == 1 and out.ndim == 4:
+        out = out[:, 0]
+    return np.ascontiguousarray(out), meta
