@@ -1,0 +1,72 @@
+"""Networks created by name. Every model takes (N, C, *spatial) and returns logits (N, K).
+
+Builders take ``spatial_dims``, ``in_channels``, ``out_channels``, ``input_size``
+(the plan's, so flatten sizes follow it) and their own keyword arguments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch.nn as nn
+
+from scandx.errors import ScandxError
+
+Builder = Callable[..., nn.Module]
+_MODELS: dict[str, Builder] = {}
+_MIN_SIZE: dict[str, int] = {}
+
+
+def register_model(name: str, min_size: int = 8) -> Callable[[Builder], Builder]:
+    """Register a builder; ``min_size`` is the smallest spatial edge it accepts."""
+
+    def wrap(fn: Builder) -> Builder:
+        _MODELS[name] = fn
+        _MIN_SIZE[name] = min_size
+        return fn
+
+    return wrap
+
+
+def list_models() -> list[str]:
+    _load_builtin()
+    return sorted(_MODELS)
+
+
+def create_model(
+    name: str,
+    spatial_dims: int = 2,
+    in_channels: int = 1,
+    out_channels: int = 2,
+    input_size: list[int] | None = None,
+    **kwargs: Any,
+) -> nn.Module:
+    """Build a registered model; ScandxError for an unknown name."""
+    _load_builtin()
+    if name not in _MODELS:
+        raise ScandxError(f"unknown model {name!r}; available: {', '.join(sorted(_MODELS))}")
+    size = list(input_size) if input_size else [64] * spatial_dims
+    if len(size) != spatial_dims:
+        raise ScandxError(f"input_size {size} does not match spatial_dims={spatial_dims}")
+    if min(size) < _MIN_SIZE[name]:
+        raise ScandxError(
+            f"model {name!r} needs inputs of at least {_MIN_SIZE[name]} pixels per edge; "
+            f"the plan's input_size is {size}"
+        )
+    return _MODELS[name](
+        spatial_dims=spatial_dims,
+        in_channels=in_channels,
+        out_channels=out_channels,
+        input_size=size,
+        **kwargs,
+    )
+
+
+def min_input_size(name: str) -> int:
+    _load_builtin()
+    return _MIN_SIZE[name]
+
+
+def _load_builtin() -> None:
+    from scandx.models import cnn, monai_nets  # noqa: F401  (registers on import)
