@@ -1,0 +1,148 @@
+"""scandx command line: each command parses its arguments and calls one library function.
+
+Exit codes: 0 success, 2 bad input (one line on stderr says what and where),
+130 interrupted (a training run can be continued with --resume).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from scandx import __version__
+from scandx.errors import ScandxError
+
+log = logging.getLogger("scandx")
+
+EXAMPLES = {
+    "demo": "scandx demo --out demo-run",
+    "plan": "scandx plan --data ../shared/data/medmnist/pneumoniamnist.npz --out runs/pneu --time-budget 600",
+    "train": "scandx train --data ../shared/data/medmnist/pneumoniamnist.npz --out runs/pneu --time-budget 600",
+    "evaluate": "scandx evaluate runs/pneu --data ../shared/data/medmnist/pneumoniamnist.npz --split test",
+    "predict": "scandx predict runs/pneu chest1.png chest2.dcm --out preds.csv",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="scandx", description="Medical image diagnosis: plan, train, evaluate, predict.")
+    p.add_argument("--version", action="version", version=f"scandx {__version__}")
+    p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def cmd(name: str, help_: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_, description=help_, epilog=f"example: {EXAMPLES[name]}")
+
+    def data_args(s: argparse.ArgumentParser, required: bool = True) -> None:
+        s.add_argument("--data", required=required, help="folder-per-class dir, CSV manifest or MedMNIST .npz")
+        s.add_argument("--image-root", help="folder the CSV's paths (or SOPInstanceUIDs) refer to")
+        s.add_argument("--skip-bad", action="store_true", help="skip unreadable files, list them in skipped.csv")
+
+    s = cmd("demo", "synthetic phantoms written as DICOM and PNG -> plan, train, evaluate, summary")
+    s.add_argument("--out", default="demo-run")
+    s.add_argument("--time-budget", type=float, default=60.0, help="training seconds (default 60)")
+    s.add_argument("--seed", type=int, default=0)
+
+    s = cmd("plan", "fingerprint the data and write plan.json")
+    data_args(s)
+    s.add_argument("--out", required=True, help="run directory for plan.json")
+    s.add_argument("--time-budget", type=float, help="training seconds the plan should fit (default 600)")
+    s.add_argument("--model", help="override the planned network (see the model registry)")
+    s.add_argument("--seed", type=int, default=0)
+
+    s = cmd("train", "train a classifier; writes the run directory")
+    data_args(s)
+    s.add_argument("--out", required=True, help="run directory")
+    s.add_argument("--plan", help="reuse (an edited) plan.json instead of planning")
+    s.add_argument("--time-budget", type=float, help="training seconds the plan should fit (default 600)")
+    s.add_argument("--model", help="override the planned network")
+    s.add_argument("--seed", type=int)
+    s.add_argument("--resume", action="store_true", help="continue from checkpoints/last.ckpt")
+
+    s = cmd("evaluate", "metrics with bootstrap CIs on one split -> RUN/eval/<split>/")
+    s.add_argument("run")
+    data_args(s)
+    s.add_argument("--split", default="test", help="train, val, test, external or all (default test)")
+    s.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates (default 1000)")
+
+    s = cmd("predict", "probabilities for image files using the run's saved preprocessing")
+    s.add_argument("run")
+    s.add_argument("files", nargs="+")
+    s.add_argument("--out", help="CSV file to write (default: print CSV rows)")
+    s.add_argument("--skip-bad", action="store_true", help="report unreadable files instead of stopping")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(levelname).1s %(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S",
+    )
+    logging.getLogger("PIL").setLevel(logging.WARNING)
+    logging.getLogger("pydicom").setLevel(logging.ERROR)
+    try:
+        return _run(args)
+    except ScandxError as e:
+        print(f"scandx: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("scandx: interrupted (continue training with --resume)", file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
+    from scandx import workflow
+
+    if args.command == "demo":
+        from scandx.demo import run_demo
+
+        run_demo(args.out, time_budget_s=args.time_budget, seed=args.seed)
+    elif args.command == "plan":
+        plan = workflow.plan_run(
+            args.data, args.out, time_budget_s=args.time_budget, seed=args.seed, model=args.model,
+            image_root=args.image_root, skip_bad=args.skip_bad,
+        )
+        print(f"wrote {args.out}/plan.json: {plan.model} {plan.input_size} x{plan.in_channels}, "
+              f"{plan.epochs} epochs, loss {plan.loss}, {plan.precision}")
+        for note in plan.notes:
+            print(f"  - {note}")
+    elif args.command == "train":
+        summary = workflow.train_run(
+            args.data, args.out, plan_path=args.plan, time_budget_s=args.time_budget, seed=args.seed,
+            model=args.model, resume=args.resume, image_root=args.image_root, skip_bad=args.skip_bad,
+        )
+        best = summary["best"]
+        print(f"trained {args.out}: best epoch {best.get('epoch', 0) + 1}, val AUC {best.get('val_auc', float('nan')):.4f}")
+    elif args.command == "evaluate":
+        m = workflow.evaluate_run(
+            args.run, args.data, split=args.split, image_root=args.image_root,
+            skip_bad=args.skip_bad, n_boot=args.bootstrap,
+        )
+        print(format_metrics(m))
+        print(f"wrote {args.run}/eval/{args.split}/metrics.json and predictions.csv")
+    elif args.command == "predict":
+        rows = workflow.predict_run(args.run, args.files, args.out, skip_bad=args.skip_bad)
+        if args.out:
+            print(f"wrote {len(rows)} prediction(s) to {args.out}")
+        else:
+            for r in rows:
+                print(json.dumps(r))
+    return 0
+
+
+def format_metrics(m: dict) -> str:
+    keys = ["auc", "accuracy", "balanced_accuracy", "sensitivity", "specificity", "ppv", "npv", "f1"]
+    lines = [f"{m['split']}: {m['cases']} cases, {m['patients']} patients"]
+    for k in keys:
+        if k in m and isinstance(m[k], dict) and m[k].get("value") is not None:
+            lo, hi = m[k]["ci95"]
+            ci = f"[{lo:.3f}, {hi:.3f}]" if lo is not None else "[n/a]"
+            lines.append(f"  {k:<18} {m[k]['value']:.3f}  95% CI {ci}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Metrics (pure functions), bootstrap confidence intervals, evaluation of a run."""

@@ -1,0 +1,83 @@
+"""The Predictor: a trained run directory -> probabilities and decisions.
+
+Evaluate, predict (and later explain and serve) all go through this class, so
+an image gives the same probability wherever it is scored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from scandx.data.images import InputContract, preprocess, read_case
+from scandx.data.manifest import Case
+from scandx.data.readers import read_image
+from scandx.errors import BadImageError
+from scandx.inference.model_io import load_model
+from scandx.training.loop import predict_logits, probabilities
+
+
+class Predictor:
+    def __init__(self, model: torch.nn.Module, info: dict[str, Any], device: str = "cpu"):
+        self.model = model.to(device).eval()
+        self.info = info
+        self.device = device
+        self.contract = InputContract.from_dict(info["input"])
+        self.task: str = info["task"]
+        self.classes: list[str] = info["classes"]
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, device: str = "cpu") -> Predictor:
+        model, info = load_model(Path(run_dir) / "model")
+        return cls(model, info, device)
+
+    def prepare_file(self, path: str | Path) -> torch.Tensor:
+        arr, _ = read_image(path)
+        return preprocess(arr, self.contract, str(path))
+
+    def prepare_case(self, case: Case) -> torch.Tensor:
+        return preprocess(read_case(case), self.contract, case.path)
+
+    def probabilities(self, x: torch.Tensor) -> np.ndarray:
+        """Class (or label) probabilities for a preprocessed batch (N, C, *size)."""
+        return probabilities(self.task, predict_logits(self.model, x, self.device)).numpy()
+
+    def decide(self, probs: np.ndarray) -> np.ndarray:
+        """Decisions at the saved operating thresholds (chosen on validation data)."""
+        th = self.info["thresholds"]
+        if self.task == "binary":
+            return (probs[:, 1] >= th["positive"]).astype(int)
+        if self.task == "multilabel":
+            t = np.array([th[c] for c in self.classes])
+            return (probs >= t[None]).astype(int)
+        return probs.argmax(1)
+
+    def predict_files(self, paths: Sequence[str | Path], skip_bad: bool = False) -> list[dict[str, Any]]:
+        """One result dict per readable file (or an error entry when ``skip_bad``)."""
+        rows: list[dict[str, Any]] = []
+        tensors, ok = [], []
+        for p in paths:
+            try:
+                tensors.append(self.prepare_file(p))
+                ok.append(str(p))
+            except BadImageError as e:
+                if not skip_bad:
+                    raise
+                rows.append({"path": str(p), "error": e.reason})
+        if tensors:
+            probs = self.probabilities(torch.stack(tensors))
+            for path, pr, d in zip(ok, probs, self.decide(probs), strict=True):
+                rows.append({"path": path, **self._row(pr, d)})
+        return rows
+
+    def _row(self, probs: np.ndarray, decision: Any) -> dict[str, Any]:
+        row: dict[str, Any] = {f"prob_{c}": float(p) for c, p in zip(self.classes, probs, strict=True)}
+        if self.task == "multilabel":
+            row["predicted"] = ";".join(c for c, d in zip(self.classes, decision, strict=True) if d)
+        else:
+            row["predicted"] = self.classes[int(decision)]
+        return row

@@ -1,0 +1,1 @@
+"""Training: losses, augmentation, checkpoints, the loop."""
