@@ -27,18 +27,28 @@ EXAMPLES = {
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="scandx", description="Medical image diagnosis: plan, train, evaluate, predict.")
+    p = argparse.ArgumentParser(
+        prog="scandx", description="Medical image diagnosis: plan, train, evaluate, predict."
+    )
     p.add_argument("--version", action="version", version=f"scandx {__version__}")
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = p.add_subparsers(dest="command", required=True)
 
     def cmd(name: str, help_: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=help_, description=help_, epilog=f"example: {EXAMPLES[name]}")
+        return sub.add_parser(
+            name, help=help_, description=help_, epilog=f"example: {EXAMPLES[name]}"
+        )
 
     def data_args(s: argparse.ArgumentParser, required: bool = True) -> None:
-        s.add_argument("--data", required=required, help="folder-per-class dir, CSV manifest or MedMNIST .npz")
+        s.add_argument(
+            "--data", required=required, help="folder-per-class dir, CSV manifest or MedMNIST .npz"
+        )
         s.add_argument("--image-root", help="folder the CSV's paths (or SOPInstanceUIDs) refer to")
-        s.add_argument("--skip-bad", action="store_true", help="skip unreadable files, list them in skipped.csv")
+        s.add_argument(
+            "--skip-bad",
+            action="store_true",
+            help="skip unreadable files, list them in skipped.csv",
+        )
 
     s = cmd("demo", "synthetic phantoms written as DICOM and PNG -> plan, train, evaluate, summary")
     s.add_argument("--out", default="demo-run")
@@ -48,7 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     s = cmd("plan", "fingerprint the data and write plan.json")
     data_args(s)
     s.add_argument("--out", required=True, help="run directory for plan.json")
-    s.add_argument("--time-budget", type=float, help="training seconds the plan should fit (default 600)")
+    s.add_argument(
+        "--time-budget", type=float, help="training seconds the plan should fit (default 600)"
+    )
     s.add_argument("--model", help="override the planned network (see the model registry)")
     s.add_argument("--seed", type=int, default=0)
 
@@ -56,7 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     data_args(s)
     s.add_argument("--out", required=True, help="run directory")
     s.add_argument("--plan", help="reuse (an edited) plan.json instead of planning")
-    s.add_argument("--time-budget", type=float, help="training seconds the plan should fit (default 600)")
+    s.add_argument(
+        "--time-budget", type=float, help="training seconds the plan should fit (default 600)"
+    )
     s.add_argument("--model", help="override the planned network")
     s.add_argument("--seed", type=int)
     s.add_argument("--resume", action="store_true", help="continue from checkpoints/last.ckpt")
@@ -64,14 +78,20 @@ def _parser() -> argparse.ArgumentParser:
     s = cmd("evaluate", "metrics with bootstrap CIs on one split -> RUN/eval/<split>/")
     s.add_argument("run")
     data_args(s)
-    s.add_argument("--split", default="test", help="train, val, test, external or all (default test)")
-    s.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates (default 1000)")
+    s.add_argument(
+        "--split", default="test", help="train, val, test, external or all (default test)"
+    )
+    s.add_argument(
+        "--bootstrap", type=int, default=1000, help="bootstrap replicates (default 1000)"
+    )
 
     s = cmd("predict", "probabilities for image files using the run's saved preprocessing")
     s.add_argument("run")
     s.add_argument("files", nargs="+")
     s.add_argument("--out", help="CSV file to write (default: print CSV rows)")
-    s.add_argument("--skip-bad", action="store_true", help="report unreadable files instead of stopping")
+    s.add_argument(
+        "--skip-bad", action="store_true", help="report unreadable files instead of stopping"
+    )
     return p
 
 
@@ -79,7 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,
-        format="%(levelname).1s %(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S",
+        format="%(levelname).1s %(asctime)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
     )
     logging.getLogger("PIL").setLevel(logging.WARNING)
     logging.getLogger("pydicom").setLevel(logging.ERROR)
@@ -102,24 +123,44 @@ def _run(args: argparse.Namespace) -> int:
         run_demo(args.out, time_budget_s=args.time_budget, seed=args.seed)
     elif args.command == "plan":
         plan = workflow.plan_run(
-            args.data, args.out, time_budget_s=args.time_budget, seed=args.seed, model=args.model,
-            image_root=args.image_root, skip_bad=args.skip_bad,
+            args.data,
+            args.out,
+            time_budget_s=args.time_budget,
+            seed=args.seed,
+            model=args.model,
+            image_root=args.image_root,
+            skip_bad=args.skip_bad,
         )
-        print(f"wrote {args.out}/plan.json: {plan.model} {plan.input_size} x{plan.in_channels}, "
-              f"{plan.epochs} epochs, loss {plan.loss}, {plan.precision}")
+        print(
+            f"wrote {args.out}/plan.json: {plan.model} {plan.input_size} x{plan.in_channels}, "
+            f"{plan.epochs} epochs, loss {plan.loss}, {plan.precision}"
+        )
         for note in plan.notes:
             print(f"  - {note}")
     elif args.command == "train":
         summary = workflow.train_run(
-            args.data, args.out, plan_path=args.plan, time_budget_s=args.time_budget, seed=args.seed,
-            model=args.model, resume=args.resume, image_root=args.image_root, skip_bad=args.skip_bad,
+            args.data,
+            args.out,
+            plan_path=args.plan,
+            time_budget_s=args.time_budget,
+            seed=args.seed,
+            model=args.model,
+            resume=args.resume,
+            image_root=args.image_root,
+            skip_bad=args.skip_bad,
         )
         best = summary["best"]
-        print(f"trained {args.out}: best epoch {best.get('epoch', 0) + 1}, val AUC {best.get('val_auc', float('nan')):.4f}")
+        print(
+            f"trained {args.out}: best epoch {best.get('epoch', 0) + 1}, val AUC {best.get('val_auc', float('nan')):.4f}"
+        )
     elif args.command == "evaluate":
         m = workflow.evaluate_run(
-            args.run, args.data, split=args.split, image_root=args.image_root,
-            skip_bad=args.skip_bad, n_boot=args.bootstrap,
+            args.run,
+            args.data,
+            split=args.split,
+            image_root=args.image_root,
+            skip_bad=args.skip_bad,
+            n_boot=args.bootstrap,
         )
         print(format_metrics(m))
         print(f"wrote {args.run}/eval/{args.split}/metrics.json and predictions.csv")
@@ -134,7 +175,16 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def format_metrics(m: dict) -> str:
-    keys = ["auc", "accuracy", "balanced_accuracy", "sensitivity", "specificity", "ppv", "npv", "f1"]
+    keys = [
+        "auc",
+        "accuracy",
+        "balanced_accuracy",
+        "sensitivity",
+        "specificity",
+        "ppv",
+        "npv",
+        "f1",
+    ]
     lines = [f"{m['split']}: {m['cases']} cases, {m['patients']} patients"]
     for k in keys:
         if k in m and isinstance(m[k], dict) and m[k].get("value") is not None:

@@ -69,7 +69,10 @@ class Plan:
             (self.task in ("binary", "multiclass", "multilabel"), f"task {self.task!r}"),
             (self.loss in LOSSES, f"loss {self.loss!r} (choose from {LOSSES})"),
             (self.sampler in SAMPLERS, f"sampler {self.sampler!r} (choose from {SAMPLERS})"),
-            (self.precision in PRECISIONS, f"precision {self.precision!r} (choose from {PRECISIONS})"),
+            (
+                self.precision in PRECISIONS,
+                f"precision {self.precision!r} (choose from {PRECISIONS})",
+            ),
             (len(self.input_size) == self.spatial_dims, "input_size length != spatial_dims"),
             (len(self.intensity_mean) == self.in_channels, "intensity_mean length != in_channels"),
             (self.epochs >= 1 and self.batch_size >= 1, "epochs and batch_size must be >= 1"),

@@ -17,8 +17,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterable
-
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -125,30 +123,32 @@ def make_plan(
     channels = 3 if fp["colour_fraction"] > 0.5 else 1
     notes.append(f"{channels} channel(s): {fp['colour_fraction']:.0%} of images carry colour")
     native = int(max(fp["median_size"]))
-    n_train = sum(manifest.class_counts("train").values()) if manifest.task != "multilabel" else len(
-        manifest.in_split("train")
-    )
+    n_train = len(manifest.in_split("train"))
     batch = 128 if native <= 64 else 32
-    name = model or "resnet18"
-
-    candidates: Iterable[int] = [native] if native <= 64 else [s for s in SIZES if s <= native] or [64]
-    candidates = [s for s in candidates if s >= min_input_size(name)] or [min_input_size(name)]
-    size, epoch_s = candidates[0], None
-    for s in sorted(candidates, reverse=True):
-        step_s = _probe_step_seconds(name, channels, s, batch, precision, device, len(manifest.classes)) if probe else None
+    n_classes = len(manifest.classes)
+    chosen = None
+    for name, size, kwargs in _candidates(native, model):
+        step_s = (
+            _probe_step_seconds(name, channels, size, batch, precision, device, n_classes, kwargs)
+            if probe
+            else None
+        )
         epoch_s = None if step_s is None else step_s * math.ceil(n_train / batch)
-        size = s
+        chosen = (name, size, kwargs, epoch_s)
         if epoch_s is None or epoch_s * MIN_EPOCHS <= 0.8 * budget:
             break
+    assert chosen is not None
+    name, size, kwargs, epoch_s = chosen
     if epoch_s:
         epochs = int(max(3, min(200, (0.8 * budget) // epoch_s)))
         notes.append(
-            f"input {size}px (median image edge {native}px); measured {epoch_s:.1f}s/epoch "
-            f"-> {epochs} epochs in 80% of the {budget:.0f}s budget"
+            f"{name} {kwargs or ''} at {size}px (median image edge {native}px): measured "
+            f"{epoch_s:.1f}s/epoch -> {epochs} epochs in 80% of the {budget:.0f}s budget "
+            f"(first candidate allowing >= {MIN_EPOCHS} epochs)"
         )
     else:
         epochs = 30
-        notes.append(f"input {size}px (median image edge {native}px); {epochs} epochs (no probe)")
+        notes.append(f"{name} at {size}px (median image edge {native}px); {epochs} epochs")
 
     loss, weights = _choose_loss(manifest, notes)
     hflip = False
@@ -162,6 +162,7 @@ def make_plan(
         intensity_mean=[float(v) for v in fp["mean"][:channels]],
         intensity_std=[float(v) for v in fp["std"][:channels]],
         model=name,
+        model_kwargs=kwargs,
         loss=loss,
         class_weights=weights,
         augmentation=Augmentation(hflip=hflip),
@@ -198,19 +199,49 @@ def _choose_loss(manifest: Manifest, notes: list[str]) -> tuple[str, list[float]
     return "ce", None
 
 
+def _candidates(native: int, model: str | None) -> list[tuple[str, int, dict]]:
+    """(model, input size, model kwargs) in order of preference: most capable first."""
+    if native <= 64:
+        sizes = [native]
+    else:
+        sizes = sorted((s for s in SIZES if s <= native), reverse=True) or [64]
+    names = [model] if model else ["resnet18"]
+    out: list[tuple[str, int, dict]] = []
+    for name in names:
+        sizes_ok = [s for s in sizes if s >= min_input_size(name)] or [min_input_size(name)]
+        for s in sizes_ok:
+            if name.startswith("resnet") and s <= 64:
+                out.append((name, s, {"small_stem": True}))
+                out.append((name, s, {"small_stem": False}))
+            else:
+                out.append((name, s, {}))
+    if not model:
+        out.append(("simple-cnn", min(sizes[-1], 64), {}))
+    return out
+
+
 def _probe_step_seconds(
-    name: str, channels: int, size: int, batch: int, precision: str, device: str, classes: int
+    name: str,
+    channels: int,
+    size: int,
+    batch: int,
+    precision: str,
+    device: str,
+    classes: int,
+    kwargs: dict | None = None,
 ) -> float | None:
-    """Seconds per training step of the model, measured on random data (3 timed steps)."""
+    """Seconds per training step at ``batch``, from 2 timed steps of a smaller batch."""
     try:
         torch.manual_seed(0)
-        model = create_model(name, 2, channels, classes, input_size=[size, size]).to(device)
+        model = create_model(name, 2, channels, classes, input_size=[size, size], **(kwargs or {}))
+        model = model.to(device)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-        x = torch.randn(batch, channels, size, size, device=device)
-        y = torch.randint(0, classes, (batch,), device=device)
+        probe_batch = min(batch, 32)
+        x = torch.randn(probe_batch, channels, size, size, device=device)
+        y = torch.randint(0, classes, (probe_batch,), device=device)
         dtype = torch.bfloat16 if precision == "bf16" else torch.float16
         times = []
-        for i in range(4):
+        for i in range(3):
             t = time.perf_counter()
             with torch.autocast(device, dtype=dtype, enabled=precision != "fp32"):
                 loss = torch.nn.functional.cross_entropy(model(x), y)
@@ -221,7 +252,7 @@ def _probe_step_seconds(
                 torch.cuda.synchronize()
             if i:
                 times.append(time.perf_counter() - t)
-        return float(np.median(times))
+        return float(np.median(times)) * batch / probe_batch
     except Exception as e:  # the probe is advice; never fail a plan on it
         log.warning("throughput probe failed (%s); using default epochs", e)
         return None

@@ -33,16 +33,28 @@ log = logging.getLogger(__name__)
 
 
 def prepare_manifest(
-    data: str | Path, *, image_root: str | Path | None = None, skip_bad: bool = False,
-    seed: int = 0, val_fraction: float = 0.15, test_fraction: float = 0.15,
+    data: str | Path,
+    *,
+    image_root: str | Path | None = None,
+    skip_bad: bool = False,
+    seed: int = 0,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
 ) -> Manifest:
     manifest = load_source(data, image_root=image_root, skip_bad=skip_bad)
-    return assign_splits(manifest, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction)
+    return assign_splits(
+        manifest, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction
+    )
 
 
 def plan_run(
-    data: str | Path, out: str | Path | None = None, *, time_budget_s: float | None = None,
-    seed: int = 0, model: str | None = None, image_root: str | Path | None = None,
+    data: str | Path,
+    out: str | Path | None = None,
+    *,
+    time_budget_s: float | None = None,
+    seed: int = 0,
+    model: str | None = None,
+    image_root: str | Path | None = None,
     skip_bad: bool = False,
 ) -> Plan:
     """Fingerprint the data and write ``OUT/plan.json`` (when ``out`` is given)."""
@@ -64,9 +76,16 @@ def _labels(manifest: Manifest, cases: list) -> torch.Tensor:
 
 
 def train_run(
-    data: str | Path, out: str | Path, *, plan_path: str | Path | None = None,
-    time_budget_s: float | None = None, seed: int | None = None, model: str | None = None,
-    resume: bool = False, image_root: str | Path | None = None, skip_bad: bool = False,
+    data: str | Path,
+    out: str | Path,
+    *,
+    plan_path: str | Path | None = None,
+    time_budget_s: float | None = None,
+    seed: int | None = None,
+    model: str | None = None,
+    resume: bool = False,
+    image_root: str | Path | None = None,
+    skip_bad: bool = False,
     hooks: list[Hook] | None = None,
 ) -> dict[str, Any]:
     """Plan (or reuse a plan), train, choose thresholds on validation, save the model."""
@@ -82,7 +101,10 @@ def train_run(
         base = Plan.load(plan_path) if plan_path else None
         run_seed = seed if seed is not None else (base.seed if base else 0)
         manifest = prepare_manifest(
-            data, image_root=image_root, skip_bad=skip_bad, seed=run_seed,
+            data,
+            image_root=image_root,
+            skip_bad=skip_bad,
+            seed=run_seed,
             val_fraction=base.val_fraction if base else 0.15,
             test_fraction=base.test_fraction if base else 0.15,
         )
@@ -95,8 +117,12 @@ def train_run(
             fp = fingerprint(manifest, skip_bad=skip_bad)
             plan = make_plan(manifest, fp, time_budget_s=time_budget_s, seed=run_seed, model=model)
     contract = contract_of(plan)
-    x_tr, tr_cases, bad_tr = load_cases(manifest.in_split("train"), contract, skip_bad=skip_bad, desc="train images")
-    x_va, va_cases, bad_va = load_cases(manifest.in_split("val"), contract, skip_bad=skip_bad, desc="val images")
+    x_tr, tr_cases, bad_tr = load_cases(
+        manifest.in_split("train"), contract, skip_bad=skip_bad, desc="train images"
+    )
+    x_va, va_cases, bad_va = load_cases(
+        manifest.in_split("val"), contract, skip_bad=skip_bad, desc="val images"
+    )
     skipped = manifest.skipped + bad_tr + bad_va
     data_t = TrainData(x_tr, _labels(manifest, tr_cases), x_va, _labels(manifest, va_cases))
 
@@ -118,12 +144,23 @@ def train_run(
     val_probs = probabilities(plan.task, predict_logits(model_nn, data_t.x_val, "cpu")).numpy()
     thresholds = choose_thresholds(plan, data_t.y_val.numpy(), val_probs)
     info = save_model(
-        out / "model", model_nn, plan, thresholds,
-        {"best_epoch": result["best"].get("epoch"), "val_auc": result["best"].get("val_auc"),
-         "training_data": manifest.summary()},
+        out / "model",
+        model_nn,
+        plan,
+        thresholds,
+        {
+            "best_epoch": result["best"].get("epoch"),
+            "val_auc": result["best"].get("val_auc"),
+            "training_data": manifest.summary(),
+        },
     )
-    summary = {"run": str(out), "best": result["best"], "epochs_run": len(result["history"]),
-               "thresholds": thresholds, "sha256": info["sha256"]}
+    summary = {
+        "run": str(out),
+        "best": result["best"],
+        "epochs_run": len(result["history"]),
+        "thresholds": thresholds,
+        "sha256": info["sha256"],
+    }
     (out / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
@@ -134,7 +171,10 @@ def choose_thresholds(plan: Plan, y_val: np.ndarray, probs: np.ndarray) -> dict[
     if plan.task == "binary":
         return {**base, "positive": youden_threshold(y_val == 1, probs[:, 1])}
     if plan.task == "multilabel":
-        return {**base, **{c: youden_threshold(y_val[:, k], probs[:, k]) for k, c in enumerate(plan.classes)}}
+        return {
+            **base,
+            **{c: youden_threshold(y_val[:, k], probs[:, k]) for k, c in enumerate(plan.classes)},
+        }
     return base
 
 
@@ -142,7 +182,8 @@ def _check_plan_matches(plan: Plan, manifest: Manifest, where: Any) -> None:
     if plan.task != manifest.task or list(plan.classes) != list(manifest.classes):
         raise ScandxError(
             f"plan is for a {plan.task} task with classes {plan.classes}, the data has a "
-            f"{manifest.task} task with classes {manifest.classes}", where,
+            f"{manifest.task} task with classes {manifest.classes}",
+            where,
         )
 
 
@@ -155,7 +196,9 @@ def _apply_run_splits(manifest: Manifest, manifest_csv: Path, strict: bool) -> N
         if c.case_id in recorded:
             c.split = recorded[c.case_id]
         elif strict:
-            raise ScandxError(f"case {c.case_id} is not in the run's manifest; resume needs the same data", c.path)
+            raise ScandxError(
+                f"case {c.case_id} is not in the run's manifest; resume needs the same data", c.path
+            )
         elif not c.split:
             c.split = "external"
     check_patient_leakage(manifest)
@@ -172,8 +215,13 @@ def _write_skipped(out: Path, skipped: list[tuple[str, str]]) -> None:
 
 
 def evaluate_run(
-    run: str | Path, data: str | Path, *, split: str = "test", image_root: str | Path | None = None,
-    skip_bad: bool = False, n_boot: int = 1000,
+    run: str | Path,
+    data: str | Path,
+    *,
+    split: str = "test",
+    image_root: str | Path | None = None,
+    skip_bad: bool = False,
+    n_boot: int = 1000,
 ) -> dict[str, Any]:
     """Score one split with the run's Predictor; write eval/<split>/metrics.json and predictions.csv."""
     run = Path(run)
@@ -188,18 +236,31 @@ def evaluate_run(
     if not cases:
         have = sorted({c.split for c in manifest.cases})
         raise ScandxError(f"no cases in split {split!r}; available: {', '.join(have)}", data)
-    x, kept, skipped = load_cases(cases, predictor.contract, skip_bad=skip_bad, desc=f"{split} images")
+    x, kept, skipped = load_cases(
+        cases, predictor.contract, skip_bad=skip_bad, desc=f"{split} images"
+    )
     probs = predictor.probabilities(x)
     y = _labels(manifest, kept).numpy()
     thresholds = predictor.info["thresholds"]
     metrics = evaluate_predictions(
-        manifest.task, manifest.classes, y, probs, thresholds,
-        [c.patient_id for c in kept], n_boot=n_boot,
+        manifest.task,
+        manifest.classes,
+        y,
+        probs,
+        thresholds,
+        [c.patient_id for c in kept],
+        n_boot=n_boot,
     )
     metrics = {
-        "split": split, "cases": len(kept), "patients": len({c.patient_id for c in kept}),
-        "task": manifest.task, "classes": manifest.classes,
-        "threshold": {**thresholds, "note": "chosen on the validation split at training time; never tuned on test"},
+        "split": split,
+        "cases": len(kept),
+        "patients": len({c.patient_id for c in kept}),
+        "task": manifest.task,
+        "classes": manifest.classes,
+        "threshold": {
+            **thresholds,
+            "note": "chosen on the validation split at training time; never tuned on test",
+        },
         **metrics,
     }
     if skipped:
@@ -210,18 +271,40 @@ def evaluate_run(
     decisions = predictor.decide(probs)
     with open(out / "predictions.csv", "w", newline="") as f:
         w = csv.writer(f)
-        label_cols = ["label"] if manifest.task != "multilabel" else [f"label_{c}" for c in manifest.classes]
-        w.writerow(["case_id", "patient_id", "path", *label_cols,
-                    *[f"prob_{c}" for c in manifest.classes], "predicted"])
+        label_cols = (
+            ["label"] if manifest.task != "multilabel" else [f"label_{c}" for c in manifest.classes]
+        )
+        w.writerow(
+            [
+                "case_id",
+                "patient_id",
+                "path",
+                *label_cols,
+                *[f"prob_{c}" for c in manifest.classes],
+                "predicted",
+            ]
+        )
         for c, pr, d, yy in zip(kept, probs, decisions, y, strict=True):
-            labels = [manifest.classes[int(yy)]] if manifest.task != "multilabel" else [int(v) for v in yy]
-            pred = ";".join(n for n, v in zip(manifest.classes, d, strict=True) if v) if manifest.task == "multilabel" else manifest.classes[int(d)]
+            labels = (
+                [manifest.classes[int(yy)]]
+                if manifest.task != "multilabel"
+                else [int(v) for v in yy]
+            )
+            pred = (
+                ";".join(n for n, v in zip(manifest.classes, d, strict=True) if v)
+                if manifest.task == "multilabel"
+                else manifest.classes[int(d)]
+            )
             w.writerow([c.case_id, c.patient_id, c.path, *labels, *[f"{p:.6f}" for p in pr], pred])
     return metrics
 
 
 def predict_run(
-    run: str | Path, files: list[str | Path], out_csv: str | Path | None = None, *, skip_bad: bool = False
+    run: str | Path,
+    files: list[str | Path],
+    out_csv: str | Path | None = None,
+    *,
+    skip_bad: bool = False,
 ) -> list[dict[str, Any]]:
     """Probabilities and decisions for image files, via the run's saved input contract."""
     predictor = Predictor.from_run(run)
@@ -232,5 +315,10 @@ def predict_run(
             w = csv.DictWriter(f, fieldnames=keys)
             w.writeheader()
             for r in rows:
-                w.writerow({k: (f"{r[k]:.6f}" if isinstance(r.get(k), float) else r.get(k, "")) for k in keys})
+                w.writerow(
+                    {
+                        k: (f"{r[k]:.6f}" if isinstance(r.get(k), float) else r.get(k, ""))
+                        for k in keys
+                    }
+                )
     return rows

@@ -50,7 +50,9 @@ def read_case(case: Case) -> np.ndarray:
     """Display-space pixels of one case, (C, H, W) or (C, F, H, W) float32 in [0, 1]."""
     if "npz_key" in case.meta:
         arr = load_npz(case.path)[case.meta["npz_key"]][int(case.meta["npz_index"])]
-        a = arr.astype(np.float32) / (255.0 if arr.dtype == np.uint8 else max(float(arr.max()), 1.0))
+        a = arr.astype(np.float32) / (
+            255.0 if arr.dtype == np.uint8 else max(float(arr.max()), 1.0)
+        )
         return a[None] if a.ndim == 2 else np.moveaxis(a, -1, 0)
     return read_image(case.path)[0]
 
@@ -59,9 +61,11 @@ def is_grey(arr: np.ndarray) -> bool:
     """True for one channel, or three channels that carry the same values."""
     if arr.shape[0] == 1:
         return True
-    return arr.shape[0] == 3 and float(np.abs(arr[0] - arr[1]).max()) <= GREY_TOLERANCE and float(
-        np.abs(arr[0] - arr[2]).max()
-    ) <= GREY_TOLERANCE
+    return (
+        arr.shape[0] == 3
+        and float(np.abs(arr[0] - arr[1]).max()) <= GREY_TOLERANCE
+        and float(np.abs(arr[0] - arr[2]).max()) <= GREY_TOLERANCE
+    )
 
 
 def _fit_channels(arr: np.ndarray, channels: int, where: str) -> np.ndarray:
@@ -106,7 +110,9 @@ def letterbox_resize(x: torch.Tensor, size: list[int]) -> torch.Tensor:
     if any(pads):
         x = F.pad(x, pads)
     mode = "bilinear" if len(size) == 2 else "trilinear"
-    return F.interpolate(x[None], size=size, mode=mode, align_corners=False, antialias=len(size) == 2)[0]
+    return F.interpolate(
+        x[None], size=size, mode=mode, align_corners=False, antialias=len(size) == 2
+    )[0]
 
 
 def load_cases(

@@ -17,9 +17,18 @@ from typing import Any
 TASKS = ("binary", "multiclass", "multilabel")
 SPLITS = ("train", "val", "test")
 _SPLIT_ALIASES = {
-    "train": "train", "training": "train", "tr": "train",
-    "val": "val", "valid": "val", "validation": "val", "tune": "val", "dev": "val",
-    "test": "test", "testing": "test", "ts": "test", "holdout": "test",
+    "train": "train",
+    "training": "train",
+    "tr": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "tune": "val",
+    "dev": "val",
+    "test": "test",
+    "testing": "test",
+    "ts": "test",
+    "holdout": "test",
 }
 NEGATIVE_NAMES = ("normal", "negative", "neg", "benign", "healthy", "no", "absent", "0", "false")
 

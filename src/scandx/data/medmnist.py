@@ -19,9 +19,20 @@ LABEL_NAMES = {
     "pneumoniamnist": ["normal", "pneumonia"],
     "breastmnist": ["malignant", "normal_or_benign"],
     "chestmnist": [
-        "atelectasis", "cardiomegaly", "effusion", "infiltration", "mass", "nodule",
-        "pneumonia", "pneumothorax", "consolidation", "edema", "emphysema", "fibrosis",
-        "pleural", "hernia",
+        "atelectasis",
+        "cardiomegaly",
+        "effusion",
+        "infiltration",
+        "mass",
+        "nodule",
+        "pneumonia",
+        "pneumothorax",
+        "consolidation",
+        "edema",
+        "emphysema",
+        "fibrosis",
+        "pleural",
+        "hernia",
     ],
 }
 
@@ -52,7 +63,9 @@ def load_medmnist(path: Path, image_root: Path | None = None, skip_bad: bool = F
                 "expected (N, H, W[, 3]) images and N labels (3D MedMNIST is not a 2D source)",
                 path,
             )
-    labels_all = np.concatenate([arrays[f"{s}_labels"].reshape(len(arrays[f"{s}_labels"]), -1) for s in splits])
+    labels_all = np.concatenate(
+        [arrays[f"{s}_labels"].reshape(len(arrays[f"{s}_labels"]), -1) for s in splits]
+    )
     width = labels_all.shape[1]
     flag = path.stem.split("_")[0].lower()
     if width > 1:
@@ -62,7 +75,9 @@ def load_medmnist(path: Path, image_root: Path | None = None, skip_bad: bool = F
         n_classes = int(labels_all.max()) + 1
         task = "binary" if n_classes == 2 else "multiclass"
     names = LABEL_NAMES.get(flag)
-    classes = names if names and len(names) == n_classes else [f"class_{i}" for i in range(n_classes)]
+    classes = (
+        names if names and len(names) == n_classes else [f"class_{i}" for i in range(n_classes)]
+    )
     cases = []
     abspath = str(path.resolve())
     for s in splits:

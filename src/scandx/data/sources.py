@@ -35,7 +35,9 @@ SourceLoader = Callable[..., Manifest]
 SOURCES: dict[str, tuple[Callable[[Path], bool], SourceLoader]] = {}
 
 
-def register_source(name: str, detect: Callable[[Path], bool]) -> Callable[[SourceLoader], SourceLoader]:
+def register_source(
+    name: str, detect: Callable[[Path], bool]
+) -> Callable[[SourceLoader], SourceLoader]:
     def wrap(fn: SourceLoader) -> SourceLoader:
         SOURCES[name] = (detect, fn)
         return fn
@@ -70,9 +72,7 @@ def _check_manifest(m: Manifest, path: Path) -> None:
         raise ScandxError("no usable images found", path)
     if len(m.classes) < 2:
         only = m.classes[0] if m.classes else "none"
-        raise ScandxError(
-            f"found only one class ({only}); classification needs at least two", path
-        )
+        raise ScandxError(f"found only one class ({only}); classification needs at least two", path)
     counts = m.class_counts()
     if m.task != "multilabel":
         empty = [k for k, v in counts.items() if v == 0]
@@ -111,9 +111,13 @@ def load_folder(path: Path, image_root: Path | None = None, skip_bad: bool = Fal
     files: list[tuple[Path, Path, str]] = []  # (file, class folder, split)
     skipped: list[tuple[str, str]] = []
     for root, split in roots:
-        for class_dir in sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")):
+        for class_dir in sorted(
+            d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")
+        ):
             for f in sorted(class_dir.rglob("*")):
-                if f.is_file() and not any(part.startswith(".") for part in f.relative_to(root).parts):
+                if f.is_file() and not any(
+                    part.startswith(".") for part in f.relative_to(root).parts
+                ):
                     files.append((f, class_dir, split))
         stray = [f for f in root.iterdir() if f.is_file() and not f.name.startswith(".")]
         for f in stray:
@@ -126,7 +130,9 @@ def load_folder(path: Path, image_root: Path | None = None, skip_bad: bool = Fal
         kind = reader_for(f)
         if kind is None:
             ext = file_extension(f) or "(no extension, not DICOM)"
-            err = BadImageError(f"unsupported file type {ext}; supported: {supported_extensions()}", f)
+            err = BadImageError(
+                f"unsupported file type {ext}; supported: {supported_extensions()}", f
+            )
             _skip_or_raise(err, skipped, skip_bad)
             continue
         try:
@@ -196,7 +202,9 @@ def load_csv(path: Path, image_root: Path | None = None, skip_bad: bool = False)
             else:
                 uid = (row.get("sop_instance_uid") or "").strip()
                 if uid not in uid_index:
-                    raise BadImageError(f"no DICOM file with SOPInstanceUID {uid} under {root}", where)
+                    raise BadImageError(
+                        f"no DICOM file with SOPInstanceUID {uid} under {root}", where
+                    )
                 img = uid_index[uid]
             if not label_cols and not (row.get("label") or "").strip():
                 raise BadImageError("missing label", where)

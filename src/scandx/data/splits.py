@@ -72,7 +72,9 @@ def assign_splits(
     return manifest
 
 
-def _assign(cases: list[Case], task: str, fractions: dict[str, float], rng: np.random.Generator) -> None:
+def _assign(
+    cases: list[Case], task: str, fractions: dict[str, float], rng: np.random.Generator
+) -> None:
     by_patient: dict[str, list[Case]] = defaultdict(list)
     for c in cases:
         by_patient[c.patient_id].append(c)

@@ -112,7 +112,9 @@ def multiclass_metrics(y: np.ndarray, probs: np.ndarray) -> dict[str, float]:
     }
 
 
-def multilabel_metrics(y: np.ndarray, probs: np.ndarray, thresholds: np.ndarray) -> dict[str, float]:
+def multilabel_metrics(
+    y: np.ndarray, probs: np.ndarray, thresholds: np.ndarray
+) -> dict[str, float]:
     """Macro means over labels, plus subset (exact-match) accuracy."""
     pred = probs >= thresholds[None, :]
     per = [binary_metrics(y[:, k], probs[:, k], thresholds[k]) for k in range(probs.shape[1])]

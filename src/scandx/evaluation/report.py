@@ -16,7 +16,9 @@ from scandx.evaluation.metrics import (
 )
 
 
-def decisions(task: str, probs: np.ndarray, thresholds: dict[str, Any], classes: list[str]) -> np.ndarray:
+def decisions(
+    task: str, probs: np.ndarray, thresholds: dict[str, Any], classes: list[str]
+) -> np.ndarray:
     if task == "binary":
         return (probs[:, 1] >= thresholds["positive"]).astype(int)
     if task == "multilabel":
@@ -85,7 +87,9 @@ def evaluate_predictions(
     point = flat_metrics(task, classes, y, probs, thresholds)
     ci = bootstrap_ci(
         lambda idx: flat_metrics(task, classes, y[idx], probs[idx], thresholds),
-        patients, n_boot=n_boot, seed=seed,
+        patients,
+        n_boot=n_boot,
+        seed=seed,
     )
     result: dict[str, Any] = {}
     for key, value in point.items():
@@ -102,13 +106,24 @@ def evaluate_predictions(
         }
     else:
         result["confusion_matrix"] = {
-            "rows": "true class", "columns": "predicted class", "labels": classes,
+            "rows": "true class",
+            "columns": "predicted class",
+            "labels": classes,
             "matrix": confusion(y, pred, len(classes)).tolist(),
         }
-    counts = y.sum(0).astype(int).tolist() if task == "multilabel" else np.bincount(y, minlength=len(classes)).tolist()
+    counts = (
+        y.sum(0).astype(int).tolist()
+        if task == "multilabel"
+        else np.bincount(y, minlength=len(classes)).tolist()
+    )
     for name, n in zip(classes, counts, strict=True):
         result.setdefault("per_class", {}).setdefault(name, {})["n"] = int(n)
-    result["bootstrap"] = {"replicates": n_boot, "resampling_unit": "patient", "seed": seed, "interval": "percentile"}
+    result["bootstrap"] = {
+        "replicates": n_boot,
+        "resampling_unit": "patient",
+        "seed": seed,
+        "interval": "percentile",
+    }
     return result
 
 

@@ -42,7 +42,11 @@ def contract_of(plan: Plan) -> InputContract:
 
 
 def save_model(
-    model_dir: Path, model: torch.nn.Module, plan: Plan, thresholds: dict[str, Any], extra: dict[str, Any]
+    model_dir: Path,
+    model: torch.nn.Module,
+    plan: Plan,
+    thresholds: dict[str, Any],
+    extra: dict[str, Any],
 ) -> dict[str, Any]:
     """Write weights + model.json; returns the model.json content."""
     model_dir.mkdir(parents=True, exist_ok=True)
@@ -75,7 +79,9 @@ def load_model(model_dir: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Rebuild the network from model.json and load its checked weights."""
     meta_path = model_dir / MODEL_JSON
     if not meta_path.exists():
-        raise ScandxError("no trained model here (model/model.json missing); run scandx train first", model_dir)
+        raise ScandxError(
+            "no trained model here (model/model.json missing); run scandx train first", model_dir
+        )
     info = json.loads(meta_path.read_text())
     weights = model_dir / info["weights"]
     if not weights.exists():
@@ -83,8 +89,12 @@ def load_model(model_dir: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     if sha256(weights) != info["sha256"]:
         raise ScandxError("model weights do not match the checksum in model.json", weights)
     model = create_model(
-        info["model"], info["spatial_dims"], info["in_channels"], info["out_channels"],
-        input_size=info["input"]["size"], **info.get("model_kwargs", {}),
+        info["model"],
+        info["spatial_dims"],
+        info["in_channels"],
+        info["out_channels"],
+        input_size=info["input"]["size"],
+        **info.get("model_kwargs", {}),
     )
     model.load_state_dict(load_file(str(weights)))
     model.eval()

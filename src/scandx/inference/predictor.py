@@ -56,7 +56,9 @@ class Predictor:
             return (probs >= t[None]).astype(int)
         return probs.argmax(1)
 
-    def predict_files(self, paths: Sequence[str | Path], skip_bad: bool = False) -> list[dict[str, Any]]:
+    def predict_files(
+        self, paths: Sequence[str | Path], skip_bad: bool = False
+    ) -> list[dict[str, Any]]:
         """One result dict per readable file (or an error entry when ``skip_bad``)."""
         rows: list[dict[str, Any]] = []
         tensors, ok = [], []
@@ -75,7 +77,9 @@ class Predictor:
         return rows
 
     def _row(self, probs: np.ndarray, decision: Any) -> dict[str, Any]:
-        row: dict[str, Any] = {f"prob_{c}": float(p) for c, p in zip(self.classes, probs, strict=True)}
+        row: dict[str, Any] = {
+            f"prob_{c}": float(p) for c, p in zip(self.classes, probs, strict=True)
+        }
         if self.task == "multilabel":
             row["predicted"] = ";".join(c for c, d in zip(self.classes, decision, strict=True) if d)
         else:

@@ -66,15 +66,27 @@ class PlainCNN(nn.Module):
 
 
 @register_model("simple-cnn")
-def simple_cnn(spatial_dims: int, in_channels: int, out_channels: int, input_size: list[int],
-               hidden: int = 64, dropout: float = 0.0) -> nn.Module:
+def simple_cnn(
+    spatial_dims: int,
+    in_channels: int,
+    out_channels: int,
+    input_size: list[int],
+    hidden: int = 64,
+    dropout: float = 0.0,
+) -> nn.Module:
     """Conv(32) -> pool -> Conv(64) -> pool -> Dense(64) -> Dense(classes); 28x28 in the articles."""
     return PlainCNN(spatial_dims, in_channels, out_channels, input_size, (32, 64), hidden, dropout)
 
 
 @register_model("keras-cnn", min_size=46)
-def keras_cnn(spatial_dims: int, in_channels: int, out_channels: int, input_size: list[int],
-              hidden: int = 1024, dropout: float = 0.5) -> nn.Module:
+def keras_cnn(
+    spatial_dims: int,
+    in_channels: int,
+    out_channels: int,
+    input_size: list[int],
+    hidden: int = 1024,
+    dropout: float = 0.5,
+) -> nn.Module:
     """Four conv blocks (32, 64, 128, 128) and Dense(1024); 224x224 in the articles."""
     return PlainCNN(
         spatial_dims, in_channels, out_channels, input_size, (32, 64, 128, 128), hidden, dropout

@@ -31,7 +31,9 @@ def augment_batch(
     angle = uniform(-aug.rotate_deg, aug.rotate_deg) * math.pi / 180
     scale = uniform(*aug.scale)
     tx, ty = uniform(-aug.translate, aug.translate) * 2, uniform(-aug.translate, aug.translate) * 2
-    flip = (torch.rand(n, generator=generator) < 0.5).float() * 2 - 1 if aug.hflip else torch.ones(n)
+    flip = (
+        (torch.rand(n, generator=generator) < 0.5).float() * 2 - 1 if aug.hflip else torch.ones(n)
+    )
     bright = uniform(-aug.brightness, aug.brightness)
     contrast = uniform(1 - aug.contrast, 1 + aug.contrast)
 
@@ -42,7 +44,9 @@ def augment_batch(
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     mean, std = mean.to(x.device).view(1, -1, 1, 1), std.to(x.device).view(1, -1, 1, 1)
     display = x * std + mean
-    display = F.grid_sample(display, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    display = F.grid_sample(
+        display, grid, mode="bilinear", padding_mode="zeros", align_corners=False
+    )
     c = contrast.to(x.device).view(-1, 1, 1, 1)
     b = bright.to(x.device).view(-1, 1, 1, 1)
     display = (display - 0.5) * c + 0.5 + b

@@ -46,7 +46,11 @@ class TrainData:
 def build_model(plan: Plan) -> torch.nn.Module:
     out = len(plan.classes)
     return create_model(
-        plan.model, plan.spatial_dims, plan.in_channels, out, input_size=plan.input_size,
+        plan.model,
+        plan.spatial_dims,
+        plan.in_channels,
+        out,
+        input_size=plan.input_size,
         **plan.model_kwargs,
     )
 
@@ -56,7 +60,9 @@ def probabilities(task: str, logits: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict_logits(model: torch.nn.Module, x: torch.Tensor, device: str, batch: int = 256) -> torch.Tensor:
+def predict_logits(
+    model: torch.nn.Module, x: torch.Tensor, device: str, batch: int = 256
+) -> torch.Tensor:
     """Logits in fp32, batch by batch (inference never uses reduced precision)."""
     model.eval()
     out = [model(x[i : i + batch].to(device)).float().cpu() for i in range(0, len(x), batch)]
@@ -133,7 +139,12 @@ def fit(
         order, gen = epoch_order(plan, data.y_train, epoch)
         model.train()
         losses = []
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{plan.epochs}", leave=False, disable=None)
+        bar = tqdm(
+            range(steps_per_epoch),
+            desc=f"epoch {epoch + 1}/{plan.epochs}",
+            leave=False,
+            disable=None,
+        )
         for b in bar:
             idx = order[b * plan.batch_size : (b + 1) * plan.batch_size]
             x = augment_batch(data.x_train[idx], plan.augmentation, mean, std, gen).to(device)
@@ -160,7 +171,9 @@ def fit(
         improved = score > best
         if improved:
             best, bad_epochs = score, 0
-            best_state = copy.deepcopy({k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
+            best_state = copy.deepcopy(
+                {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            )
             save_checkpoint(ckpt_dir / "best.ckpt", {"model": best_state, "epoch": epoch})
         else:
             bad_epochs += 1
@@ -190,7 +203,12 @@ def fit(
         )
         log.info(
             "epoch %d/%d  loss %.4f  val_loss %.4f  val_auc %.4f  %.1fs%s",
-            epoch + 1, plan.epochs, record["train_loss"], val_loss, val_auc, record["seconds"],
+            epoch + 1,
+            plan.epochs,
+            record["train_loss"],
+            val_loss,
+            val_auc,
+            record["seconds"],
             "  *" if improved else "",
         )
         for hook in hooks or []:
@@ -199,7 +217,9 @@ def fit(
         best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     model.load_state_dict(best_state)
     best_record = max(
-        (r for r in history if r.get("best")), key=lambda r: r["epoch"], default=history[-1] if history else {}
+        (r for r in history if r.get("best")),
+        key=lambda r: r["epoch"],
+        default=history[-1] if history else {},
     )
     return {"model": model.cpu(), "best": best_record, "history": history}
 
@@ -214,5 +234,3 @@ def _truncate_log(path: Path, start_epoch: int) -> None:
     """Drop log lines of epochs after the checkpoint (a kill between log and checkpoint)."""
     kept = [r for r in _read_log(path) if r["epoch"] < start_epoch]
     path.write_text("".join(json.dumps(r) + "\n" for r in kept))
-
-

@@ -1,0 +1,146 @@
+"""Synthetic chest-like phantoms with a known answer, written as real files.
+
+Each patient has one or two frontal "radiographs": a body, two darker lung
+fields, a bright mediastinum, smooth anatomical texture and noise. Patients of
+class ``lesion`` carry a round opacity of random size, place and contrast in
+one lung. Files are written as DICOM (12-bit, some MONOCHROME1, some with
+Rescale Slope/Intercept and a window) and as 8-bit PNG, so everything
+downstream runs through the real readers. ``lesions.csv`` records each lesion
+(centre and radius), the ground truth for explanation checks.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+CR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.1"
+
+
+def phantom(rng: np.random.Generator, size: int, lesion: bool) -> tuple[np.ndarray, dict]:
+    """One image in display space [0, 1] and its lesion description (empty if none)."""
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    shift = rng.normal(0, 0.02, 2)
+    img = np.full((size, size), 0.08)
+    body = ((xx - 0.5 - shift[0]) / 0.45) ** 2 + ((yy - 0.55 - shift[1]) / 0.48) ** 2 < 1
+    img[body] = 0.62
+    lungs = []
+    for side in (-1, 1):
+        cx, cy = 0.5 + side * 0.19 + shift[0], 0.5 + shift[1]
+        rx, ry = 0.15 * rng.uniform(0.9, 1.1), 0.3 * rng.uniform(0.9, 1.1)
+        m = ((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2 < 1
+        img[m] = 0.22
+        lungs.append((cx, cy, rx, ry))
+    img[(np.abs(xx - 0.5 - shift[0]) < 0.05) & body] = 0.85  # mediastinum / spine
+    texture = _smooth(rng.normal(0, 1, (size, size)), max(1, size // 16))
+    img = img + 0.05 * texture / (texture.std() + 1e-6)
+    info: dict = {}
+    if lesion:
+        cx, cy, rx, ry = lungs[int(rng.integers(0, 2))]
+        r = rng.uniform(0.05, 0.11)
+        px = cx + rng.uniform(-0.5, 0.5) * rx
+        py = cy + rng.uniform(-0.6, 0.6) * ry
+        contrast = rng.uniform(0.18, 0.4)
+        blob = np.exp(-(((xx - px) ** 2 + (yy - py) ** 2) / (2 * (r / 1.5) ** 2)))
+        img = img + contrast * blob
+        info = {"cx": px * size, "cy": py * size, "radius": r * size, "contrast": contrast}
+    img = img + rng.normal(0, 0.025, img.shape)
+    return np.clip(img, 0, 1).astype(np.float32), info
+
+
+def _smooth(a: np.ndarray, k: int) -> np.ndarray:
+    kernel = np.ones(2 * k + 1) / (2 * k + 1)
+    a = np.apply_along_axis(lambda r: np.convolve(r, kernel, mode="same"), 0, a)
+    return np.apply_along_axis(lambda r: np.convolve(r, kernel, mode="same"), 1, a)
+
+
+def write_dicom(path: Path, img: np.ndarray, patient_id: str, variant: int, sex: str) -> None:
+    """Write display values as a 12-bit CR DICOM that reads back to the same values.
+
+    variant 0: MONOCHROME2, window over the full range; 1: MONOCHROME1 (inverted
+    storage); 2: Rescale Slope 2 / Intercept -1000 with a matching window.
+    """
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    stored = np.round(img * 4095).astype(np.uint16)
+    slope, intercept = (2.0, -1000.0) if variant == 2 else (1.0, 0.0)
+    if variant == 1:
+        stored = (4095 - stored).astype(np.uint16)
+    lo, hi = intercept, 4095 * slope + intercept
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = CR_IMAGE_STORAGE
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = CR_IMAGE_STORAGE
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    ds.PatientID = patient_id
+    ds.PatientName = "Phantom^" + patient_id
+    ds.PatientSex = sex
+    ds.Modality = "CR"
+    ds.Manufacturer = "scandx synthetic"
+    ds.Rows, ds.Columns = img.shape
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME1" if variant == 1 else "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
+    ds.WindowCenter = (lo + hi) / 2 + 0.5
+    ds.WindowWidth = hi - lo + 1
+    ds.PixelSpacing = [0.5, 0.5]
+    ds.PixelData = stored.tobytes()
+    ds.save_as(path, enforce_file_format=True)
+
+
+def write_png(path: Path, img: np.ndarray) -> None:
+    from PIL import Image
+
+    Image.fromarray(np.round(img * 255).astype(np.uint8), mode="L").save(path)
+
+
+def make_phantom_dataset(
+    out: str | Path,
+    n_patients: int = 160,
+    size: int = 64,
+    seed: int = 0,
+    lesion_fraction: float = 0.5,
+) -> Path:
+    """Write ``out/images/{normal,lesion}/<patient>/imgN.{dcm,png}`` and ``out/lesions.csv``.
+
+    Returns the folder-per-class image root (``out/images``).
+    """
+    out = Path(out)
+    images = out / "images"
+    rng = np.random.default_rng(seed)
+    rows = []
+    for p in range(n_patients):
+        has_lesion = bool(rng.random() < lesion_fraction)
+        cls = "lesion" if has_lesion else "normal"
+        pid = f"P{p:04d}"
+        folder = images / cls / pid
+        folder.mkdir(parents=True, exist_ok=True)
+        sex = "F" if rng.random() < 0.5 else "M"
+        for i in range(1 + int(rng.random() < 0.4)):
+            img, info = phantom(rng, size, has_lesion)
+            if (p + i) % 2 == 0:
+                path = folder / f"img{i}.dcm"
+                write_dicom(path, img, pid, variant=(p // 2 + i) % 3, sex=sex)
+            else:
+                path = folder / f"img{i}.png"
+                write_png(path, img)
+            if info:
+                rel = str(path.relative_to(images))
+                rows.append({"path": rel, **{k: round(v, 3) for k, v in info.items()}})
+    with open(out / "lesions.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["path", "cx", "cy", "radius", "contrast"])
+        w.writeheader()
+        w.writerows(rows)
+    return images
