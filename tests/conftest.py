@@ -1,0 +1,25 @@
+"""Shared fixtures: the real data folder beside the checkout, and small synthetic data sets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = (ROOT / ".." / "shared" / "data").resolve()
+DICOM_TEST = SHARED / "dicom" / "pydicom-test-files"
+DICOM_DATA = SHARED / "dicom" / "pydicom-data"
+PNEUMONIA = SHARED / "medmnist" / "pneumoniamnist.npz"
+
+needs_shared = pytest.mark.skipif(
+    not SHARED.is_dir(), reason=f"real data folder {SHARED} is absent (CI always has it)"
+)
+
+
+@pytest.fixture(scope="session")
+def phantoms(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small folder-per-class phantom data set (DICOM + PNG), 32 px."""
+    from scandx.data.synthetic import make_phantom_dataset
+
+    return make_phantom_dataset(tmp_path_factory.mktemp("phantoms"), n_patients=60, size=32, seed=1)
