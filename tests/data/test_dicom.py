@@ -65,36 +65,53 @@ def test_modality_lut_sequence_used():
     ds = pydicom.dcmread(DICOM_DATA / "mlut_18.dcm")
     item = ds.ModalityLUTSequence[0]
     n, first, _ = (int(v) for v in item.LUTDescriptor)
-    lut = np.frombuffer(item.LUTData, dtype="<u2") if isinstance(item.LUTData, bytes) else np.asarray(item.LUTData)
+    lut = (
+        np.frombuffer(item.LUTData, dtype="<u2")
+        if isinstance(item.LUTData, bytes)
+        else np.asarray(item.LUTData)
+    )
     expected = lut[np.clip(ds.pixel_array.astype(int) - first, 0, n - 1)].astype(np.float32)
     np.testing.assert_array_equal(modality_values(ds, ds.pixel_array), expected)
 
 
-LOSSLESS_TWINS = [
-    (DICOM_TEST / "MR_small.dcm", DICOM_TEST / name)
-    for name in [
-        "MR_small_RLE.dcm", "MR_small_bigendian.dcm", "MR_small_expb.dcm", "MR_small_implicit.dcm",
-        "MR_small_jp2klossless.dcm", "MR_small_jpeg_ls_lossless.dcm", "MR_small_padded.dcm",
+LOSSLESS_TWINS = (
+    [
+        (DICOM_TEST / "MR_small.dcm", DICOM_TEST / name)
+        for name in [
+            "MR_small_RLE.dcm",
+            "MR_small_bigendian.dcm",
+            "MR_small_expb.dcm",
+            "MR_small_implicit.dcm",
+            "MR_small_jp2klossless.dcm",
+            "MR_small_jpeg_ls_lossless.dcm",
+            "MR_small_padded.dcm",
+        ]
     ]
-] + [
-    (DICOM_DATA / "emri_small.dcm", DICOM_DATA / name)
-    for name in ["emri_small_RLE.dcm", "emri_small_big_endian.dcm",
-                 "emri_small_jpeg_2k_lossless.dcm", "emri_small_jpeg_ls_lossless.dcm"]
-] + [
-    (DICOM_DATA / "693_UNCR.dcm", DICOM_DATA / "693_J2KR.dcm"),
-    (DICOM_DATA / "693_UNCI.dcm", DICOM_TEST / "693_J2KI.dcm"),
-    (DICOM_DATA / "MR2_UNCR.dcm", DICOM_DATA / "MR2_J2KR.dcm"),
-    (DICOM_DATA / "JPEG2000_UNC.dcm", DICOM_TEST / "JPEG2000.dcm"),
-    (DICOM_DATA / "SC_rgb.dcm", DICOM_TEST / "SC_rgb_rle.dcm"),
-    (DICOM_DATA / "SC_rgb.dcm", DICOM_DATA / "SC_rgb_expb.dcm"),
-    (DICOM_DATA / "SC_rgb.dcm", DICOM_TEST / "SC_rgb_jpeg_gdcm.dcm"),  # JPEG lossless P14
-    (DICOM_DATA / "SC_rgb_16bit.dcm", DICOM_TEST / "SC_rgb_rle_16bit.dcm"),
-    (DICOM_DATA / "SC_rgb_2frame.dcm", DICOM_TEST / "SC_rgb_rle_2frame.dcm"),
-    (DICOM_DATA / "US1_UNCR.dcm", DICOM_DATA / "US1_J2KR.dcm"),
-    (DICOM_DATA / "OBXXXX1A.dcm", DICOM_DATA / "OBXXXX1A_expb.dcm"),  # palette, big endian
-    (DICOM_DATA / "OBXXXX1A_2frame.dcm", DICOM_DATA / "OBXXXX1A_expb_2frame.dcm"),
-    (DICOM_TEST / "rtdose.dcm", DICOM_TEST / "rtdose_rle.dcm"),
-]
+    + [
+        (DICOM_DATA / "emri_small.dcm", DICOM_DATA / name)
+        for name in [
+            "emri_small_RLE.dcm",
+            "emri_small_big_endian.dcm",
+            "emri_small_jpeg_2k_lossless.dcm",
+            "emri_small_jpeg_ls_lossless.dcm",
+        ]
+    ]
+    + [
+        (DICOM_DATA / "693_UNCR.dcm", DICOM_DATA / "693_J2KR.dcm"),
+        (DICOM_DATA / "693_UNCI.dcm", DICOM_TEST / "693_J2KI.dcm"),
+        (DICOM_DATA / "MR2_UNCR.dcm", DICOM_DATA / "MR2_J2KR.dcm"),
+        (DICOM_DATA / "JPEG2000_UNC.dcm", DICOM_TEST / "JPEG2000.dcm"),
+        (DICOM_DATA / "SC_rgb.dcm", DICOM_TEST / "SC_rgb_rle.dcm"),
+        (DICOM_DATA / "SC_rgb.dcm", DICOM_DATA / "SC_rgb_expb.dcm"),
+        (DICOM_DATA / "SC_rgb.dcm", DICOM_TEST / "SC_rgb_jpeg_gdcm.dcm"),  # JPEG lossless P14
+        (DICOM_DATA / "SC_rgb_16bit.dcm", DICOM_TEST / "SC_rgb_rle_16bit.dcm"),
+        (DICOM_DATA / "SC_rgb_2frame.dcm", DICOM_TEST / "SC_rgb_rle_2frame.dcm"),
+        (DICOM_DATA / "US1_UNCR.dcm", DICOM_DATA / "US1_J2KR.dcm"),
+        (DICOM_DATA / "OBXXXX1A.dcm", DICOM_DATA / "OBXXXX1A_expb.dcm"),  # palette, big endian
+        (DICOM_DATA / "OBXXXX1A_2frame.dcm", DICOM_DATA / "OBXXXX1A_expb_2frame.dcm"),
+        (DICOM_TEST / "rtdose.dcm", DICOM_TEST / "rtdose_rle.dcm"),
+    ]
+)
 
 
 @pytest.mark.parametrize(("reference", "other"), LOSSLESS_TWINS, ids=lambda p: p.name)
@@ -107,7 +124,11 @@ def test_lossless_transfer_syntaxes_decode_identically(reference, other):
 @pytest.mark.parametrize(
     ("reference", "other", "mean_tol"),
     [
-        (DICOM_DATA / "SC_rgb.dcm", DICOM_TEST / "SC_rgb_jpeg_dcmtk.dcm", 0.01),  # JPEG baseline YBR
+        (
+            DICOM_DATA / "SC_rgb.dcm",
+            DICOM_TEST / "SC_rgb_jpeg_dcmtk.dcm",
+            0.01,
+        ),  # JPEG baseline YBR
         (DICOM_DATA / "SC_rgb.dcm", DICOM_TEST / "SC_rgb_dcmtk_+eb+cy+np.dcm", 0.02),  # YBR 4:2:2
         (DICOM_DATA / "SC_rgb.dcm", DICOM_TEST / "SC_rgb_jls_lossy_line.dcm", 0.01),  # JPEG-LS near
         (DICOM_DATA / "RG3_J2KR.dcm", DICOM_DATA / "RG3_J2KI.dcm", 0.005),  # J2K irreversible

@@ -55,8 +55,14 @@ def test_csv_single_label_with_metadata(tmp_path):
     rows = []
     for i in range(8):
         _png(tmp_path / "img" / f"{i}.png", 10 * i)
-        rows.append({"path": f"img/{i}.png", "label": "pneumonia" if i % 2 else "normal",
-                     "patient_id": f"p{i // 2}", "site": "A" if i < 4 else "B"})
+        rows.append(
+            {
+                "path": f"img/{i}.png",
+                "label": "pneumonia" if i % 2 else "normal",
+                "patient_id": f"p{i // 2}",
+                "site": "A" if i < 4 else "B",
+            }
+        )
     with open(tmp_path / "m.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
@@ -134,10 +140,22 @@ def test_medmnist_multilabel_chest_like(tmp_path):
     [
         (lambda p: p.mkdir(), "empty folder"),
         (lambda p: _png(p / "only" / "a.png"), "only one class"),
-        (lambda p: (_png(p / "a" / "x.png"), _png(p / "b" / "y.png"), (p / "b" / "notes.xyz").write_text("hi")),
-         "unsupported file type .xyz"),
-        (lambda p: (_png(p / "a" / "x.png"), (p / "b").mkdir(), (p / "b" / "scan").write_text("not dicom")),
-         "not DICOM"),
+        (
+            lambda p: (
+                _png(p / "a" / "x.png"),
+                _png(p / "b" / "y.png"),
+                (p / "b" / "notes.xyz").write_text("hi"),
+            ),
+            "unsupported file type .xyz",
+        ),
+        (
+            lambda p: (
+                _png(p / "a" / "x.png"),
+                (p / "b").mkdir(),
+                (p / "b" / "scan").write_text("not dicom"),
+            ),
+            "not DICOM",
+        ),
     ],
     ids=["empty", "single-class", "unknown-extension", "non-image-without-extension"],
 )

@@ -100,8 +100,19 @@ def test_evaluate_predictions_shape():
     y = np.array([0, 0, 1, 1, 1, 0, 1, 0])
     p1 = np.array([0.1, 0.4, 0.35, 0.8, 0.7, 0.2, 0.9, 0.6])
     probs = np.stack([1 - p1, p1], 1)
-    out = evaluate_predictions("binary", ["neg", "pos"], y, probs, {"positive": 0.5}, [str(i) for i in range(8)], n_boot=50)
-    for key in ("auc", "accuracy", "balanced_accuracy", "sensitivity", "specificity", "ppv", "npv", "f1"):
+    out = evaluate_predictions(
+        "binary", ["neg", "pos"], y, probs, {"positive": 0.5}, [str(i) for i in range(8)], n_boot=50
+    )
+    for key in (
+        "auc",
+        "accuracy",
+        "balanced_accuracy",
+        "sensitivity",
+        "specificity",
+        "ppv",
+        "npv",
+        "f1",
+    ):
         assert set(out[key]) == {"value", "ci95"}
     assert out["sensitivity"]["value"] == pytest.approx(3 / 4)  # 0.8, 0.7, 0.9 >= 0.5; 0.35 missed
     assert out["specificity"]["value"] == pytest.approx(3 / 4)  # 0.6 is a false positive

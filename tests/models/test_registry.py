@@ -8,7 +8,15 @@ import torch
 from scandx.errors import ScandxError
 from scandx.models import create_model, list_models, min_input_size
 
-REQUIRED = {"simple-cnn", "keras-cnn", "resnet18", "resnet34", "resnet50", "densenet121", "efficientnet-b0"}
+REQUIRED = {
+    "simple-cnn",
+    "keras-cnn",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "densenet121",
+    "efficientnet-b0",
+}
 
 
 def test_required_models_registered():

@@ -1,0 +1,231 @@
+"""What a user hits at the command line: bad input, --skip-bad, edited plans, predict parity."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from scandx.cli import main
+from tests.conftest import DICOM_TEST, PNEUMONIA, needs_shared
+
+
+def _run(capsys, *args):
+    code = main(["-q", *map(str, args)])
+    return code, capsys.readouterr()
+
+
+def _png(path, value=128):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((16, 16), value, np.uint8)).save(path)
+
+
+def _two_class_folder(root, n=6):
+    for cls, v in (("normal", 60), ("lesion", 200)):
+        for i in range(n):
+            _png(root / cls / f"{cls}{i}.png", v + i)
+    return root
+
+
+BROKEN = ["MR_truncated.dcm", "badVR.dcm", "no_meta.dcm", "meta_missing_tsyntax.dcm"]
+
+
+def _bad_cases():
+    cases = {
+        "empty-folder": (lambda d: d.mkdir(), "empty folder"),
+        "single-class": (lambda d: _png(d / "only" / "a.png"), "only one class"),
+        "unknown-extension": (
+            lambda d: (_two_class_folder(d), (d / "normal" / "x.xyz").write_text("?")),
+            "unsupported file type .xyz",
+        ),
+        "non-image-file": (
+            lambda d: (_two_class_folder(d), (d / "lesion" / "fake.png").write_text("text")),
+            "not a readable image",
+        ),
+        "csv-missing-files": (
+            lambda d: (d.mkdir(), (d / "m.csv").write_text("path,label\na.png,x\nb.png,y\n")),
+            "image file not found",
+        ),
+    }
+    for name in BROKEN:
+        cases[name] = (
+            lambda d, name=name: (
+                _two_class_folder(d),
+                shutil.copy(DICOM_TEST / name, d / "lesion" / name),
+            ),
+            name,
+        )
+    return cases
+
+
+@needs_shared
+@pytest.mark.parametrize("case", list(_bad_cases()))
+def test_bad_input_one_line_exit_2_nothing_written(case, tmp_path, capsys):
+    make, expected = _bad_cases()[case]
+    data = tmp_path / "data"
+    make(data)
+    src = data / "m.csv" if (data / "m.csv").exists() else data
+    out = tmp_path / "run"
+    code, io = _run(capsys, "train", "--data", src, "--out", out, "--time-budget", "5")
+    assert code == 2
+    lines = io.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("scandx: error:") and expected in lines[0], (
+        io.err
+    )
+    assert "Traceback" not in io.err
+    assert not out.exists(), "no half-written run directory"
+
+
+@needs_shared
+def test_skip_bad_trains_on_the_rest_and_lists_what_was_skipped(phantoms, tmp_path, capsys):
+    data = tmp_path / "data"
+    shutil.copytree(phantoms, data)
+    shutil.copy(DICOM_TEST / "MR_truncated.dcm", data / "lesion" / "MR_truncated.dcm")
+    (data / "normal" / "readme.txt").write_text("notes")
+    code, _ = _run(
+        capsys, "train", "--data", data, "--out", tmp_path / "strict", "--time-budget", "5"
+    )
+    assert code == 2 and not (tmp_path / "strict").exists()
+    out = tmp_path / "run"
+    code, io = _run(
+        capsys,
+        "train",
+        "--data",
+        data,
+        "--out",
+        out,
+        "--time-budget",
+        "8",
+        "--model",
+        "simple-cnn",
+        "--skip-bad",
+    )
+    assert code == 0, io.err
+    with open(out / "skipped.csv") as f:
+        skipped = {r["path"].rsplit("/", 1)[-1]: r["reason"] for r in csv.DictReader(f)}
+    assert set(skipped) == {"MR_truncated.dcm", "readme.txt"}
+    assert "cannot decode pixel data" in skipped["MR_truncated.dcm"]
+    manifest = (out / "manifest.csv").read_text()
+    assert "MR_truncated" not in manifest and "readme" not in manifest
+
+
+def test_plan_then_train_with_edited_plan_evaluate_and_predict_parity(phantoms, tmp_path, capsys):
+    run = tmp_path / "run"
+    code, io = _run(capsys, "plan", "--data", phantoms, "--out", run, "--time-budget", "20")
+    assert code == 0, io.err
+    plan = json.loads((run / "plan.json").read_text())
+    for key in (
+        "input_size",
+        "intensity_mean",
+        "model",
+        "loss",
+        "batch_size",
+        "epochs",
+        "precision",
+        "augmentation",
+    ):
+        assert key in plan
+    plan.update(model="simple-cnn", model_kwargs={}, epochs=3, lr=0.003)
+    edited = tmp_path / "edited.json"
+    edited.write_text(json.dumps(plan))
+    code, io = _run(capsys, "train", "--data", phantoms, "--out", tmp_path / "r2", "--plan", edited)
+    assert code == 0, io.err
+    r2 = tmp_path / "r2"
+    assert json.loads((r2 / "model" / "model.json").read_text())["model"] == "simple-cnn"
+    assert len((r2 / "log.jsonl").read_text().splitlines()) == 3
+    assert json.loads((r2 / "plan.json").read_text())["epochs"] == 3
+
+    code, io = _run(
+        capsys, "evaluate", r2, "--data", phantoms, "--split", "test", "--bootstrap", "200"
+    )
+    assert code == 0, io.err
+    metrics = json.loads((r2 / "eval" / "test" / "metrics.json").read_text())
+    for key in (
+        "auc",
+        "accuracy",
+        "balanced_accuracy",
+        "sensitivity",
+        "specificity",
+        "ppv",
+        "npv",
+        "f1",
+    ):
+        assert set(metrics[key]) == {"value", "ci95"}
+    assert metrics["threshold"]["chosen_on"] == "val"
+    with open(r2 / "eval" / "test" / "predictions.csv") as f:
+        rows = list(csv.DictReader(f))
+    files = [r["path"] for r in rows[:6]]
+    code, io = _run(capsys, "predict", r2, *files, "--out", tmp_path / "p.csv")
+    assert code == 0, io.err
+    with open(tmp_path / "p.csv") as f:
+        preds = {r["path"]: float(r["prob_lesion"]) for r in csv.DictReader(f)}
+    for r in rows[:6]:
+        assert preds[r["path"]] == pytest.approx(float(r["prob_lesion"]), abs=2e-6)
+
+
+def test_existing_run_is_not_overwritten(phantoms, tmp_path, capsys):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    code, io = _run(capsys, "train", "--data", phantoms, "--out", run)
+    assert code == 2 and "--resume" in io.err
+
+
+def test_predict_bad_file_and_wrong_channels(phantoms, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert (
+        _run(
+            capsys,
+            "train",
+            "--data",
+            phantoms,
+            "--out",
+            run,
+            "--time-budget",
+            "5",
+            "--model",
+            "simple-cnn",
+        )[0]
+        == 0
+    )
+    (tmp_path / "x.png").write_text("not an image")
+    code, io = _run(capsys, "predict", run, tmp_path / "x.png")
+    assert code == 2 and "x.png" in io.err
+    rgb = np.zeros((32, 32, 3), np.uint8)
+    rgb[..., 0] = 255
+    Image.fromarray(rgb).save(tmp_path / "red.png")
+    code, io = _run(capsys, "predict", run, tmp_path / "red.png")
+    assert code == 2 and "colour image given to a model trained on greyscale" in io.err
+
+
+@needs_shared
+def test_pneumoniamnist_end_to_end(tmp_path, capsys):
+    """Real data: a short run of the seed articles' simple CNN beats chance by far."""
+    run = tmp_path / "run"
+    code, io = _run(
+        capsys,
+        "plan",
+        "--data",
+        PNEUMONIA,
+        "--out",
+        run,
+        "--model",
+        "simple-cnn",
+        "--time-budget",
+        "30",
+    )
+    assert code == 0, io.err
+    plan = json.loads((run / "plan.json").read_text())
+    assert plan["input_size"] == [28, 28] and plan["loss"] == "weighted_ce"  # 3494 vs 1214
+    plan["epochs"] = 3
+    (run / "plan.json").write_text(json.dumps(plan))
+    code, io = _run(capsys, "train", "--data", PNEUMONIA, "--out", run, "--plan", run / "plan.json")
+    assert code == 0, io.err
+    code, io = _run(capsys, "evaluate", run, "--data", PNEUMONIA, "--bootstrap", "200")
+    assert code == 0, io.err
+    m = json.loads((run / "eval" / "test" / "metrics.json").read_text())
+    assert m["cases"] == 624 and m["auc"]["value"] > 0.9
+    assert m["auc"]["ci95"][0] < m["auc"]["value"] < m["auc"]["ci95"][1]
