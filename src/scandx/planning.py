@@ -137,6 +137,10 @@ def make_plan(
         chosen = (name, size, kwargs, epoch_s)
         if epoch_s is None or epoch_s * MIN_EPOCHS <= 0.8 * budget:
             break
+        notes.append(
+            f"rejected {name} {kwargs or ''} at {size}px: {epoch_s:.1f}s/epoch allows fewer "
+            f"than {MIN_EPOCHS} epochs in 80% of {budget:.0f}s"
+        )
     assert chosen is not None
     name, size, kwargs, epoch_s = chosen
     if epoch_s:
@@ -230,18 +234,20 @@ def _probe_step_seconds(
     classes: int,
     kwargs: dict | None = None,
 ) -> float | None:
-    """Seconds per training step at ``batch``, from 2 timed steps of a smaller batch."""
+    """Seconds per training step at ``batch``: the fastest of 3 timed steps after a warm-up.
+
+    The minimum, not the mean: other processes only ever make a step slower.
+    """
     try:
         torch.manual_seed(0)
         model = create_model(name, 2, channels, classes, input_size=[size, size], **(kwargs or {}))
         model = model.to(device)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-        probe_batch = min(batch, 32)
-        x = torch.randn(probe_batch, channels, size, size, device=device)
-        y = torch.randint(0, classes, (probe_batch,), device=device)
+        x = torch.randn(batch, channels, size, size, device=device)
+        y = torch.randint(0, classes, (batch,), device=device)
         dtype = torch.bfloat16 if precision == "bf16" else torch.float16
         times = []
-        for i in range(3):
+        for i in range(4):
             t = time.perf_counter()
             with torch.autocast(device, dtype=dtype, enabled=precision != "fp32"):
                 loss = torch.nn.functional.cross_entropy(model(x), y)
@@ -252,7 +258,7 @@ def _probe_step_seconds(
                 torch.cuda.synchronize()
             if i:
                 times.append(time.perf_counter() - t)
-        return float(np.median(times)) * batch / probe_batch
+        return float(np.min(times))
     except Exception as e:  # the probe is advice; never fail a plan on it
         log.warning("throughput probe failed (%s); using default epochs", e)
         return None
