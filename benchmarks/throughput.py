@@ -120,12 +120,11 @@ def main() -> None:
         rows.append((name, batch, precision, n / t_bare, n / t_scandx, 1 - t_bare / t_scandx))
 
     print(
-        f"\ndevice {device}, {torch.get_num_threads()} threads, {args.images} images x {args.epochs} epochs, "
-        f"best of {args.repeats}"
+        f"\ndevice {device}, {torch.get_num_threads()} threads, "
+        f"{args.images} images x {args.epochs} epochs, best of {args.repeats}"
     )
-    print(
-        f"{'config':<18} {'batch':>5} {'prec':>5} {'bare img/s':>11} {'scandx img/s':>13} {'overhead':>9}"
-    )
+    head = f"{'config':<18} {'batch':>5} {'prec':>5} {'bare img/s':>11} {'scandx img/s':>13}"
+    print(f"{head} {'overhead':>9}")
     print("-" * 66)
     for name, batch, prec, bare, ours, over in rows:
         print(f"{name:<18} {batch:>5} {prec:>5} {bare:>11.1f} {ours:>13.1f} {over:>8.1%}")

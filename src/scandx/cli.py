@@ -19,9 +19,9 @@ log = logging.getLogger("scandx")
 
 EXAMPLES = {
     "demo": "scandx demo --out demo-run",
-    "plan": "scandx plan --data ../shared/data/medmnist/pneumoniamnist.npz --out runs/pneu --time-budget 600",
-    "train": "scandx train --data ../shared/data/medmnist/pneumoniamnist.npz --out runs/pneu --time-budget 600",
-    "evaluate": "scandx evaluate runs/pneu --data ../shared/data/medmnist/pneumoniamnist.npz --split test",
+    "plan": "scandx plan --data pneumoniamnist.npz --out runs/pneu --time-budget 600",
+    "train": "scandx train --data pneumoniamnist.npz --out runs/pneu --time-budget 600",
+    "evaluate": "scandx evaluate runs/pneu --data pneumoniamnist.npz --split test",
     "predict": "scandx predict runs/pneu chest1.png chest2.dcm --out preds.csv",
 }
 
@@ -151,7 +151,8 @@ def _run(args: argparse.Namespace) -> int:
         )
         best = summary["best"]
         print(
-            f"trained {args.out}: best epoch {best.get('epoch', 0) + 1}, val AUC {best.get('val_auc', float('nan')):.4f}"
+            f"trained {args.out}: best epoch {best.get('epoch', 0) + 1}, "
+            f"val AUC {best.get('val_auc', float('nan')):.4f}"
         )
     elif args.command == "evaluate":
         m = workflow.evaluate_run(

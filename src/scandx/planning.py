@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+
 import numpy as np
 import torch
 from tqdm import tqdm

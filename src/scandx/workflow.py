@@ -223,7 +223,7 @@ def evaluate_run(
     skip_bad: bool = False,
     n_boot: int = 1000,
 ) -> dict[str, Any]:
-    """Score one split with the run's Predictor; write eval/<split>/metrics.json and predictions.csv."""
+    """Score a split with the run's Predictor; write eval/<split>/{metrics.json,predictions.csv}."""
     run = Path(run)
     predictor = Predictor.from_run(run)
     manifest = load_source(data, image_root=image_root, skip_bad=skip_bad)

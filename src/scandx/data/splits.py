@@ -44,7 +44,7 @@ def check_patient_leakage(manifest: Manifest) -> None:
 def assign_splits(
     manifest: Manifest, seed: int = 0, val_fraction: float = 0.15, test_fraction: float = 0.15
 ) -> Manifest:
-    """Fill in missing splits in place (patient-level, stratified, seeded) and return the manifest."""
+    """Fill in missing splits in place (patient-level, stratified, seeded); returns the manifest."""
     check_patient_leakage(manifest)
     given = {c.split for c in manifest.cases if c.split}
     todo = [c for c in manifest.cases if not c.split]
@@ -65,7 +65,7 @@ def assign_splits(
     missing = [s for s in ("train", "val") if not manifest.in_split(s)]
     if missing:
         raise ScandxError(
-            f"no cases in the {' and '.join(missing)} split; need at least a few patients per split",
+            f"no cases in the {' and '.join(missing)} split; need a few patients per split",
             manifest.source,
         )
     check_patient_leakage(manifest)

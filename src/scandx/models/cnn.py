@@ -74,7 +74,7 @@ def simple_cnn(
     hidden: int = 64,
     dropout: float = 0.0,
 ) -> nn.Module:
-    """Conv(32) -> pool -> Conv(64) -> pool -> Dense(64) -> Dense(classes); 28x28 in the articles."""
+    """Conv(32) -> pool -> Conv(64) -> pool -> Dense(64) -> Dense(classes); 28x28 in articles."""
     return PlainCNN(spatial_dims, in_channels, out_channels, input_size, (32, 64), hidden, dropout)
 
 

@@ -61,11 +61,23 @@ def probabilities(task: str, logits: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def predict_logits(
-    model: torch.nn.Module, x: torch.Tensor, device: str, batch: int = 256
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    device: str,
+    batch: int = 256,
+    autocast_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
-    """Logits in fp32, batch by batch (inference never uses reduced precision)."""
+    """Logits batch by batch, in fp32 unless ``autocast_dtype`` is given.
+
+    Evaluation and prediction always use fp32 (a probability must not depend on
+    its batch); only per-epoch validation during training runs under autocast.
+    """
     model.eval()
-    out = [model(x[i : i + batch].to(device)).float().cpu() for i in range(0, len(x), batch)]
+    out = []
+    enabled = autocast_dtype is not None
+    with torch.autocast(device, dtype=autocast_dtype or torch.float32, enabled=enabled):
+        for i in range(0, len(x), batch):
+            out.append(model(x[i : i + batch].to(device)).float().cpu())
     return torch.cat(out) if out else torch.empty(0)
 
 
@@ -162,7 +174,8 @@ def fit(
             losses.append(loss.item())
             if b % 10 == 0:
                 bar.set_postfix(loss=f"{np.mean(losses[-10:]):.4f}")
-        val_logits = predict_logits(model, data.x_val, device)
+        val_amp = amp_dtype if plan.precision != "fp32" else None
+        val_logits = predict_logits(model, data.x_val, device, autocast_dtype=val_amp)
         val_probs = probabilities(plan.task, val_logits).numpy()
         yv = data.y_val.float() if plan.task == "multilabel" else data.y_val
         val_loss = float(criterion(val_logits.to(device), yv.to(device)).item())
