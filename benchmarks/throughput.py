@@ -34,6 +34,7 @@ CONFIGS = {
 
 
 def bare_loop(model, x, y, batch, epochs, device, precision, seed=0) -> float:
+    model = model.to(memory_format=torch.channels_last)  # as scandx's plan does
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=5e-4)
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     g = torch.Generator().manual_seed(seed)
@@ -44,6 +45,7 @@ def bare_loop(model, x, y, batch, epochs, device, precision, seed=0) -> float:
         for i in range(0, len(y), batch):
             idx = order[i : i + batch]
             xb, yb = x[idx].to(device), y[idx].to(device)
+            xb = xb.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device, dtype=dtype, enabled=precision != "fp32"):
                 logits = model(xb)
             loss = F.cross_entropy(logits.float(), yb)
@@ -72,7 +74,7 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=2048)
     ap.add_argument("--val-images", type=int, default=256)
     ap.add_argument("--epochs", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default=None, help="cpu or cuda (default: detected)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -101,6 +103,7 @@ def main() -> None:
             epochs=args.epochs,
             warmup_epochs=0,
             early_stopping_patience=10_000,
+            channels_last=True,
             device=device,
             precision=precision,
             intensity_mean=[0.0],

@@ -8,6 +8,8 @@ The rules, each recorded in ``plan.notes`` so a user can see why:
 - loss: cross-entropy; class-weighted when the largest/smallest class ratio
   exceeds 1.5; focal (with the same weights) above 10; BCE for multi-label;
 - epochs: from the time budget and a short throughput probe of the model;
+- memory format: channels_last (measured 26% faster for ResNet-18 at 64 px in bf16
+  on a 2-core AVX512-BF16 CPU, 5% at 28 px);
 - precision: bf16 autocast on CPUs with AVX512-BF16/AMX and on CUDA GPUs that
   support it, fp16 AMP on older GPUs, else fp32.
 """
@@ -179,6 +181,7 @@ def make_plan(
         early_stopping_patience=max(5, epochs // 3),
         device=device,
         precision=precision,
+        channels_last=True,
         seed=seed,
         time_budget_s=budget,
         notes=notes,
@@ -242,9 +245,10 @@ def _probe_step_seconds(
     try:
         torch.manual_seed(0)
         model = create_model(name, 2, channels, classes, input_size=[size, size], **(kwargs or {}))
-        model = model.to(device)
+        model = model.to(device).to(memory_format=torch.channels_last)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
         x = torch.randn(batch, channels, size, size, device=device)
+        x = x.contiguous(memory_format=torch.channels_last)
         y = torch.randint(0, classes, (batch,), device=device)
         dtype = torch.bfloat16 if precision == "bf16" else torch.float16
         times = []

@@ -173,7 +173,8 @@ def fit(
             sched.step()
             losses.append(loss.item())
             if b % 10 == 0:
-                bar.set_postfix(loss=f"{np.mean(losses[-10:]):.4f}")
+                best_txt = f"{best:.4f}" if best > -math.inf else "-"
+                bar.set_postfix(loss=f"{np.mean(losses[-10:]):.4f}", best_val_auc=best_txt)
         val_amp = amp_dtype if plan.precision != "fp32" else None
         val_logits = predict_logits(model, data.x_val, device, autocast_dtype=val_amp)
         val_probs = probabilities(plan.task, val_logits).numpy()
