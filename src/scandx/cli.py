@@ -50,6 +50,15 @@ def _parser() -> argparse.ArgumentParser:
             help="skip unreadable files, list them in skipped.csv",
         )
 
+    def planning_args(s: argparse.ArgumentParser, seed_default: int | None = 0) -> None:
+        s.add_argument(
+            "--time-budget", type=float, help="training seconds to plan for (default 600)"
+        )
+        s.add_argument("--model", help="override the planned network (see the model registry)")
+        s.add_argument(
+            "--seed", type=int, default=seed_default, help="seed for splits and training"
+        )
+
     s = cmd("demo", "synthetic phantoms written as DICOM and PNG -> plan, train, evaluate, summary")
     s.add_argument("--out", default="demo-run")
     s.add_argument("--time-budget", type=float, default=60.0, help="training seconds (default 60)")
@@ -58,21 +67,13 @@ def _parser() -> argparse.ArgumentParser:
     s = cmd("plan", "fingerprint the data and write plan.json")
     data_args(s)
     s.add_argument("--out", required=True, help="run directory for plan.json")
-    s.add_argument(
-        "--time-budget", type=float, help="training seconds the plan should fit (default 600)"
-    )
-    s.add_argument("--model", help="override the planned network (see the model registry)")
-    s.add_argument("--seed", type=int, default=0)
+    planning_args(s)
 
     s = cmd("train", "train a classifier; writes the run directory")
     data_args(s)
     s.add_argument("--out", required=True, help="run directory")
     s.add_argument("--plan", help="reuse (an edited) plan.json instead of planning")
-    s.add_argument(
-        "--time-budget", type=float, help="training seconds the plan should fit (default 600)"
-    )
-    s.add_argument("--model", help="override the planned network")
-    s.add_argument("--seed", type=int)
+    planning_args(s, seed_default=None)  # None: an edited plan keeps its own seed
     s.add_argument("--resume", action="store_true", help="continue from checkpoints/last.ckpt")
 
     s = cmd("evaluate", "metrics with bootstrap CIs on one split -> RUN/eval/<split>/")
@@ -120,7 +121,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "demo":
         from scandx.demo import run_demo
 
-        run_demo(args.out, time_budget_s=args.time_budget, seed=args.seed)
+        _, table = run_demo(args.out, time_budget_s=args.time_budget, seed=args.seed)
+        print(table)
     elif args.command == "plan":
         plan = workflow.plan_run(
             args.data,
@@ -176,23 +178,10 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def format_metrics(m: dict) -> str:
-    keys = [
-        "auc",
-        "accuracy",
-        "balanced_accuracy",
-        "sensitivity",
-        "specificity",
-        "ppv",
-        "npv",
-        "f1",
-    ]
-    lines = [f"{m['split']}: {m['cases']} cases, {m['patients']} patients"]
-    for k in keys:
-        if k in m and isinstance(m[k], dict) and m[k].get("value") is not None:
-            lo, hi = m[k]["ci95"]
-            ci = f"[{lo:.3f}, {hi:.3f}]" if lo is not None else "[n/a]"
-            lines.append(f"  {k:<18} {m[k]['value']:.3f}  95% CI {ci}")
-    return "\n".join(lines)
+    from scandx.evaluation.report import metric_rows
+
+    head = f"{m['split']}: {m['cases']} cases, {m['patients']} patients (value, 95% CI)"
+    return "\n".join([head, *("  " + r for r in metric_rows(m))])
 
 
 if __name__ == "__main__":

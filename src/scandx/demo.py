@@ -14,12 +14,16 @@ from pathlib import Path
 from scandx import workflow
 from scandx.data.synthetic import make_phantom_dataset
 from scandx.errors import ScandxError
+from scandx.evaluation.report import metric_rows
 
 log = logging.getLogger(__name__)
 
 
-def run_demo(out: str | Path, time_budget_s: float = 60.0, seed: int = 0) -> dict:
-    """Run the whole pipeline on a fresh synthetic data set under ``out``; returns test metrics."""
+def run_demo(out: str | Path, time_budget_s: float = 60.0, seed: int = 0) -> tuple[dict, str]:
+    """Run the whole pipeline on a fresh synthetic data set under ``out``.
+
+    Returns the test metrics and a printable summary table.
+    """
     out = Path(out)
     if out.exists():
         if not (out / "demo.marker").exists():
@@ -37,22 +41,12 @@ def run_demo(out: str | Path, time_budget_s: float = 60.0, seed: int = 0) -> dic
     test_files = [line.split(",")[2] for line in pred_csv[1:3]]
     preds = workflow.predict_run(run, test_files, out / "predictions.csv")
     elapsed = time.perf_counter() - t0
-    print(summary_table(metrics, summary, elapsed, run))
-    print(f"predict on {len(preds)} test file(s) -> {out / 'predictions.csv'}")
-    return metrics
+    table = summary_table(metrics, summary, elapsed, run)
+    table += f"\npredict on {len(preds)} test file(s) -> {out / 'predictions.csv'}"
+    return metrics, table
 
 
 def summary_table(metrics: dict, summary: dict, elapsed: float, run: Path) -> str:
-    rows = [
-        "auc",
-        "accuracy",
-        "balanced_accuracy",
-        "sensitivity",
-        "specificity",
-        "ppv",
-        "npv",
-        "f1",
-    ]
     lines = [
         "",
         f"scandx demo: synthetic lesion detection, {metrics['cases']} test images "
@@ -60,11 +54,7 @@ def summary_table(metrics: dict, summary: dict, elapsed: float, run: Path) -> st
         f"{'metric':<18} {'value':>7}   95% CI (patient bootstrap)",
         "-" * 52,
     ]
-    for k in rows:
-        m = metrics.get(k)
-        if isinstance(m, dict) and m.get("value") is not None:
-            lo, hi = m["ci95"]
-            lines.append(f"{k:<18} {m['value']:>7.3f}   [{lo:.3f}, {hi:.3f}]")
+    lines += metric_rows(metrics)
     th = metrics["threshold"].get("positive")
     lines.append(f"operating threshold {th:.3f} (chosen on validation, Youden's J)")
     lines.append(f"run directory: {run}  (plan.json, model/, log.jsonl, eval/test/)")

@@ -91,7 +91,7 @@ def train_run(
     """Plan (or reuse a plan), train, choose thresholds on validation, save the model."""
     out = Path(out)
     resuming = resume and (out / "checkpoints" / "last.ckpt").exists()
-    if not resume and (out / "model").exists() or not resume and (out / "checkpoints").exists():
+    if not resume and any((out / d).exists() for d in ("model", "checkpoints")):
         raise ScandxError("run directory already holds a run; use --resume or a new --out", out)
     if resuming:
         plan = Plan.load(out / "plan.json")

@@ -25,10 +25,23 @@ def test_folder_per_class_with_nested_patients(phantoms):
     m = load_source(phantoms)
     assert m.task == "binary" and m.classes == ["normal", "lesion"]  # negative class first
     assert {c.path.rsplit(".", 1)[1] for c in m.cases} == {"dcm", "png"}
-    dicom = [c for c in m.cases if c.path.endswith(".dcm")]
-    assert all(c.patient_id.startswith("pid-") for c in dicom)  # PatientID, pseudonymised
-    png = [c for c in m.cases if c.path.endswith(".png")]
-    assert all(c.patient_id.startswith("P") for c in png)  # DATA/<class>/<patient>/<file>
+    folders = {c.path.rsplit("/", 2)[1] for c in m.cases}
+    # a patient folder may hold a DICOM (with PatientID) and a PNG: still one patient
+    assert len({c.patient_id for c in m.cases}) == len(folders)
+    for c in m.cases:
+        assert c.patient_id == c.path.rsplit("/", 2)[1]
+
+
+@needs_shared
+def test_one_dicom_patient_in_two_study_folders_is_one_patient(tmp_path):
+    series = sorted((DICOM_TEST / "dicomdirtests" / "98892001").rglob("*"))
+    files = [f for f in series if f.is_file()]
+    for i, f in enumerate(files):  # the same PatientID, spread over two "study" folders
+        dest = tmp_path / ("ct" if i % 2 else "mr") / f"study{i % 2}" / f"im{i}"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(f, dest)
+    m = load_source(tmp_path)
+    assert len({c.patient_id for c in m.cases}) == 1
 
 
 def test_folder_with_given_splits_keeps_them(tmp_path):

@@ -109,6 +109,7 @@ def load_folder(path: Path, image_root: Path | None = None, skip_bad: bool = Fal
     else:
         roots = [(path, "")]
     files: list[tuple[Path, Path, str]] = []  # (file, class folder, split)
+    patient_keys: list[list[str]] = []
     skipped: list[tuple[str, str]] = []
     for root, split in roots:
         for class_dir in sorted(
@@ -141,24 +142,51 @@ def load_folder(path: Path, image_root: Path | None = None, skip_bad: bool = Fal
             _skip_or_raise(err, skipped, skip_bad)
             continue
         rel = f.relative_to(path)
-        # patient: the DICOM PatientID (pseudonymised); else DATA/<class>/<patient>/<file>;
-        # else each file is its own patient.
+        # identifiers that tie this file to a patient: its sub-folder
+        # (DATA/<class>/<patient>/...) and its DICOM PatientID (pseudonymised)
         inner = f.relative_to(class_dir).parts
-        patient = meta.pop("patient_id", "") or (
-            inner[0] if len(inner) > 1 else f"{class_dir.name}/{f.stem}"
-        )
+        keys = [f"dir:{inner[0]}"] if len(inner) > 1 else []
+        if meta.get("patient_id"):
+            keys.append(meta.pop("patient_id"))
+        patient_keys.append(keys or [f"file:{class_dir.name}/{f.stem}"])
         cases.append(
             Case(
                 case_id=str(rel.with_suffix("")) if rel.suffix else str(rel),
-                patient_id=patient,
+                patient_id="",
                 path=str(f.resolve()),
                 target=classes.index(class_dir.name),
                 split=split,
                 meta={k: v for k, v in meta.items() if v not in ("", None)},
             )
         )
+    for case, patient in zip(cases, link_patients(patient_keys), strict=True):
+        case.patient_id = patient
     task = "binary" if len(classes) == 2 else "multiclass"
     return Manifest(task=task, classes=classes, cases=cases, source=str(path), skipped=skipped)
+
+
+def link_patients(keys_per_case: list[list[str]]) -> list[str]:
+    """One patient id per case, merging cases that share any identifier (union-find).
+
+    A patient folder holding a DICOM and a PNG, or one PatientID spread over two
+    study folders, becomes one patient, so no split can cut through it. The id
+    is the group's smallest key without its ``dir:``/``file:`` prefix.
+    """
+    parent: dict[str, str] = {}
+
+    def find(k: str) -> str:
+        parent.setdefault(k, k)
+        while parent[k] != k:
+            parent[k] = parent[parent[k]]
+            k = parent[k]
+        return k
+
+    for keys in keys_per_case:
+        for k in keys[1:]:
+            a, b = find(keys[0]), find(k)
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+    return [find(keys[0]).split(":", 1)[-1] for keys in keys_per_case]
 
 
 RESERVED = ("path", "label", "patient_id", "split", "case_id", "sop_instance_uid")

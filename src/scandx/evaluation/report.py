@@ -56,6 +56,28 @@ def flat_metrics(
 
 
 _PER_CLASS = ("auc", "sensitivity", "specificity", "ppv", "npv", "f1")
+HEADLINE = (
+    "auc",
+    "accuracy",
+    "balanced_accuracy",
+    "sensitivity",
+    "specificity",
+    "ppv",
+    "npv",
+    "f1",
+)
+
+
+def metric_rows(metrics: dict[str, Any]) -> list[str]:
+    """'name  value  [lo, hi]' for each headline metric present in a metrics.json dict."""
+    rows = []
+    for k in HEADLINE:
+        m = metrics.get(k)
+        if isinstance(m, dict) and m.get("value") is not None:
+            lo, hi = m["ci95"]
+            ci = f"[{lo:.3f}, {hi:.3f}]" if lo is not None else "[n/a]"
+            rows.append(f"{k:<18} {m['value']:>7.3f}   {ci}")
+    return rows
 
 
 def _decision_metrics(truth: np.ndarray, pred: np.ndarray) -> dict[str, float]:
