@@ -61,7 +61,8 @@ def _parser() -> argparse.ArgumentParser:
 
     s = cmd("demo", "synthetic phantoms written as DICOM and PNG -> plan, train, evaluate, summary")
     s.add_argument("--out", default="demo-run")
-    s.add_argument("--time-budget", type=float, default=60.0, help="training seconds (default 60)")
+    s.add_argument("--time-budget", type=float, default=90.0, help="training seconds (default 90)")
+    s.add_argument("--patients", type=int, default=400, help="synthetic patients (default 400)")
     s.add_argument("--seed", type=int, default=0)
 
     s = cmd("plan", "fingerprint the data and write plan.json")
@@ -121,7 +122,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "demo":
         from scandx.demo import run_demo
 
-        _, table = run_demo(args.out, time_budget_s=args.time_budget, seed=args.seed)
+        _, table = run_demo(
+            args.out, time_budget_s=args.time_budget, seed=args.seed, n_patients=args.patients
+        )
         print(table)
     elif args.command == "plan":
         plan = workflow.plan_run(

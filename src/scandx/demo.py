@@ -19,7 +19,9 @@ from scandx.evaluation.report import metric_rows
 log = logging.getLogger(__name__)
 
 
-def run_demo(out: str | Path, time_budget_s: float = 60.0, seed: int = 0) -> tuple[dict, str]:
+def run_demo(
+    out: str | Path, time_budget_s: float = 90.0, seed: int = 0, n_patients: int = 400
+) -> tuple[dict, str]:
     """Run the whole pipeline on a fresh synthetic data set under ``out``.
 
     Returns the test metrics and a printable summary table.
@@ -32,7 +34,7 @@ def run_demo(out: str | Path, time_budget_s: float = 60.0, seed: int = 0) -> tup
     out.mkdir(parents=True)
     (out / "demo.marker").write_text("created by scandx demo\n")
     t0 = time.perf_counter()
-    data = make_phantom_dataset(out / "phantoms", seed=seed)
+    data = make_phantom_dataset(out / "phantoms", n_patients=n_patients, seed=seed)
     log.info("wrote synthetic phantoms (DICOM + PNG) to %s", data)
     run = out / "run"
     summary = workflow.train_run(data, run, time_budget_s=time_budget_s, seed=seed)
