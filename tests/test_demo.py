@@ -22,7 +22,7 @@ def test_phantom_files_read_back_to_the_values_written(tmp_path):
 
 
 def test_demo_runs_end_to_end(tmp_path):
-    metrics, table = run_demo(tmp_path / "demo", time_budget_s=20, seed=0, n_patients=120)
+    metrics, table = run_demo(tmp_path / "demo", time_budget_s=30, seed=0, n_patients=200)
     run = tmp_path / "demo" / "run"
     for f in (
         "plan.json",

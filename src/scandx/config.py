@@ -52,6 +52,7 @@ class Plan:
     weight_decay: float = 1e-4
     warmup_epochs: int = 1
     early_stopping_patience: int = 10
+    min_epochs: int = 1  # early stopping never ends a run before this many epochs
     device: str = "cpu"
     precision: str = "fp32"
     channels_last: bool = False

@@ -128,6 +128,8 @@ def make_plan(
     native = int(max(fp["median_size"]))
     n_train = len(manifest.in_split("train"))
     batch = 128 if native <= 64 else 32
+    # at least ~8 steps per epoch: small data sets need steps, not big batches
+    batch = int(max(8, min(batch, 2 ** math.floor(math.log2(max(n_train / 8, 1))))))
     n_classes = len(manifest.classes)
     chosen = None
     for name, size, kwargs in _candidates(native, model):
@@ -179,6 +181,7 @@ def make_plan(
         weight_decay=5e-4,
         warmup_epochs=1 if epochs >= 5 else 0,
         early_stopping_patience=max(5, epochs // 3),
+        min_epochs=max(1, epochs // 3),
         device=device,
         precision=precision,
         channels_last=True,

@@ -144,7 +144,7 @@ def fit(
 
     history: list[dict[str, Any]] = _read_log(log_path)
     for epoch in range(start, plan.epochs):
-        if bad_epochs >= plan.early_stopping_patience:
+        if bad_epochs >= plan.early_stopping_patience and epoch >= plan.min_epochs:
             break
         t0 = time.perf_counter()
         torch.manual_seed(plan.seed * 100_003 + epoch)  # dropout etc.
