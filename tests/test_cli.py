@@ -229,3 +229,35 @@ def test_pneumoniamnist_end_to_end(tmp_path, capsys):
     m = json.loads((run / "eval" / "test" / "metrics.json").read_text())
     assert m["cases"] == 624 and m["auc"]["value"] > 0.9
     assert m["auc"]["ci95"][0] < m["auc"]["value"] < m["auc"]["ci95"][1]
+
+
+@needs_shared
+def test_edited_plan_with_skip_bad_and_model_override(phantoms, tmp_path, capsys):
+    data = tmp_path / "data"
+    shutil.copytree(phantoms, data)
+    shutil.copy(DICOM_TEST / "badVR.dcm", data / "normal" / "badVR.dcm")
+    run = tmp_path / "run"
+    assert (
+        _run(capsys, "plan", "--data", data, "--out", run, "--time-budget", "5", "--skip-bad")[0]
+        == 0
+    )
+    plan = json.loads((run / "plan.json").read_text())
+    plan["epochs"] = 1
+    (run / "plan.json").write_text(json.dumps(plan))
+    code, io = _run(
+        capsys,
+        "train",
+        "--data",
+        data,
+        "--out",
+        run,
+        "--plan",
+        run / "plan.json",
+        "--skip-bad",
+        "--model",
+        "simple-cnn",
+    )
+    assert code == 0, io.err
+    assert json.loads((run / "model" / "model.json").read_text())["model"] == "simple-cnn"
+    assert "badVR" not in (run / "manifest.csv").read_text()
+    assert "badVR.dcm" in (run / "skipped.csv").read_text()

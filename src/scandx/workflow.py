@@ -108,13 +108,20 @@ def train_run(
             val_fraction=base.val_fraction if base else 0.15,
             test_fraction=base.test_fraction if base else 0.15,
         )
+        # decode every image once, whatever the split: bad files surface (or are
+        # skipped and listed) now, not halfway through training or at evaluation
+        fp = fingerprint(manifest, skip_bad=skip_bad)
         if base:
             _check_plan_matches(base, manifest, plan_path)
             plan = base
             if seed is not None:
                 plan.seed = seed
+            if model is not None and model != plan.model:
+                plan.model, plan.model_kwargs = model, {}
+                plan.notes.append(f"model set to {model} on the command line")
+            if time_budget_s is not None:
+                log.warning("--time-budget is ignored with --plan: the plan's epochs are used")
         else:
-            fp = fingerprint(manifest, skip_bad=skip_bad)
             plan = make_plan(manifest, fp, time_budget_s=time_budget_s, seed=run_seed, model=model)
     contract = contract_of(plan)
     x_tr, tr_cases, bad_tr = load_cases(
@@ -124,6 +131,8 @@ def train_run(
         manifest.in_split("val"), contract, skip_bad=skip_bad, desc="val images"
     )
     skipped = manifest.skipped + bad_tr + bad_va
+    unreadable = {p for p, _ in bad_tr + bad_va}
+    manifest.cases = [c for c in manifest.cases if c.path not in unreadable]
     data_t = TrainData(x_tr, _labels(manifest, tr_cases), x_va, _labels(manifest, va_cases))
 
     created = not out.exists()
