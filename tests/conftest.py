@@ -12,6 +12,18 @@ DICOM_TEST = SHARED / "dicom" / "pydicom-test-files"
 DICOM_DATA = SHARED / "dicom" / "pydicom-data"
 PNEUMONIA = SHARED / "medmnist" / "pneumoniamnist.npz"
 
+# the top-level entries issue 2 requires in metrics.json of a binary task
+REQUIRED_BINARY_METRICS = (
+    "auc",
+    "accuracy",
+    "balanced_accuracy",
+    "sensitivity",
+    "specificity",
+    "ppv",
+    "npv",
+    "f1",
+)
+
 needs_shared = pytest.mark.skipif(
     not SHARED.is_dir(), reason=f"real data folder {SHARED} is absent (CI always has it)"
 )

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from scandx.cli import main
-from tests.conftest import DICOM_TEST, PNEUMONIA, needs_shared
+from tests.conftest import DICOM_TEST, PNEUMONIA, REQUIRED_BINARY_METRICS, needs_shared
 
 
 def _run(capsys, *args):
@@ -144,16 +144,7 @@ def test_plan_then_train_with_edited_plan_evaluate_and_predict_parity(phantoms, 
     )
     assert code == 0, io.err
     metrics = json.loads((r2 / "eval" / "test" / "metrics.json").read_text())
-    for key in (
-        "auc",
-        "accuracy",
-        "balanced_accuracy",
-        "sensitivity",
-        "specificity",
-        "ppv",
-        "npv",
-        "f1",
-    ):
+    for key in REQUIRED_BINARY_METRICS:
         assert set(metrics[key]) == {"value", "ci95"}
     assert metrics["threshold"]["chosen_on"] == "val"
     with open(r2 / "eval" / "test" / "predictions.csv") as f:
@@ -261,3 +252,22 @@ def test_edited_plan_with_skip_bad_and_model_override(phantoms, tmp_path, capsys
     assert json.loads((run / "model" / "model.json").read_text())["model"] == "simple-cnn"
     assert "badVR" not in (run / "manifest.csv").read_text()
     assert "badVR.dcm" in (run / "skipped.csv").read_text()
+
+
+@needs_shared
+def test_multiframe_image_in_2d_data_is_a_named_bad_file(tmp_path, capsys):
+    data = _two_class_folder(tmp_path / "data")
+    shutil.copy(DICOM_TEST.parent / "pydicom-data" / "emri_small.dcm", data / "lesion" / "emri.dcm")
+    code, io = _run(capsys, "plan", "--data", data, "--out", tmp_path / "r", "--time-budget", "5")
+    assert code == 2 and "emri.dcm" in io.err and "multi-frame image (10 frames)" in io.err
+    code, io = _run(
+        capsys, "plan", "--data", data, "--out", tmp_path / "r", "--time-budget", "5", "--skip-bad"
+    )
+    assert code == 0 and "emri.dcm" in (tmp_path / "r" / "skipped.csv").read_text()
+
+
+def test_unwritable_output_is_one_line(phantoms, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code, io = _run(capsys, "plan", "--data", phantoms, "--out", blocker / "run")
+    assert code == 2 and len(io.err.strip().splitlines()) == 1 and "Traceback" not in io.err

@@ -111,6 +111,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ScandxError as e:
         print(f"scandx: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # disk full, permission denied, ...: still one line
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"scandx: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("scandx: interrupted (continue training with --resume)", file=sys.stderr)
         return 130

@@ -43,7 +43,7 @@ def fingerprint(manifest: Manifest, skip_bad: bool = False) -> dict:
     Bad images raise BadImageError (or, with ``skip_bad``, are removed from the
     manifest and listed in ``manifest.skipped``).
     """
-    shapes, colour, spatial = [], 0, []
+    shapes, colour = [], 0
     sums = np.zeros(3)
     sq = np.zeros(3)
     count = 0
@@ -51,13 +51,18 @@ def fingerprint(manifest: Manifest, skip_bad: bool = False) -> dict:
     for case in tqdm(manifest.cases, desc="fingerprint", unit="img", leave=False, disable=None):
         try:
             arr = read_case(case)
+            if arr.ndim != 3:
+                raise BadImageError(
+                    f"multi-frame image ({arr.shape[1]} frames); 2D classification needs "
+                    "single-frame images",
+                    case.path,
+                )
         except BadImageError as e:
             if not skip_bad:
                 raise
             manifest.skipped.append((e.where or case.path, e.reason))
             continue
         kept.append(case)
-        spatial.append(arr.ndim - 1)
         shapes.append(arr.shape[-2:])
         grey = is_grey(arr)
         colour += 0 if grey else 1
@@ -70,13 +75,6 @@ def fingerprint(manifest: Manifest, skip_bad: bool = False) -> dict:
     manifest.cases = kept
     if not kept:
         raise ScandxError("no readable images", manifest.source)
-    dims = sorted(set(spatial))
-    if dims != [2]:
-        raise ScandxError(
-            "found multi-frame/3D images; 2D classification needs single-frame images "
-            f"(spatial dims seen: {dims})",
-            manifest.source,
-        )
     hw = np.array(shapes)
     mean = sums / max(count, 1)
     std = np.sqrt(np.maximum(sq / max(count, 1) - mean**2, 1e-8))

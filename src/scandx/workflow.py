@@ -319,6 +319,7 @@ def predict_run(
     predictor = Predictor.from_run(run)
     rows = predictor.predict_files(files, skip_bad=skip_bad)
     if out_csv:
+        Path(out_csv).parent.mkdir(parents=True, exist_ok=True)
         keys = ["path", *[f"prob_{c}" for c in predictor.classes], "predicted", "error"]
         with open(out_csv, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=keys)

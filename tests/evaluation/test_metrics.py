@@ -15,6 +15,7 @@ from scandx.evaluation.metrics import (
     youden_threshold,
 )
 from scandx.evaluation.report import evaluate_predictions
+from tests.conftest import REQUIRED_BINARY_METRICS
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -103,16 +104,7 @@ def test_evaluate_predictions_shape():
     out = evaluate_predictions(
         "binary", ["neg", "pos"], y, probs, {"positive": 0.5}, [str(i) for i in range(8)], n_boot=50
     )
-    for key in (
-        "auc",
-        "accuracy",
-        "balanced_accuracy",
-        "sensitivity",
-        "specificity",
-        "ppv",
-        "npv",
-        "f1",
-    ):
+    for key in REQUIRED_BINARY_METRICS:
         assert set(out[key]) == {"value", "ci95"}
     assert out["sensitivity"]["value"] == pytest.approx(3 / 4)  # 0.8, 0.7, 0.9 >= 0.5; 0.35 missed
     assert out["specificity"]["value"] == pytest.approx(3 / 4)  # 0.6 is a false positive
