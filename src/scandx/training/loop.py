@@ -89,6 +89,19 @@ def lr_factor(step: int, total: int, warmup: int) -> float:
     return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
+def runtime_device(plan: Plan) -> tuple[str, str]:
+    """The plan's device and precision, or this CPU's when a CUDA plan meets no GPU."""
+    if plan.device == "cuda" and not torch.cuda.is_available():
+        from scandx.planning import cpu_has_bf16
+
+        precision = "bf16" if cpu_has_bf16() else "fp32"
+        log.warning(
+            "plan asks for CUDA but no GPU is visible: training on the CPU in %s", precision
+        )
+        return "cpu", precision
+    return plan.device, plan.precision
+
+
 def epoch_order(plan: Plan, y: torch.Tensor, epoch: int) -> tuple[torch.Tensor, torch.Generator]:
     """The epoch's sample order and augmentation generator, from (seed, epoch) only."""
     g = torch.Generator().manual_seed(plan.seed * 100_003 + epoch)
@@ -109,7 +122,7 @@ def fit(
     hooks: list[Hook] | None = None,
 ) -> dict[str, Any]:
     """Train per the plan; returns the best epoch's record and the best weights."""
-    device = plan.device if plan.device != "cuda" or torch.cuda.is_available() else "cpu"
+    device, precision = runtime_device(plan)
     torch.manual_seed(plan.seed)
     model = build_model(plan).to(device)
     if plan.channels_last:
@@ -120,8 +133,8 @@ def fit(
     total = steps_per_epoch * plan.epochs
     warmup = steps_per_epoch * plan.warmup_epochs
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, warmup))
-    scaler = torch.amp.GradScaler(device, enabled=plan.precision == "fp16")
-    amp_dtype = torch.bfloat16 if plan.precision == "bf16" else torch.float16
+    scaler = torch.amp.GradScaler(device, enabled=precision == "fp16")
+    amp_dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     mean = torch.tensor(plan.intensity_mean)
     std = torch.tensor(plan.intensity_std)
 
@@ -159,11 +172,12 @@ def fit(
         )
         for b in bar:
             idx = order[b * plan.batch_size : (b + 1) * plan.batch_size]
-            x = augment_batch(data.x_train[idx], plan.augmentation, mean, std, gen).to(device)
+            x = data.x_train[idx].to(device, non_blocking=True)
+            x = augment_batch(x, plan.augmentation, mean, std, gen)  # on the device
             y = data.y_train[idx].to(device)
             if plan.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device, dtype=amp_dtype, enabled=plan.precision != "fp32"):
+            with torch.autocast(device, dtype=amp_dtype, enabled=precision != "fp32"):
                 logits = model(x)
             loss = criterion(logits.float(), y.float() if plan.task == "multilabel" else y)
             opt.zero_grad(set_to_none=True)
@@ -175,7 +189,7 @@ def fit(
             if b % 10 == 0:
                 best_txt = f"{best:.4f}" if best > -math.inf else "-"
                 bar.set_postfix(loss=f"{np.mean(losses[-10:]):.4f}", best_val_auc=best_txt)
-        val_amp = amp_dtype if plan.precision != "fp32" else None
+        val_amp = amp_dtype if precision != "fp32" else None
         val_logits = predict_logits(model, data.x_val, device, autocast_dtype=val_amp)
         val_probs = probabilities(plan.task, val_logits).numpy()
         yv = data.y_val.float() if plan.task == "multilabel" else data.y_val
