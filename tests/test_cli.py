@@ -147,6 +147,11 @@ def test_plan_then_train_with_edited_plan_evaluate_and_predict_parity(phantoms, 
     for key in REQUIRED_BINARY_METRICS:
         assert set(metrics[key]) == {"value", "ci95"}
     assert metrics["threshold"]["chosen_on"] == "val"
+    cal = metrics["calibration"]
+    assert cal["method"] == "temperature" and cal["fitted_on"] == "val"
+    assert 0 <= cal["ece_after"] <= 1 and 0 <= cal["ece_before"] <= 1
+    model_json = json.loads((r2 / "model" / "model.json").read_text())
+    assert model_json["calibration"]["temperature"] == cal["temperature"]
     with open(r2 / "eval" / "test" / "predictions.csv") as f:
         rows = list(csv.DictReader(f))
     files = [r["path"] for r in rows[:6]]
@@ -271,3 +276,33 @@ def test_unwritable_output_is_one_line(phantoms, tmp_path, capsys):
     blocker.write_text("x")
     code, io = _run(capsys, "plan", "--data", phantoms, "--out", blocker / "run")
     assert code == 2 and len(io.err.strip().splitlines()) == 1 and "Traceback" not in io.err
+
+
+def test_predict_applies_the_stored_calibration(phantoms, tmp_path, capsys):
+    import torch
+
+    from scandx.inference import Predictor
+
+    run = tmp_path / "run"
+    assert (
+        _run(
+            capsys,
+            "train",
+            "--data",
+            phantoms,
+            "--out",
+            run,
+            "--time-budget",
+            "5",
+            "--model",
+            "simple-cnn",
+        )[0]
+        == 0
+    )
+    predictor = Predictor.from_run(run)
+    f = next(phantoms.rglob("*.png"))
+    x = predictor.prepare_file(f)[None]
+    t = predictor.info["calibration"]["temperature"]
+    expected = torch.softmax(predictor.logits(x) / t, dim=1).numpy()
+    row = predictor.predict_files([f])[0]
+    assert row["prob_lesion"] == pytest.approx(float(expected[0, 1]), abs=1e-6)

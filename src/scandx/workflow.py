@@ -22,6 +22,11 @@ from scandx.data.manifest import Manifest, read_run_manifest
 from scandx.data.sources import load_source
 from scandx.data.splits import assign_splits, check_patient_leakage
 from scandx.errors import ScandxError
+from scandx.evaluation.calibration import (
+    apply_calibration,
+    expected_calibration_error,
+    fit_calibration,
+)
 from scandx.evaluation.metrics import youden_threshold
 from scandx.evaluation.report import evaluate_predictions
 from scandx.inference.model_io import contract_of, save_model
@@ -150,8 +155,17 @@ def train_run(
             shutil.rmtree(out, ignore_errors=True)
         raise
     model_nn = result["model"]
-    val_probs = probabilities(plan.task, predict_logits(model_nn, data_t.x_val, "cpu")).numpy()
-    thresholds = choose_thresholds(plan, data_t.y_val.numpy(), val_probs)
+    y_val = data_t.y_val.numpy()
+    val_logits = predict_logits(model_nn, data_t.x_val, "cpu")
+    calibration = fit_calibration(plan.task, val_logits.numpy(), y_val)
+    val_probs = probabilities(plan.task, apply_calibration(val_logits, calibration)).numpy()
+    raw_probs = probabilities(plan.task, val_logits).numpy()
+    calibration.update(
+        fitted_on="val",
+        ece_val_before=expected_calibration_error(plan.task, y_val, raw_probs),
+        ece_val_after=expected_calibration_error(plan.task, y_val, val_probs),
+    )
+    thresholds = choose_thresholds(plan, y_val, val_probs)  # on calibrated probabilities
     info = save_model(
         out / "model",
         model_nn,
@@ -160,6 +174,7 @@ def train_run(
         {
             "best_epoch": result["best"].get("epoch"),
             "val_auc": result["best"].get("val_auc"),
+            "calibration": calibration,
             "training_data": manifest.summary(),
         },
     )
@@ -248,8 +263,17 @@ def evaluate_run(
     x, kept, skipped = load_cases(
         cases, predictor.contract, skip_bad=skip_bad, desc=f"{split} images"
     )
-    probs = predictor.probabilities(x)
+    logits = predictor.logits(x)
+    probs = predictor.to_probabilities(logits)
     y = _labels(manifest, kept).numpy()
+    calibration = {
+        **(predictor.info.get("calibration") or {"method": "none"}),
+        "ece_before": expected_calibration_error(
+            manifest.task, y, predictor.to_probabilities(logits, calibrated=False)
+        ),
+        "ece_after": expected_calibration_error(manifest.task, y, probs),
+        "ece_bins": 15,
+    }
     thresholds = predictor.info["thresholds"]
     metrics = evaluate_predictions(
         manifest.task,
@@ -271,6 +295,7 @@ def evaluate_run(
             "note": "chosen on the validation split at training time; never tuned on test",
         },
         **metrics,
+        "calibration": calibration,
     }
     if skipped:
         metrics["skipped"] = [{"path": p, "reason": r} for p, r in skipped]

@@ -17,6 +17,7 @@ from scandx.data.images import InputContract, preprocess, read_case
 from scandx.data.manifest import Case
 from scandx.data.readers import read_image
 from scandx.errors import BadImageError
+from scandx.evaluation.calibration import apply_calibration
 from scandx.inference.model_io import load_model
 from scandx.training.loop import predict_logits, probabilities
 
@@ -42,9 +43,19 @@ class Predictor:
     def prepare_case(self, case: Case) -> torch.Tensor:
         return preprocess(read_case(case), self.contract, case.path)
 
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Raw (uncalibrated) fp32 logits for a preprocessed batch (N, C, *size)."""
+        return predict_logits(self.model, x, self.device)
+
+    def to_probabilities(self, logits: torch.Tensor, calibrated: bool = True) -> np.ndarray:
+        """Probabilities from logits, through the calibration in model.json by default."""
+        if calibrated:
+            logits = apply_calibration(logits, self.info.get("calibration"))
+        return probabilities(self.task, logits).numpy()
+
     def probabilities(self, x: torch.Tensor) -> np.ndarray:
-        """Class (or label) probabilities for a preprocessed batch (N, C, *size)."""
-        return probabilities(self.task, predict_logits(self.model, x, self.device)).numpy()
+        """Calibrated class (or label) probabilities for a preprocessed batch."""
+        return self.to_probabilities(self.logits(x))
 
     def decide(self, probs: np.ndarray) -> np.ndarray:
         """Decisions at the saved operating thresholds (chosen on validation data)."""
