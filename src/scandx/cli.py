@@ -23,12 +23,14 @@ EXAMPLES = {
     "train": "scandx train --data pneumoniamnist.npz --out runs/pneu --time-budget 600",
     "evaluate": "scandx evaluate runs/pneu --data pneumoniamnist.npz --split test",
     "predict": "scandx predict runs/pneu chest1.png chest2.dcm --out preds.csv",
+    "explain": "scandx explain runs/pneu chest1.dcm --method gradcam --out explain/",
 }
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="scandx", description="Medical image diagnosis: plan, train, evaluate, predict."
+        prog="scandx",
+        description="Medical image diagnosis: plan, train, evaluate, predict, explain.",
     )
     p.add_argument("--version", action="version", version=f"scandx {__version__}")
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
@@ -94,6 +96,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--skip-bad", action="store_true", help="report unreadable files instead of stopping"
     )
+    s = cmd("explain", "heatmaps (Grad-CAM, Grad-CAM++, occlusion) overlaid on the images")
+    s.add_argument("run")
+    s.add_argument("files", nargs="+")
+    s.add_argument("--method", default="gradcam", choices=["gradcam", "gradcam++", "occlusion"])
+    s.add_argument("--class", dest="class_name", help="class to explain (default: positive/top)")
+    s.add_argument("--out", default="explanations", help="output folder (default explanations/)")
     return p
 
 
@@ -174,6 +182,13 @@ def _run(args: argparse.Namespace) -> int:
         )
         print(format_metrics(m))
         print(f"wrote {args.run}/eval/{args.split}/metrics.json and predictions.csv")
+    elif args.command == "explain":
+        rows = workflow.explain_run(
+            args.run, args.files, args.out, method=args.method, class_name=args.class_name
+        )
+        for r in rows:
+            where = r["layer"] or r["method"]
+            print(f"{r['path']}: {r['class']} p={r['probability']:.3f} ({where}) -> {r['overlay']}")
     elif args.command == "predict":
         rows = workflow.predict_run(args.run, args.files, args.out, skip_bad=args.skip_bad)
         if args.out:

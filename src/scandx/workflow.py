@@ -357,3 +357,32 @@ def predict_run(
                     }
                 )
     return rows
+
+
+def explain_run(
+    run: str | Path,
+    files: list[str | Path],
+    out_dir: str | Path,
+    *,
+    method: str = "gradcam",
+    class_name: str | None = None,
+) -> list[dict[str, Any]]:
+    """Heatmap overlays (PNG) and raw maps (.npy) for image files, plus explanations.csv."""
+    from scandx.explain.explain import explain_file, write_explanation
+
+    predictor = Predictor.from_run(run)
+    results = [explain_file(predictor, f, method, class_name) for f in files]  # all or nothing
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i, r in enumerate(results):
+        png = write_explanation(r, out, i)
+        rows.append(
+            {k: r[k] for k in ("path", "class", "probability", "method", "layer")}
+            | {"overlay": str(png)}
+        )
+    with open(out / "explanations.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return rows

@@ -1,0 +1,57 @@
+"""Explain a trained run's prediction for image files: heatmap, overlay, summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from scandx.data.images import preprocess
+from scandx.data.readers import read_image
+from scandx.errors import ScandxError
+from scandx.explain.cam import METHODS, explain_tensor, target_layer
+from scandx.explain.overlay import overlay, save_png, unletterbox
+from scandx.inference.predictor import Predictor
+
+
+def explain_file(
+    predictor: Predictor, path: str | Path, method: str = "gradcam", class_name: str | None = None
+) -> dict[str, Any]:
+    """Heatmap (in the image's own geometry) for one file, with the prediction it explains.
+
+    The class explained is ``class_name``, else the positive class of a binary task,
+    else the most probable class or label.
+    """
+    if method not in METHODS:
+        raise ScandxError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    display, _ = read_image(path)
+    x = preprocess(display, predictor.contract, str(path))[None]
+    probs = predictor.probabilities(x)[0]
+    if class_name is not None:
+        if class_name not in predictor.classes:
+            raise ScandxError(f"unknown class {class_name!r}; the model has {predictor.classes}")
+        k = predictor.classes.index(class_name)
+    else:
+        k = 1 if predictor.task == "binary" else int(np.argmax(probs))
+    layer = target_layer(predictor.model, tuple(x.shape[1:])) if method != "occlusion" else None
+    heat_input = explain_tensor(predictor.model, x, k, method, layer)
+    heat = unletterbox(heat_input, display.shape[-2:])
+    return {
+        "path": str(path),
+        "class": predictor.classes[k],
+        "probability": float(probs[k]),
+        "method": method,
+        "layer": layer or "",
+        "heatmap": heat,
+        "display": display,
+    }
+
+
+def write_explanation(result: dict[str, Any], out_dir: Path, index: int = 0) -> Path:
+    """Save the overlay PNG (and the raw heatmap as .npy); returns the PNG path."""
+    stem = f"{index:04d}_" + Path(result["path"]).name.replace(".", "_")
+    png = out_dir / f"{stem}_{result['method']}.png"
+    save_png(png, overlay(result["display"], result["heatmap"]))
+    np.save(out_dir / f"{stem}_{result['method']}.npy", result["heatmap"].astype(np.float32))
+    return png

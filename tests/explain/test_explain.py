@@ -1,0 +1,87 @@
+"""Explanations: every registered model, geometry back to the image, CLI output, bad requests."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from scandx.cli import main
+from scandx.data.images import letterbox_resize
+from scandx.explain import METHODS, explain_tensor, target_layer
+from scandx.explain.overlay import overlay, unletterbox
+from scandx.models import create_model, list_models, min_input_size
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_model_has_an_automatic_target_layer_and_a_heatmap(name):
+    size = max(min_input_size(name), 64)
+    model = create_model(name, 2, 1, 2, input_size=[size, size])
+    layer = target_layer(model, (1, size, size))
+    assert layer in dict(model.named_modules())
+    heat = explain_tensor(model, torch.randn(1, 1, size, size), 1, "gradcam")
+    assert heat.shape == (size, size) and heat.min() >= 0 and heat.max() <= 1
+
+
+def test_target_layer_follows_input_size():
+    assert (
+        target_layer(create_model("resnet18", 2, 1, 2, input_size=[224, 224]), (1, 224, 224))
+        == "layer4"
+    )
+    small = create_model("resnet18", 2, 1, 2, input_size=[64, 64], small_stem=False)
+    assert target_layer(small, (1, 64, 64)) != "layer4"  # layer4 would be 4x4 at 64 px
+
+
+def test_unletterbox_inverts_letterbox_geometry():
+    img = torch.zeros(1, 30, 60)
+    img[0, 10:20, 40:50] = 1  # a bright square right of centre in a wide image
+    boxed = letterbox_resize(img, [32, 32])[0].numpy()
+    back = unletterbox(boxed, (30, 60))
+    assert back.shape == (30, 60)
+    peak = np.unravel_index(np.argmax(back), back.shape)
+    assert 10 <= peak[0] < 20 and 40 <= peak[1] < 50
+
+
+def test_overlay_keeps_the_display_image_where_the_map_is_zero():
+    display = np.random.default_rng(0).random((1, 8, 8)).astype(np.float32)
+    rgb = overlay(display, np.zeros((8, 8), np.float32))
+    np.testing.assert_array_equal(rgb[..., 0], np.round(display[0] * 255).astype(np.uint8))
+
+
+def test_explain_cli_on_dicom_and_png(phantoms, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert (
+        main(
+            [
+                "-q",
+                "train",
+                "--data",
+                str(phantoms),
+                "--out",
+                str(run),
+                "--time-budget",
+                "5",
+                "--model",
+                "simple-cnn",
+            ]
+        )
+        == 0
+    )
+    files = [str(next(phantoms.rglob("*.dcm"))), str(next(phantoms.rglob("*.png")))]
+    for method in METHODS:
+        out = tmp_path / method
+        assert main(["-q", "explain", str(run), *files, "--method", method, "--out", str(out)]) == 0
+        with open(out / "explanations.csv") as f:
+            rows = list(csv.DictReader(f))
+        assert [r["path"] for r in rows] == files and all(r["class"] == "lesion" for r in rows)
+        for r in rows:
+            png = np.asarray(Image.open(r["overlay"]))
+            assert png.shape == (32, 32, 3)  # the image's own geometry
+    capsys.readouterr()
+    code = main(
+        ["-q", "explain", str(run), files[0], "--class", "tumour", "--out", str(tmp_path / "x")]
+    )
+    assert code == 2 and "unknown class" in capsys.readouterr().err
