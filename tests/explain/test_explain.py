@@ -85,3 +85,25 @@ def test_explain_cli_on_dicom_and_png(phantoms, tmp_path, capsys):
         ["-q", "explain", str(run), files[0], "--class", "tumour", "--out", str(tmp_path / "x")]
     )
     assert code == 2 and "unknown class" in capsys.readouterr().err
+
+
+class _BrightnessModel(torch.nn.Module):
+    """Class 1's logit is the mean activation of a 1x1 identity conv: brighter = class 1."""
+
+    def __init__(self):
+        super().__init__()
+        self.layer1 = torch.nn.Conv2d(1, 1, 1, bias=False)
+        torch.nn.init.ones_(self.layer1.weight)
+
+    def forward(self, x):
+        a = torch.relu(self.layer1(x)).mean(dim=(1, 2, 3))
+        return torch.stack([-a, a], dim=1)
+
+
+@pytest.mark.parametrize("method", ["gradcam", "gradcam++"])
+def test_cam_peaks_on_the_evidence_not_its_inverse(method):
+    x = torch.full((1, 1, 16, 16), 0.1)
+    x[0, 0, 3:6, 10:13] = 1.0  # the bright evidence
+    heat = explain_tensor(_BrightnessModel(), x, 1, method, layer="layer1")
+    y, xx = np.unravel_index(np.argmax(heat), heat.shape)
+    assert 3 <= y < 6 and 10 <= xx < 13  # MONAI's default normaliser would put the peak elsewhere

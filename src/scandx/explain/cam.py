@@ -37,6 +37,10 @@ def candidate_layers(model: nn.Module) -> list[str]:
     return [n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Conv3d))]
 
 
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
 def target_layer(model: nn.Module, input_shape: tuple[int, ...]) -> str:
     """The deepest candidate whose output is at least min(7, input/8) pixels wide."""
     sizes: dict[str, int] = {}
@@ -74,7 +78,10 @@ def explain_tensor(
     if method in ("gradcam", "gradcam++"):
         layer = layer or target_layer(model, tuple(x.shape[1:]))
         cam_cls = GradCAM if method == "gradcam" else GradCAMpp
-        cam = cam_cls(nn_module=model, target_layers=layer)
+        # MONAI's default post-processing maps (min, max) to (1, 0), flipping the map
+        # (monai.visualize.class_activation_maps.default_normalizer); we keep the raw
+        # map and normalise it below.
+        cam = cam_cls(nn_module=model, target_layers=layer, postprocessing=_identity)
         with torch.enable_grad():
             heat = cam(x.clone().requires_grad_(True), class_idx=class_idx)
         out = heat[0, 0].detach().float().numpy()
