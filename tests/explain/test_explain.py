@@ -11,7 +11,7 @@ from PIL import Image
 
 from scandx.cli import main
 from scandx.data.images import letterbox_resize
-from scandx.explain import METHODS, explain_tensor, target_layer
+from scandx.explain import METHODS, explain_tensor, target_layers
 from scandx.explain.overlay import overlay, unletterbox
 from scandx.models import create_model, list_models, min_input_size
 
@@ -20,19 +20,17 @@ from scandx.models import create_model, list_models, min_input_size
 def test_every_model_has_an_automatic_target_layer_and_a_heatmap(name):
     size = max(min_input_size(name), 64)
     model = create_model(name, 2, 1, 2, input_size=[size, size])
-    layer = target_layer(model, (1, size, size))
-    assert layer in dict(model.named_modules())
+    layers = target_layers(model, (1, size, size))
+    assert layers and set(layers) <= set(dict(model.named_modules()))
     heat = explain_tensor(model, torch.randn(1, 1, size, size), 1, "gradcam")
     assert heat.shape == (size, size) and heat.min() >= 0 and heat.max() <= 1
 
 
-def test_target_layer_follows_input_size():
-    assert (
-        target_layer(create_model("resnet18", 2, 1, 2, input_size=[224, 224]), (1, 224, 224))
-        == "layer4"
-    )
-    small = create_model("resnet18", 2, 1, 2, input_size=[64, 64], small_stem=False)
-    assert target_layer(small, (1, 64, 64)) != "layer4"  # layer4 would be 4x4 at 64 px
+def test_target_layers_are_the_block_outputs_with_maps_of_2x2_or_more():
+    big = create_model("resnet18", 2, 1, 2, input_size=[224, 224])
+    assert target_layers(big, (1, 224, 224)) == ["layer1", "layer2", "layer3", "layer4"]
+    tiny = create_model("resnet18", 2, 1, 2, input_size=[16, 16], small_stem=False)
+    assert "layer4" not in target_layers(tiny, (1, 16, 16))  # a 1x1 map cannot localise
 
 
 def test_unletterbox_inverts_letterbox_geometry():
@@ -104,6 +102,6 @@ class _BrightnessModel(torch.nn.Module):
 def test_cam_peaks_on_the_evidence_not_its_inverse(method):
     x = torch.full((1, 1, 16, 16), 0.1)
     x[0, 0, 3:6, 10:13] = 1.0  # the bright evidence
-    heat = explain_tensor(_BrightnessModel(), x, 1, method, layer="layer1")
+    heat = explain_tensor(_BrightnessModel(), x, 1, method, layers=["layer1"])
     y, xx = np.unravel_index(np.argmax(heat), heat.shape)
     assert 3 <= y < 6 and 10 <= xx < 13  # MONAI's default normaliser would put the peak elsewhere

@@ -1,17 +1,17 @@
 """Heatmaps from MONAI's Grad-CAM, Grad-CAM++ and occlusion sensitivity.
 
-The target layer is chosen automatically for every registered model: among the
-model's block outputs (ResNet layers, DenseNet transitions, EfficientNet blocks,
-the plain CNNs' pooling stages) the deepest one whose feature map is at least
-``min(7, input / 8)`` pixels on its shortest side. That is ResNet's ``layer4``
-(7x7) at 224 px, as in the Grad-CAM paper, and a finer layer for small inputs,
-where ``layer4`` would be 2x2 and could not point at a lesion.
+Target layers are chosen automatically for every registered model: the model's
+block outputs (ResNet layers, DenseNet transitions, EfficientNet blocks, the plain
+CNNs' pooling stages) whose maps are at least 2x2. Grad-CAM is computed at each and
+the normalised maps are averaged (multi-layer fusion in the spirit of LayerCAM):
+the deepest layer alone (e.g. ResNet ``layer4``, 4x4 at 64 px) is too coarse to
+point at a small lesion, a shallow one alone is less class-specific. Measured on
+synthetic phantoms in docs/benchmarks.md.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -25,10 +25,11 @@ def candidate_layers(model: nn.Module) -> list[str]:
     names = [n for n, _ in model.named_modules()]
     if all(f"layer{i}" in names for i in range(1, 5)):  # ResNet
         return [f"layer{i}" for i in range(1, 5)]
-    if "features.denseblock1" in names:  # DenseNet
-        return [n for n in names if n.count(".") == 1 and n.startswith("features.transition")] + [
-            "features.norm5"
+    if "features.denseblock1" in names:  # DenseNet (norm5 feeds an in-place ReLU: not hookable)
+        transitions = [
+            n for n in names if n.count(".") == 1 and n.startswith("features.transition")
         ]
+        return [*transitions, "features.denseblock4"]
     if "_blocks" in names:  # EfficientNet
         return [n for n in names if n.count(".") == 1 and n.startswith("_blocks.")] + ["_conv_head"]
     pools = [n for n, m in model.named_modules() if isinstance(m, (nn.MaxPool2d, nn.MaxPool3d))]
@@ -41,26 +42,30 @@ def _identity(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def target_layer(model: nn.Module, input_shape: tuple[int, ...]) -> str:
-    """The deepest candidate whose output is at least min(7, input/8) pixels wide."""
-    sizes: dict[str, int] = {}
-    hooks = []
+def _layer_sides(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, int]:
+    """Shortest spatial side of each candidate layer's output, from one dry forward pass."""
+    sides: dict[str, int] = {}
     modules = dict(model.named_modules())
-    for name in candidate_layers(model):
-        hooks.append(
-            modules[name].register_forward_hook(
-                lambda _m, _i, out, name=name: sizes.__setitem__(name, min(out.shape[2:]))
-            )
+    hooks = [
+        modules[n].register_forward_hook(
+            lambda _m, _i, out, n=n: sides.__setitem__(n, min(out.shape[2:]))
         )
+        for n in candidate_layers(model)
+    ]
     try:
         with torch.no_grad():
             model.eval()(torch.zeros(1, *input_shape))
     finally:
         for h in hooks:
             h.remove()
-    need = max(2, min(7, min(input_shape[1:]) // 8))
-    ok = [n for n in candidate_layers(model) if sizes.get(n, 0) >= need]
-    return ok[-1] if ok else candidate_layers(model)[0]
+    return sides
+
+
+def target_layers(model: nn.Module, input_shape: tuple[int, ...]) -> list[str]:
+    """Every block output with a map of at least 2x2, shallow to deep (fused by explain)."""
+    sides = _layer_sides(model, input_shape)
+    layers = [n for n in candidate_layers(model) if sides.get(n, 0) >= 2]
+    return layers or candidate_layers(model)[:1]
 
 
 def explain_tensor(
@@ -68,23 +73,28 @@ def explain_tensor(
     x: torch.Tensor,
     class_idx: int,
     method: str = "gradcam",
-    layer: str | None = None,
-    postprocess: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    layers: list[str] | None = None,
 ) -> np.ndarray:
-    """Heatmap in [0, 1] over the model input's spatial grid for one image x (1, C, *S)."""
+    """Heatmap in [0, 1] over the model input's spatial grid for one image x (1, C, *S).
+
+    Grad-CAM(++) maps of ``layers`` (default: ``target_layers``) are each scaled to
+    [0, 1] and averaged: deep layers say which class, shallow ones say where.
+    """
     from monai.visualize import GradCAM, GradCAMpp, OcclusionSensitivity
 
     model.eval()
     if method in ("gradcam", "gradcam++"):
-        layer = layer or target_layer(model, tuple(x.shape[1:]))
+        layers = layers or target_layers(model, tuple(x.shape[1:]))
         cam_cls = GradCAM if method == "gradcam" else GradCAMpp
-        # MONAI's default post-processing maps (min, max) to (1, 0), flipping the map
-        # (monai.visualize.class_activation_maps.default_normalizer); we keep the raw
-        # map and normalise it below.
-        cam = cam_cls(nn_module=model, target_layers=layer, postprocessing=_identity)
-        with torch.enable_grad():
-            heat = cam(x.clone().requires_grad_(True), class_idx=class_idx)
-        out = heat[0, 0].detach().float().numpy()
+        maps = []
+        for layer in layers:
+            # MONAI's default post-processing maps (min, max) to (1, 0), flipping the
+            # map (monai.visualize.class_activation_maps.default_normalizer); keep it raw.
+            cam = cam_cls(nn_module=model, target_layers=layer, postprocessing=_identity)
+            with torch.enable_grad():
+                heat = cam(x.clone().requires_grad_(True), class_idx=class_idx)
+            maps.append(_unit(heat[0, 0].detach().float().numpy()))
+        out = np.mean(maps, axis=0)
     elif method == "occlusion":
         side = min(x.shape[2:])
         occ = OcclusionSensitivity(
@@ -97,5 +107,9 @@ def explain_tensor(
         out = score.max() - score  # importance: how much hiding the patch lowers the score
     else:
         raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
-    lo, hi = float(out.min()), float(out.max())
-    return ((out - lo) / (hi - lo)).astype(np.float32) if hi > lo else np.zeros_like(out)
+    return _unit(out)
+
+
+def _unit(a: np.ndarray) -> np.ndarray:
+    lo, hi = float(a.min()), float(a.max())
+    return ((a - lo) / (hi - lo)).astype(np.float32) if hi > lo else np.zeros_like(a, np.float32)

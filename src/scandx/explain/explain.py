@@ -10,7 +10,7 @@ import numpy as np
 from scandx.data.images import preprocess
 from scandx.data.readers import read_image
 from scandx.errors import ScandxError
-from scandx.explain.cam import METHODS, explain_tensor, target_layer
+from scandx.explain.cam import METHODS, explain_tensor, target_layers
 from scandx.explain.overlay import overlay, save_png, unletterbox
 from scandx.inference.predictor import Predictor
 
@@ -34,15 +34,15 @@ def explain_file(
         k = predictor.classes.index(class_name)
     else:
         k = 1 if predictor.task == "binary" else int(np.argmax(probs))
-    layer = target_layer(predictor.model, tuple(x.shape[1:])) if method != "occlusion" else None
-    heat_input = explain_tensor(predictor.model, x, k, method, layer)
+    layers = target_layers(predictor.model, tuple(x.shape[1:])) if method != "occlusion" else None
+    heat_input = explain_tensor(predictor.model, x, k, method, layers)
     heat = unletterbox(heat_input, display.shape[-2:])
     return {
         "path": str(path),
         "class": predictor.classes[k],
         "probability": float(probs[k]),
         "method": method,
-        "layer": layer or "",
+        "layer": "+".join(layers or []),
         "heatmap": heat,
         "display": display,
     }
