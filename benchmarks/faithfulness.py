@@ -61,9 +61,9 @@ def main() -> None:
     print(
         f"\n{len(tps)} true positives on the test split; trained in {time.perf_counter() - t0:.0f}s"
     )
-    head = f"{'method':<11} {'layer':<8} {'pointing game':>14} {'drop top-10%':>13}"
+    head = f"{'method':<11} {'layers':<28} {'pointing game':>14} {'drop top-10%':>13}"
     print(f"{head} {'drop random-10%':>16} {'top > random':>13}")
-    print("-" * 80)
+    print("-" * 100)
     for method in args.methods.split(","):
         hits, tops, rands, layer = [], [], [], ""
         for path in tps:
@@ -77,7 +77,7 @@ def main() -> None:
             rands.append(rand)
             layer = r["layer"]
         better = np.mean(np.array(tops) > np.array(rands))
-        row = f"{method:<11} {layer:<8} {np.mean(hits):>13.1%} {np.mean(tops):>13.3f}"
+        row = f"{method:<11} {layer:<28} {np.mean(hits):>14.1%} {np.mean(tops):>13.3f}"
         print(f"{row} {np.mean(rands):>16.3f} {better:>12.1%}")
 
 
