@@ -30,6 +30,7 @@ from scandx.evaluation.calibration import (
 from scandx.evaluation.metrics import youden_threshold
 from scandx.evaluation.report import evaluate_predictions
 from scandx.inference.model_io import contract_of, save_model
+from scandx.inference.ood import fit_ood
 from scandx.inference.predictor import Predictor
 from scandx.planning import fingerprint, make_plan
 from scandx.training.loop import Hook, TrainData, fit, predict_logits, probabilities
@@ -166,6 +167,9 @@ def train_run(
         ece_val_after=expected_calibration_error(plan.task, y_val, val_probs),
     )
     thresholds = choose_thresholds(plan, y_val, val_probs)  # on calibrated probabilities
+    ood_tensors, ood_info = fit_ood(
+        model_nn, data_t.x_train, data_t.y_train.numpy(), data_t.x_val, plan.seed
+    )
     info = save_model(
         out / "model",
         model_nn,
@@ -175,8 +179,10 @@ def train_run(
             "best_epoch": result["best"].get("epoch"),
             "val_auc": result["best"].get("val_auc"),
             "calibration": calibration,
+            "ood": ood_info,
             "training_data": manifest.summary(),
         },
+        ood_tensors,
     )
     summary = {
         "run": str(out),
@@ -274,6 +280,11 @@ def evaluate_run(
         "ece_after": expected_calibration_error(manifest.task, y, probs),
         "ece_bins": 15,
     }
+    ood_scores = predictor.ood_scores(x)
+    ood = {"method": "none"}
+    if ood_scores is not None:
+        threshold = predictor.info["ood"]["threshold"]
+        ood = {"threshold": threshold, "flagged_fraction": float(np.mean(ood_scores > threshold))}
     thresholds = predictor.info["thresholds"]
     metrics = evaluate_predictions(
         manifest.task,
@@ -296,6 +307,7 @@ def evaluate_run(
         },
         **metrics,
         "calibration": calibration,
+        "ood": ood,
     }
     if skipped:
         metrics["skipped"] = [{"path": p, "reason": r} for p, r in skipped]
@@ -345,7 +357,15 @@ def predict_run(
     rows = predictor.predict_files(files, skip_bad=skip_bad)
     if out_csv:
         Path(out_csv).parent.mkdir(parents=True, exist_ok=True)
-        keys = ["path", *[f"prob_{c}" for c in predictor.classes], "predicted", "error"]
+        keys = [
+            "path",
+            *[f"prob_{c}" for c in predictor.classes],
+            "predicted",
+            "uncertainty",
+            "ood_score",
+            "ood_flag",
+            "error",
+        ]
         with open(out_csv, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=keys)
             w.writeheader()

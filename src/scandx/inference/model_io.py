@@ -47,12 +47,17 @@ def save_model(
     plan: Plan,
     thresholds: dict[str, Any],
     extra: dict[str, Any],
+    ood_tensors: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, Any]:
     """Write weights + model.json; returns the model.json content."""
     model_dir.mkdir(parents=True, exist_ok=True)
     weights = model_dir / WEIGHTS
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(weights))
+    if ood_tensors is not None:
+        save_file(
+            {k: v.contiguous() for k, v in ood_tensors.items()}, str(model_dir / "ood.safetensors")
+        )
     info = {
         "format": "scandx-model/1",
         "scandx_version": __version__,
@@ -98,4 +103,6 @@ def load_model(model_dir: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     )
     model.load_state_dict(load_file(str(weights)))
     model.eval()
+    if info.get("ood"):
+        info["ood_tensors"] = load_file(str(model_dir / info["ood"]["file"]))
     return model, info

@@ -19,6 +19,7 @@ from scandx.data.readers import read_image
 from scandx.errors import BadImageError
 from scandx.evaluation.calibration import apply_calibration
 from scandx.inference.model_io import load_model
+from scandx.inference.ood import mahalanobis, penultimate_features, tta_probabilities
 from scandx.training.loop import predict_logits, probabilities
 
 
@@ -57,6 +58,23 @@ class Predictor:
         """Calibrated class (or label) probabilities for a preprocessed batch."""
         return self.to_probabilities(self.logits(x))
 
+    def ood_scores(self, x: torch.Tensor) -> np.ndarray | None:
+        """Mahalanobis OOD score per image (higher = less like the training data)."""
+        tensors = self.info.get("ood_tensors")
+        if tensors is None:
+            return None
+        return mahalanobis(penultimate_features(self.model, x.to(self.device)), tensors)
+
+    def uncertainty(self, x: torch.Tensor, n: int = 8) -> np.ndarray:
+        """Spread (std) of the decision probability over seeded test-time augmentations."""
+        tta = tta_probabilities(self.probabilities, x, self.contract.mean, self.contract.std, n)
+        if self.task == "binary":
+            return tta[:, :, 1].std(0)
+        if self.task == "multiclass":
+            top = tta[0].argmax(1)
+            return tta[:, np.arange(len(top)), top].std(0)
+        return tta.std(0).mean(1)
+
     def decide(self, probs: np.ndarray) -> np.ndarray:
         """Decisions at the saved operating thresholds (chosen on validation data)."""
         th = self.info["thresholds"]
@@ -82,9 +100,17 @@ class Predictor:
                     raise
                 rows.append({"path": str(p), "error": e.reason})
         if tensors:
-            probs = self.probabilities(torch.stack(tensors))
-            for path, pr, d in zip(ok, probs, self.decide(probs), strict=True):
-                rows.append({"path": path, **self._row(pr, d)})
+            x = torch.stack(tensors)
+            probs = self.probabilities(x)
+            spread = self.uncertainty(x)
+            scores = self.ood_scores(x)
+            threshold = (self.info.get("ood") or {}).get("threshold")
+            for i, (path, pr, d) in enumerate(zip(ok, probs, self.decide(probs), strict=True)):
+                row = {"path": path, **self._row(pr, d), "uncertainty": float(spread[i])}
+                if scores is not None:
+                    row["ood_score"] = float(scores[i])
+                    row["ood_flag"] = bool(scores[i] > threshold)
+                rows.append(row)
         return rows
 
     def _row(self, probs: np.ndarray, decision: Any) -> dict[str, Any]:
