@@ -306,3 +306,33 @@ def test_predict_applies_the_stored_calibration(phantoms, tmp_path, capsys):
     expected = torch.softmax(predictor.logits(x) / t, dim=1).numpy()
     row = predictor.predict_files([f])[0]
     assert row["prob_lesion"] == pytest.approx(float(expected[0, 1]), abs=1e-6)
+
+
+def test_model_card_written_by_train_and_filled_by_evaluate(phantoms, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert (
+        _run(
+            capsys,
+            "train",
+            "--data",
+            phantoms,
+            "--out",
+            run,
+            "--time-budget",
+            "5",
+            "--model",
+            "simple-cnn",
+        )[0]
+        == 0
+    )
+    card = (run / "model" / "model_card.md").read_text()
+    assert "Not evaluated yet" in card and "positive class: lesion" in card
+    assert str(phantoms) in card  # the training source is named
+    assert _run(capsys, "evaluate", run, "--data", phantoms, "--bootstrap", "100")[0] == 0
+    card = (run / "model" / "model_card.md").read_text()
+    metrics = json.loads((run / "eval" / "test" / "metrics.json").read_text())
+    auc = metrics["auc"]
+    assert f"{auc['value']:.3f} ({auc['ci95'][0]:.3f}-{auc['ci95'][1]:.3f})" in card
+    assert "chosen on the val split, never on test" in card
+    for section in ("Intended use", "Training data", "Calibration", "Limitations", "TRIPOD+AI"):
+        assert f"## {section}" in card or section in card

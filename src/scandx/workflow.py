@@ -28,6 +28,7 @@ from scandx.evaluation.calibration import (
     fit_calibration,
 )
 from scandx.evaluation.metrics import youden_threshold
+from scandx.evaluation.model_card import write_model_card
 from scandx.evaluation.report import evaluate_predictions
 from scandx.inference.model_io import contract_of, save_model
 from scandx.inference.ood import fit_ood
@@ -192,6 +193,7 @@ def train_run(
         "sha256": info["sha256"],
     }
     (out / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_model_card(out)
     return summary
 
 
@@ -314,6 +316,7 @@ def evaluate_run(
     out = run / "eval" / split
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_model_card(run)
     decisions = predictor.decide(probs)
     with open(out / "predictions.csv", "w", newline="") as f:
         w = csv.writer(f)

@@ -89,6 +89,7 @@ class Manifest:
     def summary(self) -> dict[str, Any]:
         splits = sorted({c.split for c in self.cases})
         return {
+            "source": self.source,
             "task": self.task,
             "classes": self.classes,
             "cases": len(self.cases),
