@@ -35,3 +35,24 @@ def phantoms(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from scandx.data.synthetic import make_phantom_dataset
 
     return make_phantom_dataset(tmp_path_factory.mktemp("phantoms"), n_patients=60, size=32, seed=1)
+
+
+@pytest.fixture(scope="session")
+def quick_run(phantoms: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A simple-cnn run on the phantoms, trained once through the CLI; read it, don't write it."""
+    from scandx.cli import main
+
+    run = tmp_path_factory.mktemp("quick") / "run"
+    args = [
+        "train",
+        "--data",
+        phantoms,
+        "--out",
+        run,
+        "--time-budget",
+        "5",
+        "--model",
+        "simple-cnn",
+    ]
+    assert main(["-q", *map(str, args)]) == 0
+    return run

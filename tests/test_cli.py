@@ -170,23 +170,8 @@ def test_existing_run_is_not_overwritten(phantoms, tmp_path, capsys):
     assert code == 2 and "--resume" in io.err
 
 
-def test_predict_bad_file_and_wrong_channels(phantoms, tmp_path, capsys):
-    run = tmp_path / "run"
-    assert (
-        _run(
-            capsys,
-            "train",
-            "--data",
-            phantoms,
-            "--out",
-            run,
-            "--time-budget",
-            "5",
-            "--model",
-            "simple-cnn",
-        )[0]
-        == 0
-    )
+def test_predict_bad_file_and_wrong_channels(quick_run, phantoms, tmp_path, capsys):
+    run = quick_run
     (tmp_path / "x.png").write_text("not an image")
     code, io = _run(capsys, "predict", run, tmp_path / "x.png")
     assert code == 2 and "x.png" in io.err
@@ -278,27 +263,12 @@ def test_unwritable_output_is_one_line(phantoms, tmp_path, capsys):
     assert code == 2 and len(io.err.strip().splitlines()) == 1 and "Traceback" not in io.err
 
 
-def test_predict_applies_the_stored_calibration(phantoms, tmp_path, capsys):
+def test_predict_applies_the_stored_calibration(quick_run, phantoms, tmp_path, capsys):
     import torch
 
     from scandx.inference import Predictor
 
-    run = tmp_path / "run"
-    assert (
-        _run(
-            capsys,
-            "train",
-            "--data",
-            phantoms,
-            "--out",
-            run,
-            "--time-budget",
-            "5",
-            "--model",
-            "simple-cnn",
-        )[0]
-        == 0
-    )
+    run = quick_run
     predictor = Predictor.from_run(run)
     f = next(phantoms.rglob("*.png"))
     x = predictor.prepare_file(f)[None]

@@ -49,25 +49,8 @@ def test_overlay_keeps_the_display_image_where_the_map_is_zero():
     np.testing.assert_array_equal(rgb[..., 0], np.round(display[0] * 255).astype(np.uint8))
 
 
-def test_explain_cli_on_dicom_and_png(phantoms, tmp_path, capsys):
-    run = tmp_path / "run"
-    assert (
-        main(
-            [
-                "-q",
-                "train",
-                "--data",
-                str(phantoms),
-                "--out",
-                str(run),
-                "--time-budget",
-                "5",
-                "--model",
-                "simple-cnn",
-            ]
-        )
-        == 0
-    )
+def test_explain_cli_on_dicom_and_png(quick_run, phantoms, tmp_path, capsys):
+    run = quick_run
     files = [str(next(phantoms.rglob("*.dcm"))), str(next(phantoms.rglob("*.png")))]
     for method in METHODS:
         out = tmp_path / method

@@ -44,7 +44,7 @@ def evaluate_run(
     x, kept, skipped = load_cases(
         cases, predictor.contract, skip_bad=skip_bad, desc=f"{split} images"
     )
-    logits = predictor.logits(x)
+    logits, features = predictor.logits_and_features(x)
     probs = predictor.to_probabilities(logits)
     y = labels_tensor(manifest, kept).numpy()
     calibration = {
@@ -55,7 +55,7 @@ def evaluate_run(
         "ece_after": expected_calibration_error(manifest.task, y, probs),
         "ece_bins": 15,
     }
-    ood_scores = predictor.ood_scores(x)
+    ood_scores = predictor.ood_scores(features=features)
     ood = {"method": "none"}
     if ood_scores is not None:
         threshold = predictor.info["ood"]["threshold"]

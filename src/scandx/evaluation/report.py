@@ -13,6 +13,7 @@ from scandx.evaluation.metrics import (
     confusion,
     multiclass_metrics,
     multilabel_metrics,
+    roc_auc,
 )
 
 
@@ -35,16 +36,13 @@ def flat_metrics(
         out.update(binary_metrics(y == 1, probs[:, 1], thresholds["positive"]))
         pred = decisions(task, probs, thresholds, classes)
         for k, name in enumerate(classes):  # each class as the positive one, at the same decisions
-            score = probs[:, k]
-            per = binary_metrics(y == k, score, 0.5)
-            per.update(_decision_metrics(y == k, pred == k))
+            per = {"auc": roc_auc(y == k, probs[:, k]), **_decision_metrics(y == k, pred == k)}
             out.update({f"per_class/{name}/{m}": v for m, v in per.items() if m in _PER_CLASS})
     elif task == "multiclass":
         out.update(multiclass_metrics(y, probs))
         pred = probs.argmax(1)
         for k, name in enumerate(classes):
-            per = {"auc": binary_metrics(y == k, probs[:, k], 0.5)["auc"]}
-            per.update(_decision_metrics(y == k, pred == k))
+            per = {"auc": roc_auc(y == k, probs[:, k]), **_decision_metrics(y == k, pred == k)}
             out.update({f"per_class/{name}/{m}": v for m, v in per.items()})
     else:
         t = np.array([thresholds[c] for c in classes])

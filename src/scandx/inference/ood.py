@@ -13,6 +13,8 @@ test-time augmentations (small affine and intensity changes).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -33,20 +35,31 @@ def _last_linear(model: nn.Module) -> nn.Linear:
     return linears[-1]
 
 
-@torch.no_grad()
-def penultimate_features(model: nn.Module, x: torch.Tensor, batch: int = 256) -> np.ndarray:
-    """Inputs of the model's last linear layer, (N, D) float64."""
+@contextmanager
+def capturing_penultimate(model: nn.Module) -> Iterator[list[torch.Tensor]]:
+    """Collect the inputs of the model's last linear layer for every forward pass inside."""
     captured: list[torch.Tensor] = []
     hook = _last_linear(model).register_forward_hook(
         lambda _m, inp, _out: captured.append(inp[0].detach().float().flatten(1).cpu())
     )
-    model.eval()
     try:
-        for i in range(0, len(x), batch):
-            model(x[i : i + batch])
+        yield captured
     finally:
         hook.remove()
+
+
+def as_features(captured: list[torch.Tensor]) -> np.ndarray:
     return torch.cat(captured).double().numpy()
+
+
+@torch.no_grad()
+def penultimate_features(model: nn.Module, x: torch.Tensor, batch: int = 256) -> np.ndarray:
+    """Inputs of the model's last linear layer, (N, D) float64."""
+    model.eval()
+    with capturing_penultimate(model) as captured:
+        for i in range(0, len(x), batch):
+            model(x[i : i + batch])
+    return as_features(captured)
 
 
 def fit_ood(
@@ -86,15 +99,22 @@ def mahalanobis(features: np.ndarray, tensors: dict[str, torch.Tensor]) -> np.nd
 
 
 def tta_probabilities(
-    probs_fn: Any, x: torch.Tensor, mean: list[float], std: list[float], n: int = 8, seed: int = 0
+    probs_fn: Any,
+    x: torch.Tensor,
+    mean: list[float],
+    std: list[float],
+    n: int = 8,
+    seed: int = 0,
+    first: np.ndarray | None = None,
 ) -> np.ndarray:
-    """(n, N, K) probabilities of ``n`` seeded augmentations of a batch (the first is x itself)."""
+    """(n, N, K) probabilities of ``n`` seeded augmentations of a batch (the first is x itself;
+    pass its probabilities as ``first`` when they are already known)."""
     aug = Augmentation(
         rotate_deg=5, scale=(0.95, 1.05), translate=0.03, brightness=0.05, contrast=0.05
     )
     g = torch.Generator().manual_seed(seed)
     m, s = torch.tensor(mean), torch.tensor(std)
-    out = [probs_fn(x)]
+    out = [probs_fn(x) if first is None else first]
     for _ in range(n - 1):
         out.append(probs_fn(augment_batch(x, aug, m, s, g)))
     return np.stack(out)

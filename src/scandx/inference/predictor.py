@@ -19,7 +19,13 @@ from scandx.data.readers import read_image
 from scandx.errors import BadImageError
 from scandx.evaluation.calibration import apply_calibration
 from scandx.inference.model_io import load_model
-from scandx.inference.ood import mahalanobis, penultimate_features, tta_probabilities
+from scandx.inference.ood import (
+    as_features,
+    capturing_penultimate,
+    mahalanobis,
+    penultimate_features,
+    tta_probabilities,
+)
 from scandx.training.loop import predict_logits, probabilities
 
 
@@ -58,16 +64,34 @@ class Predictor:
         """Calibrated class (or label) probabilities for a preprocessed batch."""
         return self.to_probabilities(self.logits(x))
 
-    def ood_scores(self, x: torch.Tensor) -> np.ndarray | None:
-        """Mahalanobis OOD score per image (higher = less like the training data)."""
+    def logits_and_features(self, x: torch.Tensor) -> tuple[torch.Tensor, np.ndarray | None]:
+        """Raw logits and, when the model has an OOD score, its features, in one pass."""
+        if self.info.get("ood_tensors") is None:
+            return self.logits(x), None
+        with capturing_penultimate(self.model) as captured:
+            logits = self.logits(x)
+        return logits, as_features(captured)
+
+    def ood_scores(
+        self, x: torch.Tensor | None = None, features: np.ndarray | None = None
+    ) -> np.ndarray | None:
+        """Mahalanobis OOD score per image (higher = less like the training data), from a
+        batch or from features already captured by ``logits_and_features``."""
         tensors = self.info.get("ood_tensors")
         if tensors is None:
             return None
-        return mahalanobis(penultimate_features(self.model, x.to(self.device)), tensors)
+        if features is None:
+            features = penultimate_features(self.model, x.to(self.device))
+        return mahalanobis(features, tensors)
 
-    def uncertainty(self, x: torch.Tensor, n: int = 8) -> np.ndarray:
-        """Spread (std) of the decision probability over seeded test-time augmentations."""
-        tta = tta_probabilities(self.probabilities, x, self.contract.mean, self.contract.std, n)
+    def uncertainty(
+        self, x: torch.Tensor, n: int = 8, probs: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Spread (std) of the decision probability over seeded test-time augmentations
+        (``probs``: the batch's own probabilities, when already computed)."""
+        tta = tta_probabilities(
+            self.probabilities, x, self.contract.mean, self.contract.std, n, first=probs
+        )
         if self.task == "binary":
             return tta[:, :, 1].std(0)
         if self.task == "multiclass":
@@ -101,9 +125,10 @@ class Predictor:
                 rows.append({"path": str(p), "error": e.reason})
         if tensors:
             x = torch.stack(tensors)
-            probs = self.probabilities(x)
-            spread = self.uncertainty(x)
-            scores = self.ood_scores(x)
+            logits, features = self.logits_and_features(x)
+            probs = self.to_probabilities(logits)
+            spread = self.uncertainty(x, probs=probs)
+            scores = self.ood_scores(features=features)
             threshold = (self.info.get("ood") or {}).get("threshold")
             for i, (path, pr, d) in enumerate(zip(ok, probs, self.decide(probs), strict=True)):
                 row = {"path": path, **self._row(pr, d), "uncertainty": float(spread[i])}

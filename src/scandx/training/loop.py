@@ -9,7 +9,6 @@ Early stopping after ``plan.early_stopping_patience`` epochs without improvement
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import math
@@ -199,9 +198,7 @@ def fit(
         improved = score > best
         if improved:
             best, bad_epochs = score, 0
-            best_state = copy.deepcopy(
-                {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            )
+            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
             save_checkpoint(ckpt_dir / "best.ckpt", {"model": best_state, "epoch": epoch})
         else:
             bad_epochs += 1
