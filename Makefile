@@ -19,7 +19,8 @@ demo: $(STAMP)
 	$(VENV)/bin/scandx demo --out demo-run
 
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest -q tests
+	scripts/ensure-chromium.sh
+	SCANDX_REQUIRE_BROWSER=1 $(VENV)/bin/python -m pytest -q tests
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -21,7 +21,7 @@ EXAMPLES = {
     "demo": "scandx demo --out demo-run",
     "plan": "scandx plan --data pneumoniamnist.npz --out runs/pneu --time-budget 600",
     "train": "scandx train --data pneumoniamnist.npz --out runs/pneu --time-budget 600",
-    "evaluate": "scandx evaluate runs/pneu --data pneumoniamnist.npz --split test",
+    "evaluate": "scandx evaluate runs/pneu --data chest.csv --split test --subgroups sex,site",
     "predict": "scandx predict runs/pneu chest1.png chest2.dcm --out preds.csv",
     "explain": "scandx explain runs/pneu chest1.dcm --method gradcam --out explain/",
 }
@@ -79,7 +79,11 @@ def _parser() -> argparse.ArgumentParser:
     planning_args(s, seed_default=None)  # None: an edited plan keeps its own seed
     s.add_argument("--resume", action="store_true", help="continue from checkpoints/last.ckpt")
 
-    s = cmd("evaluate", "metrics with bootstrap CIs on one split -> RUN/eval/<split>/")
+    s = cmd(
+        "evaluate",
+        "metrics with bootstrap CIs, curves, subgroups, Grad-CAM gallery on one split "
+        "-> RUN/eval/<split>/{metrics.json,report.html}",
+    )
     s.add_argument("run")
     data_args(s)
     s.add_argument(
@@ -87,6 +91,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument(
         "--bootstrap", type=int, default=1000, help="bootstrap replicates (default 1000)"
+    )
+    s.add_argument(
+        "--subgroups",
+        help="comma-separated metadata columns to break metrics down by, e.g. sex,age_group,site "
+        "(default for DICOM: sex, age_group, manufacturer)",
+    )
+    s.add_argument(
+        "--gallery",
+        type=int,
+        default=4,
+        help="Grad-CAM overlays per true/false positive/negative in the report (0: none)",
     )
 
     s = cmd("predict", "probabilities for image files using the run's saved preprocessing")
@@ -179,9 +194,14 @@ def _run(args: argparse.Namespace) -> int:
             image_root=args.image_root,
             skip_bad=args.skip_bad,
             n_boot=args.bootstrap,
+            subgroups=[c.strip() for c in args.subgroups.split(",") if c.strip()]
+            if args.subgroups
+            else None,
+            gallery=args.gallery,
         )
         print(format_metrics(m))
-        print(f"wrote {args.run}/eval/{args.split}/metrics.json and predictions.csv")
+        out = f"{args.run}/eval/{args.split}"
+        print(f"wrote {out}/report.html, metrics.json, curves.json and predictions.csv")
     elif args.command == "explain":
         rows = workflow.explain_run(
             args.run, args.files, args.out, method=args.method, class_name=args.class_name

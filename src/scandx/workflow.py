@@ -25,6 +25,7 @@ from scandx.evaluation.calibration import (
     expected_calibration_error,
     fit_calibration,
 )
+from scandx.evaluation.curves import choose_operating_points
 from scandx.evaluation.evaluate import evaluate_run
 from scandx.evaluation.metrics import youden_threshold
 from scandx.evaluation.model_card import write_model_card
@@ -174,6 +175,7 @@ def train_run(
         ece_val_after=expected_calibration_error(plan.task, y_val, val_probs),
     )
     thresholds = choose_thresholds(plan, y_val, val_probs)  # on calibrated probabilities
+    operating_points = choose_all_operating_points(plan, y_val, val_probs, thresholds)
     ood_tensors, ood_info = fit_ood(
         model_nn, data_t.x_train, data_t.y_train.numpy(), data_t.x_val, plan.seed
     )
@@ -186,6 +188,7 @@ def train_run(
             "best_epoch": result["best"].get("epoch"),
             "val_auc": result["best"].get("val_auc"),
             "calibration": calibration,
+            "operating_points": operating_points,
             "ood": ood_info,
             "training_data": manifest.summary(),
         },
@@ -214,6 +217,24 @@ def choose_thresholds(plan: Plan, y_val: np.ndarray, probs: np.ndarray) -> dict[
             **{c: youden_threshold(y_val[:, k], probs[:, k]) for k, c in enumerate(plan.classes)},
         }
     return base
+
+
+def choose_all_operating_points(
+    plan: Plan, y_val: np.ndarray, probs: np.ndarray, thresholds: dict[str, Any]
+) -> dict[str, dict[str, float]]:
+    """{target: {rule: threshold}} for the report's operating-point table, chosen on val.
+
+    Binary: the positive class; multi-label: each label; multi-class: none (argmax).
+    """
+    if plan.task == "binary":
+        positive = plan.classes[1]
+        return {positive: choose_operating_points(y_val == 1, probs[:, 1], thresholds["positive"])}
+    if plan.task == "multilabel":
+        return {
+            c: choose_operating_points(y_val[:, k], probs[:, k], thresholds[c])
+            for k, c in enumerate(plan.classes)
+        }
+    return {}
 
 
 def _check_plan_matches(plan: Plan, manifest: Manifest, where: Any) -> None:

@@ -97,3 +97,29 @@ def _assign(
         for i in order[start:]:
             for c in by_patient[patients[i]]:
                 c.split = "train"
+
+
+def assign_folds(cases: list[Case], task: str, k: int, seed: int) -> dict[str, int]:
+    """{patient_id: fold} for k patient-level folds, stratified by the patients' labels.
+
+    Patients of each stratum are shuffled (seeded) and dealt round-robin, continuing
+    from where the previous stratum stopped, so fold sizes differ by at most one patient.
+    """
+    if k < 2:
+        raise ScandxError(f"--folds must be at least 2 (got {k})")
+    by_patient: dict[str, list[Case]] = defaultdict(list)
+    for c in cases:
+        by_patient[c.patient_id].append(c)
+    if len(by_patient) < k:
+        raise ScandxError(f"{len(by_patient)} patients cannot make {k} folds")
+    strata: dict[str, list[str]] = defaultdict(list)
+    for pid in sorted(by_patient):
+        strata[_stratum(by_patient[pid], task)].append(pid)
+    rng = np.random.default_rng(seed)
+    folds, turn = {}, 0
+    for name in sorted(strata):
+        pids = strata[name]
+        for i in rng.permutation(len(pids)):
+            folds[pids[i]] = turn % k
+            turn += 1
+    return folds

@@ -59,7 +59,9 @@ def _smooth(a: np.ndarray, k: int) -> np.ndarray:
     return np.apply_along_axis(lambda r: np.convolve(r, kernel, mode="same"), 1, a)
 
 
-def write_dicom(path: Path, img: np.ndarray, patient_id: str, variant: int, sex: str) -> None:
+def write_dicom(
+    path: Path, img: np.ndarray, patient_id: str, variant: int, sex: str, age: int = 50
+) -> None:
     """Write display values as a 12-bit CR DICOM that reads back to the same values.
 
     variant 0: MONOCHROME2, window over the full range; 1: MONOCHROME1 (inverted
@@ -86,8 +88,9 @@ def write_dicom(path: Path, img: np.ndarray, patient_id: str, variant: int, sex:
     ds.PatientID = patient_id
     ds.PatientName = "Phantom^" + patient_id
     ds.PatientSex = sex
+    ds.PatientAge = f"{age:03d}Y"
     ds.Modality = "CR"
-    ds.Manufacturer = "scandx synthetic"
+    ds.Manufacturer = f"scandx synthetic {'AB'[variant % 2]}"  # two "vendors" for subgroups
     ds.Rows, ds.Columns = img.shape
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME1" if variant == 1 else "MONOCHROME2"
@@ -120,6 +123,7 @@ def make_phantom_dataset(
     out = Path(out)
     images = out / "images"
     rng = np.random.default_rng(seed)
+    ages = np.random.default_rng([seed, 1])  # own stream: the images stay as before
     rows = []
     for p in range(n_patients):
         has_lesion = bool(rng.random() < lesion_fraction)
@@ -128,11 +132,12 @@ def make_phantom_dataset(
         folder = images / cls / pid
         folder.mkdir(parents=True, exist_ok=True)
         sex = "F" if rng.random() < 0.5 else "M"
+        age = int(ages.integers(20, 90))
         for i in range(1 + int(rng.random() < 0.4)):
             img, info = phantom(rng, size, has_lesion)
             if (p + i) % 2 == 0:
                 path = folder / f"img{i}.dcm"
-                write_dicom(path, img, pid, variant=(p // 2 + i) % 3, sex=sex)
+                write_dicom(path, img, pid, variant=(p // 2 + i) % 3, sex=sex, age=age)
             else:
                 path = folder / f"img{i}.png"
                 write_png(path, img)

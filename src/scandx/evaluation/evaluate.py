@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
+from collections.abc import Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +15,16 @@ import numpy as np
 from scandx.data.images import load_cases
 from scandx.data.sources import load_source
 from scandx.errors import ScandxError
+from scandx.evaluation.analyses import curves_for, operating_points_for, reliability_for
 from scandx.evaluation.calibration import expected_calibration_error
+from scandx.evaluation.html_report import write_report
 from scandx.evaluation.model_card import write_model_card
 from scandx.evaluation.report import evaluate_predictions
+from scandx.evaluation.subgroups import resolve_columns, subgroup_metrics
 from scandx.inference.predictor import Predictor
 from scandx.runs import apply_run_splits, labels_tensor
+
+log = logging.getLogger(__name__)
 
 
 def evaluate_run(
@@ -27,8 +35,16 @@ def evaluate_run(
     image_root: str | Path | None = None,
     skip_bad: bool = False,
     n_boot: int = 1000,
+    subgroups: Sequence[str] | None = None,
+    gallery: int = 4,
 ) -> dict[str, Any]:
-    """Score a split with the run's Predictor; write eval/<split>/{metrics.json,predictions.csv}."""
+    """Score a split with the run's Predictor.
+
+    Writes eval/<split>/ metrics.json, predictions.csv, curves.json and report.html, and
+    refreshes model/model_card.md. ``subgroups`` names metadata columns to break the
+    metrics down by (default for DICOM: sex, age band, manufacturer); ``gallery`` is the
+    number of Grad-CAM overlays per category (true/false positive/negative), 0 for none.
+    """
     run = Path(run)
     predictor = Predictor.from_run(run)
     manifest = load_source(data, image_root=image_root, skip_bad=skip_bad)
@@ -41,18 +57,20 @@ def evaluate_run(
     if not cases:
         have = sorted({c.split for c in manifest.cases})
         raise ScandxError(f"no cases in split {split!r}; available: {', '.join(have)}", data)
+    columns = resolve_columns(cases, subgroups)  # an unknown column fails before any work
     x, kept, skipped = load_cases(
         cases, predictor.contract, skip_bad=skip_bad, desc=f"{split} images"
     )
     logits, features = predictor.logits_and_features(x)
     probs = predictor.to_probabilities(logits)
+    raw_probs = predictor.to_probabilities(logits, calibrated=False)
     y = labels_tensor(manifest, kept).numpy()
+    task, classes = manifest.task, list(manifest.classes)
+    patients = [c.patient_id for c in kept]
     calibration = {
         **(predictor.info.get("calibration") or {"method": "none"}),
-        "ece_before": expected_calibration_error(
-            manifest.task, y, predictor.to_probabilities(logits, calibrated=False)
-        ),
-        "ece_after": expected_calibration_error(manifest.task, y, probs),
+        "ece_before": expected_calibration_error(task, y, raw_probs),
+        "ece_after": expected_calibration_error(task, y, probs),
         "ece_bins": 15,
     }
     ood_scores = predictor.ood_scores(features=features)
@@ -61,15 +79,8 @@ def evaluate_run(
         threshold = predictor.info["ood"]["threshold"]
         ood = {"threshold": threshold, "flagged_fraction": float(np.mean(ood_scores > threshold))}
     thresholds = predictor.info["thresholds"]
-    metrics = evaluate_predictions(
-        manifest.task,
-        manifest.classes,
-        y,
-        probs,
-        thresholds,
-        [c.patient_id for c in kept],
-        n_boot=n_boot,
-    )
+    metrics = evaluate_predictions(task, classes, y, probs, thresholds, patients, n_boot=n_boot)
+    curves = curves_for(task, classes, y, probs, patients, n_boot)
     metrics = {
         "split": split,
         "cases": len(kept),
@@ -81,16 +92,44 @@ def evaluate_run(
             "note": "chosen on the validation split at training time; never tuned on test",
         },
         **metrics,
+        "average_precision": {k: round(c["pr"]["average_precision"], 6) for k, c in curves.items()},
+        "operating_points": operating_points_for(
+            task, classes, y, probs, patients, predictor.info.get("operating_points"), n_boot
+        ),
         "calibration": calibration,
         "ood": ood,
+        "subgroups": subgroup_metrics(
+            task, classes, y, probs, thresholds, kept, columns, n_boot=n_boot
+        ),
     }
     if skipped:
         metrics["skipped"] = [{"path": p, "reason": r} for p, r in skipped]
+    decisions = predictor.decide(probs)
+    shown = None
+    if gallery > 0:
+        from scandx.explain.gallery import render_gallery, select_gallery
+
+        shown = render_gallery(predictor, kept, select_gallery(task, y, probs, decisions, gallery))
     out = run / "eval" / split
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    write_model_card(run)
-    decisions = predictor.decide(probs)
+    (out / "curves.json").write_text(json.dumps(curves) + "\n")
+    card = write_model_card(run)
+    report = write_report(
+        out / "report.html",
+        {
+            "run_name": run.resolve().name,
+            "metrics": metrics,
+            "info": predictor.info,
+            "curves": curves,
+            "reliability": reliability_for(task, y, raw_probs, probs),
+            "gallery": shown,
+            "gallery_method": "gradcam",
+            "model_card": card.read_text(),
+            "created": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        },
+    )
+    log.info("report: %s", report)
     with open(out / "predictions.csv", "w", newline="") as f:
         w = csv.writer(f)
         label_cols = (

@@ -129,11 +129,8 @@ def write_model_card(run: Path) -> Path:
     for split, m in evals.items():
         if "flagged_fraction" in m.get("ood", {}):
             lines.append(f"- {split}: {m['ood']['flagged_fraction']:.1%} of images flagged")
-    lines += [
-        "",
-        "## Subgroups",
-        "- Not evaluated yet (per-subgroup metrics are planned for `scandx evaluate --subgroups`).",
-    ]
+    lines += ["", "## Subgroups"]
+    lines += _subgroup_lines(evals)
     lines += ["", "## Limitations"]
     lines += _limitations(info, plan, evals)
     lines += ["", "## Reporting checklist (TRIPOD+AI, CLAIM)", "", "| item | where |", "|---|---|"]
@@ -170,5 +167,40 @@ def _limitations(info: dict, plan: dict, evals: dict) -> list[str]:
             )
     if "external" not in evals:
         notes.append("- No external validation: all evaluated data come from the training source.")
-    notes.append("- Subgroup performance (sex, age, site, device) has not been assessed.")
+    if not any(m.get("subgroups") for m in evals.values()):
+        notes.append("- Subgroup performance (sex, age, site, device) has not been assessed.")
+    for split, m in evals.items():
+        for column, rows in (m.get("subgroups") or {}).items():
+            aucs = [
+                r["auc"]["value"] for r in rows if (r.get("auc") or {}).get("value") is not None
+            ]
+            if len(aucs) > 1 and max(aucs) - min(aucs) > 0.05:
+                notes.append(
+                    f"- AUC differs by {max(aucs) - min(aucs):.3f} between {column} subgroups "
+                    f"on {split}; see Subgroups (check the intervals before concluding)."
+                )
     return notes
+
+
+def _subgroup_lines(evals: dict) -> list[str]:
+    if not any(m.get("subgroups") for m in evals.values()):
+        return [
+            "- Not assessed: name metadata columns with `scandx evaluate --subgroups "
+            "sex,age_group,site` (DICOM inputs report sex, age band and manufacturer by default)."
+        ]
+    lines = []
+    for split, m in evals.items():
+        for column, rows in (m.get("subgroups") or {}).items():
+            lines += [
+                "",
+                f"{split}, by {column}:",
+                "",
+                "| value | cases | patients | AUC | sensitivity | specificity |",
+                "|---|---|---|---|---|---|",
+            ]
+            lines += [
+                f"| {r['value']} | {r['cases']} | {r['patients']} | {_fmt(r.get('auc'))} | "
+                f"{_fmt(r.get('sensitivity'))} | {_fmt(r.get('specificity'))} |"
+                for r in rows
+            ]
+    return lines

@@ -23,22 +23,32 @@ def explain_file(
     The class explained is ``class_name``, else the positive class of a binary task,
     else the most probable class or label.
     """
+    if class_name is not None and class_name not in predictor.classes:
+        raise ScandxError(f"unknown class {class_name!r}; the model has {predictor.classes}")
+    display, _ = read_image(path)
+    k = predictor.classes.index(class_name) if class_name is not None else None
+    return {"path": str(path), **explain_display(predictor, display, str(path), method, k)}
+
+
+def explain_display(
+    predictor: Predictor,
+    display: np.ndarray,
+    where: str,
+    method: str = "gradcam",
+    class_index: int | None = None,
+) -> dict[str, Any]:
+    """Heatmap for a display-space image (C, H, W) already read; see ``explain_file``."""
     if method not in METHODS:
         raise ScandxError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
-    display, _ = read_image(path)
-    x = preprocess(display, predictor.contract, str(path))[None]
+    x = preprocess(display, predictor.contract, where)[None]
     probs = predictor.probabilities(x)[0]
-    if class_name is not None:
-        if class_name not in predictor.classes:
-            raise ScandxError(f"unknown class {class_name!r}; the model has {predictor.classes}")
-        k = predictor.classes.index(class_name)
-    else:
+    k = class_index
+    if k is None:
         k = 1 if predictor.task == "binary" else int(np.argmax(probs))
     layers = target_layers(predictor.model, tuple(x.shape[1:])) if method != "occlusion" else None
     heat_input = explain_tensor(predictor.model, x, k, method, layers)
     heat = unletterbox(heat_input, display.shape[-2:])
     return {
-        "path": str(path),
         "class": predictor.classes[k],
         "probability": float(probs[k]),
         "method": method,
