@@ -78,6 +78,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--plan", help="reuse (an edited) plan.json instead of planning")
     planning_args(s, seed_default=None)  # None: an edited plan keeps its own seed
     s.add_argument("--resume", action="store_true", help="continue from checkpoints/last.ckpt")
+    s.add_argument(
+        "--folds",
+        type=int,
+        help="k-fold cross-validation over patients: k models, mean +- sd, their ensemble "
+        "as RUN/model (the time budget covers all folds)",
+    )
 
     s = cmd(
         "evaluate",
@@ -169,6 +175,22 @@ def _run(args: argparse.Namespace) -> int:
         )
         for note in plan.notes:
             print(f"  - {note}")
+    elif args.command == "train" and args.folds:
+        from scandx.cross_validation import train_folds
+
+        cv = train_folds(
+            args.data,
+            args.out,
+            args.folds,
+            plan_path=args.plan,
+            time_budget_s=args.time_budget,
+            seed=args.seed,
+            model=args.model,
+            resume=args.resume,
+            image_root=args.image_root,
+            skip_bad=args.skip_bad,
+        )
+        print(format_cv(cv, args.out))
     elif args.command == "train":
         summary = workflow.train_run(
             args.data,
@@ -228,3 +250,16 @@ def format_metrics(m: dict) -> str:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def format_cv(cv: dict, out: str) -> str:
+    lines = [f"{cv['folds']}-fold cross-validation (validation fold of each model), {out}:"]
+    lines.append(f"  {'metric':<18} " + " ".join(f"fold{f['fold']:<3}" for f in cv["per_fold"]))
+    for k, ms in cv["mean_sd"].items():
+        vals = " ".join(
+            f"{f[k]:<7.3f}" if f[k] is not None else f"{'n/a':<7}" for f in cv["per_fold"]
+        )
+        summary = f"{ms['mean']:.3f} +- {ms['sd']:.3f}" if ms["sd"] is not None else "n/a"
+        lines.append(f"  {k:<18} {vals} mean {summary}")
+    lines.append(f"ensemble of the {cv['folds']} models: {out}/model (evaluate/predict use it)")
+    return "\n".join(lines)

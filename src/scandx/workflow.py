@@ -135,6 +135,26 @@ def train_run(
                 log.warning("--time-budget is ignored with --plan: the plan's epochs are used")
         else:
             plan = make_plan(manifest, fp, time_budget_s=time_budget_s, seed=run_seed, model=model)
+    summary, _ = train_prepared(
+        manifest, plan, out, resuming=resuming, skip_bad=skip_bad, hooks=hooks
+    )
+    return summary
+
+
+def train_prepared(
+    manifest: Manifest,
+    plan: Plan,
+    out: Path,
+    *,
+    resuming: bool = False,
+    skip_bad: bool = False,
+    hooks: list[Hook] | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Train on a manifest whose splits are set, with a plan; save model, card, summary.
+
+    Returns the summary and the validation outcome ({"cases", "y", "probs"}: calibrated
+    probabilities), which cross-validation collects as out-of-fold predictions.
+    """
     contract = contract_of(plan)
     x_tr, tr_cases, bad_tr = load_cases(
         manifest.in_split("train"), contract, skip_bad=skip_bad, desc="train images"
@@ -203,7 +223,7 @@ def train_run(
     }
     (out / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     write_model_card(out)
-    return summary
+    return summary, {"cases": va_cases, "y": y_val, "probs": val_probs}
 
 
 def choose_thresholds(plan: Plan, y_val: np.ndarray, probs: np.ndarray) -> dict[str, Any]:

@@ -64,7 +64,11 @@ def write_model_card(run: Path) -> Path:
         f"{plan['loss']}, AdamW lr {plan['lr']}, batch {plan['batch_size']}, "
         f"precision {plan['precision']}, seed {plan['seed']} (all in plan.json)",
         f"- Weights: model/{info['weights']}, sha256 {info['sha256']}; "
-        f"scandx {info['scandx_version']}, created {info['created']}",
+        f"scandx {info['scandx_version']}, created {info['created']}"
+        if "ensemble" not in info
+        else f"- Ensemble: {info['combine']} of {', '.join(info['ensemble'])} (member sha256 "
+        f"{', '.join(s[:12] for s in info['member_sha256'])}); scandx {info['scandx_version']}, "
+        f"created {info['created']}",
         "",
         "## Intended use",
         f"- Research use: estimating the probability of {target} in images like the "
@@ -88,6 +92,7 @@ def write_model_card(run: Path) -> Path:
     n_skipped = max(0, len(skipped.read_text().splitlines()) - 1) if skipped.exists() else 0
     lines += ["", f"- Files skipped as unreadable: {n_skipped} (listed in skipped.csv)", ""]
 
+    lines += _cross_validation_lines(info.get("cross_validation"))
     lines += ["## Evaluation", ""]
     if not evals:
         lines.append("Not evaluated yet: run `scandx evaluate RUN --data SRC --split test`.")
@@ -106,7 +111,10 @@ def write_model_card(run: Path) -> Path:
     lines += [
         "",
         "## Calibration",
-        f"- Method: {cal.get('method', 'none')}, fitted on the validation split",
+        f"- Method: {cal.get('method', 'none')}, fitted on the validation split"
+        if "ensemble" not in info
+        else "- Each member calibrated on its own validation fold; the ensemble averages "
+        "the calibrated probabilities (so before = after below)",
     ]
     for split, m in evals.items():
         c = m.get("calibration", {})
@@ -116,7 +124,7 @@ def write_model_card(run: Path) -> Path:
     lines += [
         "",
         "## Operating threshold",
-        f"- Rule: {th.get('rule')}, chosen on the {th.get('chosen_on')} split, never on test"
+        f"- Rule: {th.get('rule')}, chosen on {th.get('chosen_on')} data, never on test"
         + (f"; P({info['positive_class']}) >= {th['positive']:.3f}" if "positive" in th else ""),
     ]
     ood = info.get("ood") or {}
@@ -204,3 +212,27 @@ def _subgroup_lines(evals: dict) -> list[str]:
                 for r in rows
             ]
     return lines
+
+
+def _cross_validation_lines(cv: dict | None) -> list[str]:
+    if not cv:
+        return []
+    keys = list(cv["mean_sd"])
+    lines = [
+        "## Cross-validation",
+        f"- {cv['folds']} patient-level folds of the train + val patients (test held out); "
+        "each model validated on its own fold; thresholds of the ensemble chosen on the pooled "
+        "out-of-fold predictions.",
+        "",
+        "| fold | cases | " + " | ".join(keys) + " |",
+        "|---|---|" + "---|" * len(keys),
+    ]
+    for f in cv["per_fold"]:
+        cells = ["n/a" if f[k] is None else f"{f[k]:.3f}" for k in keys]
+        lines.append(f"| {f['fold']} | {f['val_cases']} | " + " | ".join(cells) + " |")
+    cells = [
+        "n/a" if v["mean"] is None else f"{v['mean']:.3f} +- {v['sd'] or 0:.3f}"
+        for v in cv["mean_sd"].values()
+    ]
+    lines.append("| mean +- sd | | " + " | ".join(cells) + " |")
+    return lines + [""]

@@ -45,8 +45,10 @@ def explain_display(
     k = class_index
     if k is None:
         k = 1 if predictor.task == "binary" else int(np.argmax(probs))
-    layers = target_layers(predictor.model, tuple(x.shape[1:])) if method != "occlusion" else None
-    heat_input = explain_tensor(predictor.model, x, k, method, layers)
+    # an ensemble (cross-validated run) is explained by the mean of its members' maps
+    models = [m.model for m in getattr(predictor, "members", [predictor])]
+    layers = target_layers(models[0], tuple(x.shape[1:])) if method != "occlusion" else None
+    heat_input = np.mean([explain_tensor(m, x, k, method, layers) for m in models], axis=0)
     heat = unletterbox(heat_input, display.shape[-2:])
     return {
         "class": predictor.classes[k],

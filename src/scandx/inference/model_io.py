@@ -80,14 +80,20 @@ def save_model(
     return info
 
 
-def load_model(model_dir: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Rebuild the network from model.json and load its checked weights."""
+def read_model_json(model_dir: Path) -> dict[str, Any]:
     meta_path = model_dir / MODEL_JSON
     if not meta_path.exists():
         raise ScandxError(
             "no trained model here (model/model.json missing); run scandx train first", model_dir
         )
-    info = json.loads(meta_path.read_text())
+    return json.loads(meta_path.read_text())
+
+
+def load_model(model_dir: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Rebuild the network from model.json and load its checked weights."""
+    info = read_model_json(model_dir)
+    if "ensemble" in info:
+        raise ScandxError("an ensemble has no single network; use Predictor.from_run", model_dir)
     weights = model_dir / info["weights"]
     if not weights.exists():
         raise ScandxError("model weights missing", weights)

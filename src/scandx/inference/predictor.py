@@ -18,7 +18,7 @@ from scandx.data.manifest import Case
 from scandx.data.readers import read_image
 from scandx.errors import BadImageError
 from scandx.evaluation.calibration import apply_calibration
-from scandx.inference.model_io import load_model
+from scandx.inference.model_io import load_model, read_model_json
 from scandx.inference.ood import (
     as_features,
     capturing_penultimate,
@@ -40,7 +40,14 @@ class Predictor:
 
     @classmethod
     def from_run(cls, run_dir: str | Path, device: str = "cpu") -> Predictor:
-        model, info = load_model(Path(run_dir) / "model")
+        """The run's model; a cross-validated run (``train --folds``) gives its ensemble."""
+        model_dir = Path(run_dir) / "model"
+        info = read_model_json(model_dir)
+        if "ensemble" in info:
+            from scandx.inference.ensemble import EnsemblePredictor
+
+            return EnsemblePredictor.from_members(model_dir, info, device)
+        model, info = load_model(model_dir)
         return cls(model, info, device)
 
     def prepare_file(self, path: str | Path) -> torch.Tensor:
