@@ -303,6 +303,6 @@ def test_model_card_written_by_train_and_filled_by_evaluate(phantoms, tmp_path, 
     metrics = json.loads((run / "eval" / "test" / "metrics.json").read_text())
     auc = metrics["auc"]
     assert f"{auc['value']:.3f} ({auc['ci95'][0]:.3f}-{auc['ci95'][1]:.3f})" in card
-    assert "chosen on the val split, never on test" in card
+    assert "chosen on val data, never on test" in card
     for section in ("Intended use", "Training data", "Calibration", "Limitations", "TRIPOD+AI"):
         assert f"## {section}" in card or section in card

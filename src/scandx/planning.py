@@ -34,56 +34,64 @@ log = logging.getLogger(__name__)
 
 SIZES = (64, 96, 128, 160, 192, 224)
 MIN_EPOCHS = 15
+MAX_DEPTH = 32  # frames of a planned 3D input
 DEFAULT_BUDGET_S = 600.0
 
 
 def fingerprint(manifest: Manifest, skip_bad: bool = False) -> dict:
-    """Decode every image once: sizes, channels, colour, intensity statistics.
+    """Decode every image once: dimensionality, sizes, channels, colour, intensity statistics.
 
-    Bad images raise BadImageError (or, with ``skip_bad``, are removed from the
-    manifest and listed in ``manifest.skipped``).
+    The data set is 2D or 3D by the majority of its images; an image of the other kind
+    is a bad file, like an unreadable one. Bad images raise BadImageError (or, with
+    ``skip_bad``, are removed from the manifest and listed in ``manifest.skipped``).
     """
-    shapes, colour = [], 0
-    sums = np.zeros(3)
-    sq = np.zeros(3)
-    count = 0
-    kept = []
+    seen = []  # (case, spatial dims, shape, grey, channel means, channel mean squares)
     for case in tqdm(manifest.cases, desc="fingerprint", unit="img", leave=False, disable=None):
         try:
             arr = read_case(case)
-            if arr.ndim != 3:
-                raise BadImageError(
-                    f"multi-frame image ({arr.shape[1]} frames); 2D classification needs "
-                    "single-frame images",
-                    case.path,
-                )
         except BadImageError as e:
             if not skip_bad:
                 raise
             manifest.skipped.append((e.where or case.path, e.reason))
             continue
-        kept.append(case)
-        shapes.append(arr.shape[-2:])
         grey = is_grey(arr)
-        colour += 0 if grey else 1
-        if case.split == "train":
-            a = arr[:1] if grey else arr
-            flat = a.reshape(a.shape[0], -1).astype(np.float64)
-            sums[: a.shape[0]] += flat.mean(axis=1)
-            sq[: a.shape[0]] += (flat**2).mean(axis=1)
-            count += 1
-    manifest.cases = kept
-    if not kept:
+        a = arr[:1] if grey else arr
+        flat = a.reshape(a.shape[0], -1).astype(np.float64)
+        seen.append((case, arr.ndim - 1, arr.shape[1:], grey, flat.mean(1), (flat**2).mean(1)))
+    if not seen:
         raise ScandxError("no readable images", manifest.source)
-    hw = np.array(shapes)
+    dims = 3 if 2 * sum(1 for s in seen if s[1] == 3) > len(seen) else 2
+    kept = []
+    for item in seen:
+        case, d, shape = item[0], item[1], item[2]
+        if d != dims:
+            reason = (
+                f"multi-frame image ({shape[0]} frames) in a data set of single-frame images"
+                if d == 3
+                else f"{d}D image in a data set of volumes (3D)"
+            )
+            if not skip_bad:
+                raise BadImageError(reason, case.path)
+            manifest.skipped.append((case.path, reason))
+            continue
+        kept.append(item)
+    manifest.cases = [k[0] for k in kept]
+    sums, sq, count = np.zeros(3), np.zeros(3), 0
+    for case, _, _, _, m, q in kept:
+        if case.split == "train":
+            sums[: len(m)] += m
+            sq[: len(q)] += q
+            count += 1
+    shapes = np.array([k[2] for k in kept])
     mean = sums / max(count, 1)
     std = np.sqrt(np.maximum(sq / max(count, 1) - mean**2, 1e-8))
     return {
         "cases": len(kept),
-        "median_size": [int(v) for v in np.median(hw, axis=0)],
-        "min_size": [int(v) for v in hw.min(axis=0)],
-        "max_size": [int(v) for v in hw.max(axis=0)],
-        "colour_fraction": colour / len(kept),
+        "spatial_dims": dims,
+        "median_size": [int(v) for v in np.median(shapes, axis=0)],
+        "min_size": [int(v) for v in shapes.min(axis=0)],
+        "max_size": [int(v) for v in shapes.max(axis=0)],
+        "colour_fraction": sum(1 for k in kept if not k[3]) / len(kept),
         "mean": mean.tolist(),
         "std": std.tolist(),
         "class_counts": {s: manifest.class_counts(s) for s in ("train", "val", "test")},
@@ -123,21 +131,30 @@ def make_plan(
     notes.append(f"device {device}, precision {precision} (autocast where supported)")
     channels = 3 if fp["colour_fraction"] > 0.5 else 1
     notes.append(f"{channels} channel(s): {fp['colour_fraction']:.0%} of images carry colour")
-    native = int(max(fp["median_size"]))
+    dims = int(fp.get("spatial_dims", 2))
+    native = int(max(fp["median_size"][-2:]))  # in-plane edge
     n_train = len(manifest.in_split("train"))
-    batch = 128 if native <= 64 else 32
+    batch = (128 if native <= 64 else 32) if dims == 2 else 8
     # at least ~8 steps per epoch: small data sets need steps, not big batches
-    batch = int(max(8, min(batch, 2 ** math.floor(math.log2(max(n_train / 8, 1))))))
+    floor = 8 if dims == 2 else 2
+    batch = int(max(floor, min(batch, 2 ** math.floor(math.log2(max(n_train / 8, 1))))))
     n_classes = len(manifest.classes)
+    depth = _plan_depth(fp["median_size"][0]) if dims == 3 else None
+    if depth:
+        notes.append(
+            f"3D: volumes of median shape {fp['median_size']} -> depth {depth} (median frames, "
+            f"multiple of 4, 8..{MAX_DEPTH}); in-plane augmentation only"
+        )
     chosen = None
-    for name, size, kwargs in _candidates(native, model):
+    for name, size, kwargs in _candidates(native, model, dims):
+        shape = [size, size] if depth is None else [max(depth, min_input_size(name)), size, size]
         step_s = (
-            _probe_step_seconds(name, channels, size, batch, precision, device, n_classes, kwargs)
+            _probe_step_seconds(name, channels, shape, batch, precision, device, n_classes, kwargs)
             if probe
             else None
         )
         epoch_s = None if step_s is None else step_s * math.ceil(n_train / batch)
-        chosen = (name, size, kwargs, epoch_s)
+        chosen = (name, size, kwargs, epoch_s, shape)
         if epoch_s is None or epoch_s * MIN_EPOCHS <= 0.8 * budget:
             break
         notes.append(
@@ -145,7 +162,7 @@ def make_plan(
             f"than {MIN_EPOCHS} epochs in 80% of {budget:.0f}s"
         )
     assert chosen is not None
-    name, size, kwargs, epoch_s = chosen
+    name, size, kwargs, epoch_s, shape = chosen
     if epoch_s:
         epochs = int(max(3, min(200, (0.8 * budget) // epoch_s)))
         notes.append(
@@ -163,9 +180,9 @@ def make_plan(
     plan = Plan(
         task=manifest.task,
         classes=list(manifest.classes),
-        spatial_dims=2,
+        spatial_dims=dims,
         in_channels=channels,
-        input_size=[size, size],
+        input_size=shape,
         intensity_mean=[float(v) for v in fp["mean"][:channels]],
         intensity_std=[float(v) for v in fp["std"][:channels]],
         model=name,
@@ -182,7 +199,7 @@ def make_plan(
         min_epochs=max(1, epochs // 3),
         device=device,
         precision=precision,
-        channels_last=True,
+        channels_last=dims == 2,
         seed=seed,
         time_budget_s=budget,
         notes=notes,
@@ -208,10 +225,20 @@ def _choose_loss(manifest: Manifest, notes: list[str]) -> tuple[str, list[float]
     return "ce", None
 
 
-def _candidates(native: int, model: str | None) -> list[tuple[str, int, dict]]:
-    """(model, input size, model kwargs) in order of preference: most capable first."""
+def _plan_depth(frames: int) -> int:
+    return int(min(MAX_DEPTH, max(8, 4 * round(frames / 4))))
+
+
+def _candidates(native: int, model: str | None, dims: int = 2) -> list[tuple[str, int, dict]]:
+    """(model, in-plane input size, model kwargs) in order of preference: most capable first.
+
+    3D volumes: in-plane 64 px at most (a 3D step costs ~depth times a 2D one), and the
+    standard ResNet stem only.
+    """
     if native <= 64:
         sizes = [native]
+    elif dims == 3:
+        sizes = [64]
     else:
         sizes = sorted((s for s in SIZES if s <= native), reverse=True) or [64]
     names = [model] if model else ["resnet18"]
@@ -219,7 +246,9 @@ def _candidates(native: int, model: str | None) -> list[tuple[str, int, dict]]:
     for name in names:
         sizes_ok = [s for s in sizes if s >= min_input_size(name)] or [min_input_size(name)]
         for s in sizes_ok:
-            if name.startswith("resnet") and s <= 64:
+            if name.startswith("resnet") and dims == 3:
+                out.append((name, s, {"small_stem": False}))
+            elif name.startswith("resnet") and s <= 64:
                 out.append((name, s, {"small_stem": True}))
                 out.append((name, s, {"small_stem": False}))
             else:
@@ -232,7 +261,7 @@ def _candidates(native: int, model: str | None) -> list[tuple[str, int, dict]]:
 def _probe_step_seconds(
     name: str,
     channels: int,
-    size: int,
+    shape: list[int],
     batch: int,
     precision: str,
     device: str,
@@ -245,11 +274,14 @@ def _probe_step_seconds(
     """
     try:
         torch.manual_seed(0)
-        model = create_model(name, 2, channels, classes, input_size=[size, size], **(kwargs or {}))
-        model = model.to(device).to(memory_format=torch.channels_last)
+        dims = len(shape)
+        model = create_model(name, dims, channels, classes, input_size=shape, **(kwargs or {}))
+        model = model.to(device)
+        x = torch.randn(batch, channels, *shape, device=device)
+        if dims == 2:
+            model = model.to(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-        x = torch.randn(batch, channels, size, size, device=device)
-        x = x.contiguous(memory_format=torch.channels_last)
         y = torch.randint(0, classes, (batch,), device=device)
         dtype = torch.bfloat16 if precision == "bf16" else torch.float16
         times = []

@@ -149,3 +149,105 @@ def make_phantom_dataset(
         w.writeheader()
         w.writerows(rows)
     return images
+
+
+MULTIFRAME_WORD_SC = "1.2.840.10008.5.1.4.1.1.7.3"  # Multi-frame Grayscale Word Secondary Capture
+
+
+def phantom_volume(
+    rng: np.random.Generator, depth: int, size: int, lesion: bool
+) -> tuple[np.ndarray, dict]:
+    """A (D, H, W) "CT" volume in display space: an ellipsoid body with two lung cavities,
+    texture and noise; class ``lesion`` adds a ball-shaped opacity inside one lung."""
+    zz, yy, xx = np.mgrid[0:depth, 0:size, 0:size].astype(np.float32)
+    zz, yy, xx = zz / depth, yy / size, xx / size
+    vol = np.full((depth, size, size), 0.05, np.float32)
+    body = ((xx - 0.5) / 0.45) ** 2 + ((yy - 0.5) / 0.4) ** 2 + ((zz - 0.5) / 0.7) ** 2 < 1
+    vol[body] = 0.6
+    lungs = []
+    for side in (-1, 1):
+        c = (0.5 + side * 0.2, 0.5, 0.5)
+        r = (0.14 * rng.uniform(0.9, 1.1), 0.25 * rng.uniform(0.9, 1.1), 0.4)
+        m = sum(((a - ca) / ra) ** 2 for a, ca, ra in zip((xx, yy, zz), c, r, strict=True)) < 1
+        vol[m] = 0.2
+        lungs.append((c, r))
+    info: dict = {}
+    if lesion:
+        (cx, cy, cz), (rx, ry, rz) = lungs[int(rng.integers(0, 2))]
+        px = cx + rng.uniform(-0.4, 0.4) * rx
+        py = cy + rng.uniform(-0.4, 0.4) * ry
+        pz = cz + rng.uniform(-0.4, 0.4) * rz
+        radius = rng.uniform(0.07, 0.12)
+        contrast = rng.uniform(0.25, 0.45)
+        d2 = (xx - px) ** 2 + (yy - py) ** 2 + ((zz - pz) * depth / size) ** 2
+        vol = vol + contrast * np.exp(-d2 / (2 * (radius / 1.5) ** 2))
+        info = {
+            "cx": px * size,
+            "cy": py * size,
+            "cz": pz * depth,
+            "radius": radius * size,
+            "contrast": contrast,
+        }
+    vol = vol + rng.normal(0, 0.03, vol.shape)
+    return np.clip(vol, 0, 1).astype(np.float32), info
+
+
+def write_dicom_volume(
+    path: Path, vol: np.ndarray, patient_id: str, sex: str = "O", age: int = 50
+) -> None:
+    """Write a (D, H, W) display-space volume as one 12-bit multi-frame DICOM file."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    stored = np.round(vol * 4095).astype(np.uint16)
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = MULTIFRAME_WORD_SC
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = MULTIFRAME_WORD_SC
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    ds.PatientID = patient_id
+    ds.PatientName = "Phantom^" + patient_id
+    ds.PatientSex = sex
+    ds.PatientAge = f"{age:03d}Y"
+    ds.Modality = "OT"
+    ds.Manufacturer = "scandx synthetic"
+    ds.NumberOfFrames = vol.shape[0]
+    ds.Rows, ds.Columns = vol.shape[1:]
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.WindowCenter, ds.WindowWidth = 2048.0, 4096.0
+    ds.PixelData = stored.tobytes()
+    ds.save_as(path, enforce_file_format=True)
+
+
+def make_phantom_volumes(
+    out: str | Path, n_patients: int = 80, size: int = 32, depth: int = 16, seed: int = 0
+) -> Path:
+    """Write ``out/volumes/{normal,lesion}/<patient>/vol.dcm`` (multi-frame) and
+    ``out/lesions3d.csv`` (centre x, y, z in voxels and radius); returns ``out/volumes``."""
+    out = Path(out)
+    root = out / "volumes"
+    rng = np.random.default_rng(seed)
+    rows = []
+    for p in range(n_patients):
+        has_lesion = bool(rng.random() < 0.5)
+        cls = "lesion" if has_lesion else "normal"
+        folder = root / cls / f"V{p:04d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        vol, info = phantom_volume(rng, depth, size, has_lesion)
+        sex = "F" if rng.random() < 0.5 else "M"
+        write_dicom_volume(folder / "vol.dcm", vol, f"V{p:04d}", sex, int(rng.integers(20, 90)))
+        if info:
+            rel = str((folder / "vol.dcm").relative_to(root))
+            rows.append({"path": rel, **{k: round(v, 3) for k, v in info.items()}})
+    with open(out / "lesions3d.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["path", "cx", "cy", "cz", "radius", "contrast"])
+        w.writeheader()
+        w.writerows(rows)
+    return root

@@ -268,7 +268,9 @@ def gallery_section(gallery: dict[str, list[dict[str, Any]]] | None, method: str
         figs = [
             f"<figure><img alt='{esc(category)}: {esc(it['case_id'])}' "
             f"src='data:image/png;base64,{it['png_base64']}'>"
-            f"<figcaption>{esc(it['case_id'])}<br>P({esc(it['class'])}) = "
+            f"<figcaption>{esc(it['case_id'])}"
+            + (f" (slice {it['slice']})" if "slice" in it else "")
+            + f"<br>P({esc(it['class'])}) = "
             f"{it['probability']:.3f}</figcaption></figure>"
             for it in items
         ]

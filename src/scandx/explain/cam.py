@@ -97,8 +97,13 @@ def explain_tensor(
         out = np.mean(maps, axis=0)
     elif method == "occlusion":
         side = min(x.shape[2:])
+        volume = x.dim() == 5  # 3D: coarser patches, or a volume takes ~10^4 forward passes
         occ = OcclusionSensitivity(
-            nn_module=model, mask_size=max(2, side // 8), n_batch=32, verbose=False, overlap=0.5
+            nn_module=model,
+            mask_size=max(2, side // (4 if volume else 8)),
+            n_batch=32,
+            verbose=False,
+            overlap=0.5,
         )
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # MONAI 1.6 indexing deprecation

@@ -11,7 +11,7 @@ from scandx.data.images import preprocess
 from scandx.data.readers import read_image
 from scandx.errors import ScandxError
 from scandx.explain.cam import METHODS, explain_tensor, target_layers
-from scandx.explain.overlay import overlay, save_png, unletterbox
+from scandx.explain.overlay import montage, overlay, save_png, slice_overlays, unletterbox
 from scandx.inference.predictor import Predictor
 
 
@@ -49,7 +49,7 @@ def explain_display(
     models = [m.model for m in getattr(predictor, "members", [predictor])]
     layers = target_layers(models[0], tuple(x.shape[1:])) if method != "occlusion" else None
     heat_input = np.mean([explain_tensor(m, x, k, method, layers) for m in models], axis=0)
-    heat = unletterbox(heat_input, display.shape[-2:])
+    heat = unletterbox(heat_input, display.shape[1:])
     return {
         "class": predictor.classes[k],
         "probability": float(probs[k]),
@@ -61,9 +61,20 @@ def explain_display(
 
 
 def write_explanation(result: dict[str, Any], out_dir: Path, index: int = 0) -> Path:
-    """Save the overlay PNG (and the raw heatmap as .npy); returns the PNG path."""
-    stem = f"{index:04d}_" + Path(result["path"]).name.replace(".", "_")
-    png = out_dir / f"{stem}_{result['method']}.png"
-    save_png(png, overlay(result["display"], result["heatmap"]))
-    np.save(out_dir / f"{stem}_{result['method']}.npy", result["heatmap"].astype(np.float32))
+    """Save the overlay PNG (and the raw heatmap as .npy); returns the PNG path.
+
+    Volumes: one overlay per slice in ``<stem>_slices/slice_<z>.png`` and a montage of
+    all slices as the returned PNG.
+    """
+    stem = f"{index:04d}_" + Path(result["path"]).name.replace(".", "_") + f"_{result['method']}"
+    png = out_dir / f"{stem}.png"
+    heat = result["heatmap"]
+    if heat.ndim == 3:
+        tiles = slice_overlays(result["display"], heat)
+        for z, tile in enumerate(tiles):
+            save_png(out_dir / f"{stem}_slices" / f"slice_{z:03d}.png", tile)
+        save_png(png, montage(tiles))
+    else:
+        save_png(png, overlay(result["display"], heat))
+    np.save(out_dir / f"{stem}.npy", heat.astype(np.float32))
     return png

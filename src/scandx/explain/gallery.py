@@ -20,7 +20,7 @@ from scandx.data.images import read_case
 from scandx.data.manifest import Case
 from scandx.errors import ScandxError
 from scandx.explain.explain import explain_display
-from scandx.explain.overlay import overlay
+from scandx.explain.overlay import overlay, peak_slice
 from scandx.inference.predictor import Predictor
 
 THUMBNAIL = 192
@@ -75,19 +75,16 @@ def render_gallery(
             case = cases[i]
             try:
                 display = read_case(case)
-                if display.ndim != 3:
-                    continue  # volumes: the report shows 2D overlays only
                 r = explain_display(predictor, display, case.path, method, k)
             except ScandxError:
                 continue
-            items.append(
-                {
-                    "case_id": case.case_id,
-                    "class": r["class"],
-                    "probability": r["probability"],
-                    "png_base64": png_base64(overlay(r["display"], r["heatmap"])),
-                }
-            )
+            heat, shown = r["heatmap"], r["display"]
+            item = {"case_id": case.case_id, "class": r["class"], "probability": r["probability"]}
+            if heat.ndim == 3:  # a volume: the slice holding the heatmap's maximum
+                z = peak_slice(heat)
+                heat, shown = heat[z], shown[:, z]
+                item["slice"] = z
+            items.append({**item, "png_base64": png_base64(overlay(shown, heat))})
         out[category] = items
     return out
 

@@ -65,7 +65,7 @@ class PlainCNN(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-@register_model("simple-cnn")
+@register_model("simple-cnn", min_size=10)  # two valid 3x3 convs + pools
 def simple_cnn(
     spatial_dims: int,
     in_channels: int,
