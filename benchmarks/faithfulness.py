@@ -1,7 +1,8 @@
 """Faithfulness of scandx explanations on synthetic phantoms with known lesions.
 
     python benchmarks/faithfulness.py                      # 400 patients, 90 s training
-    python benchmarks/faithfulness.py --methods gradcam,gradcam++,occlusion
+    python benchmarks/faithfulness.py --methods gradcam,gradcam++,layercam,occlusion
+    python benchmarks/faithfulness.py --out /tmp/f1 --reuse --layers layer1+layer2  # rescore
 
 Trains the default plan on fresh phantoms (as ``scandx demo`` does), then for every
 true positive of the test split: pointing game (heatmap maximum inside the lesion
@@ -37,14 +38,27 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--methods", default="gradcam,gradcam++")
     ap.add_argument("--out", help="work folder (default: a temporary one)")
+    ap.add_argument("--reuse", action="store_true", help="reuse the run already in --out")
+    ap.add_argument("--model", help="override the planned network (default: the plan's)")
+    ap.add_argument(
+        "--layers",
+        default="auto",
+        help="'auto' (scandx's rule) or '+'-joined layer names to fuse, e.g. layer1+layer2",
+    )
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     work = Path(args.out or tempfile.mkdtemp(prefix="scandx-faith-"))
     t0 = time.perf_counter()
-    images = make_phantom_dataset(work / "phantoms", n_patients=args.patients, seed=args.seed)
     run = work / "run"
-    workflow.train_run(images, run, time_budget_s=args.time_budget, seed=args.seed)
-    workflow.evaluate_run(run, images, split="test", n_boot=200)
+    if args.reuse and (run / "eval" / "test" / "predictions.csv").exists():
+        images = work / "phantoms" / "images"
+    else:
+        images = make_phantom_dataset(work / "phantoms", n_patients=args.patients, seed=args.seed)
+        workflow.train_run(
+            images, run, time_budget_s=args.time_budget, seed=args.seed, model=args.model
+        )
+        workflow.evaluate_run(run, images, split="test", n_boot=200, gallery=0)
+    layers = None if args.layers == "auto" else args.layers.split("+")
     with open(work / "phantoms" / "lesions.csv") as f:
         lesions = {str(images / r["path"]): r for r in csv.DictReader(f)}
     with open(run / "eval" / "test" / "predictions.csv") as f:
@@ -67,7 +81,7 @@ def main() -> None:
     for method in args.methods.split(","):
         hits, tops, rands, layer = [], [], [], ""
         for path in tps:
-            r = explain_file(predictor, path, method, "lesion")
+            r = explain_file(predictor, path, method, "lesion", layers)
             les = lesions[path]
             hits.append(
                 pointing_hit(r["heatmap"], float(les["cx"]), float(les["cy"]), float(les["radius"]))

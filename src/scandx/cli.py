@@ -117,10 +117,14 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--skip-bad", action="store_true", help="report unreadable files instead of stopping"
     )
-    s = cmd("explain", "heatmaps (Grad-CAM, Grad-CAM++, occlusion) overlaid on the images")
+    s = cmd(
+        "explain", "heatmaps (Grad-CAM, Grad-CAM++, LayerCAM, occlusion) overlaid on the images"
+    )
     s.add_argument("run")
     s.add_argument("files", nargs="+")
-    s.add_argument("--method", default="gradcam", choices=["gradcam", "gradcam++", "occlusion"])
+    s.add_argument(
+        "--method", default="gradcam", choices=["gradcam", "gradcam++", "layercam", "occlusion"]
+    )
     s.add_argument("--class", dest="class_name", help="class to explain (default: positive/top)")
     s.add_argument("--out", default="explanations", help="output folder (default explanations/)")
     return p

@@ -16,7 +16,11 @@ from scandx.inference.predictor import Predictor
 
 
 def explain_file(
-    predictor: Predictor, path: str | Path, method: str = "gradcam", class_name: str | None = None
+    predictor: Predictor,
+    path: str | Path,
+    method: str = "gradcam",
+    class_name: str | None = None,
+    layers: list[str] | None = None,
 ) -> dict[str, Any]:
     """Heatmap (in the image's own geometry) for one file, with the prediction it explains.
 
@@ -27,7 +31,10 @@ def explain_file(
         raise ScandxError(f"unknown class {class_name!r}; the model has {predictor.classes}")
     display, _ = read_image(path)
     k = predictor.classes.index(class_name) if class_name is not None else None
-    return {"path": str(path), **explain_display(predictor, display, str(path), method, k)}
+    return {
+        "path": str(path),
+        **explain_display(predictor, display, str(path), method, k, layers),
+    }
 
 
 def explain_display(
@@ -36,6 +43,7 @@ def explain_display(
     where: str,
     method: str = "gradcam",
     class_index: int | None = None,
+    layers: list[str] | None = None,
 ) -> dict[str, Any]:
     """Heatmap for a display-space image (C, H, W) already read; see ``explain_file``."""
     if method not in METHODS:
@@ -47,7 +55,10 @@ def explain_display(
         k = 1 if predictor.task == "binary" else int(np.argmax(probs))
     # an ensemble (cross-validated run) is explained by the mean of its members' maps
     models = [m.model for m in getattr(predictor, "members", [predictor])]
-    layers = target_layers(models[0], tuple(x.shape[1:])) if method != "occlusion" else None
+    if method == "occlusion":
+        layers = None
+    elif layers is None:
+        layers = target_layers(models[0], tuple(x.shape[1:]))
     heat_input = np.mean([explain_tensor(m, x, k, method, layers) for m in models], axis=0)
     heat = unletterbox(heat_input, display.shape[1:])
     return {
