@@ -36,7 +36,7 @@ def main() -> None:
     ap.add_argument("--patients", type=int, default=400)
     ap.add_argument("--time-budget", type=float, default=90)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--methods", default="gradcam,gradcam++")
+    ap.add_argument("--methods", default="auto,gradcam,gradcam++,layercam")
     ap.add_argument("--out", help="work folder (default: a temporary one)")
     ap.add_argument("--reuse", action="store_true", help="reuse the run already in --out")
     ap.add_argument("--model", help="override the planned network (default: the plan's)")
@@ -91,6 +91,8 @@ def main() -> None:
             rands.append(rand)
             layer = r["layer"]
         better = np.mean(np.array(tops) > np.array(rands))
+        if method == "auto":
+            method = f"auto:{r['method']}"
         row = f"{method:<11} {layer:<28} {np.mean(hits):>14.1%} {np.mean(tops):>13.3f}"
         print(f"{row} {np.mean(rands):>16.3f} {better:>12.1%}")
 

@@ -34,9 +34,13 @@ def test_demo_runs_end_to_end(tmp_path):
         "checkpoints/best.ckpt",
         "eval/test/metrics.json",
         "eval/test/predictions.csv",
+        "eval/test/report.html",
+        "model/model_card.md",
     ):
         assert (run / f).exists(), f
     assert metrics["auc"]["value"] > 0.7  # lesions are visible: far better than chance
-    assert "auc" in table and "operating threshold" in table
+    assert "auc" in table and "operating threshold" in table and "report.html" in table
+    card = (run / "model" / "model_card.md").read_text()
+    assert "by manufacturer:" in card  # DICOM subgroups reported by default
     saved = json.loads((run / "eval" / "test" / "metrics.json").read_text())
     assert saved["auc"] == metrics["auc"]

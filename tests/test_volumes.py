@@ -54,13 +54,14 @@ def test_volume_explain_writes_one_overlay_per_slice(volume_run: Path, volumes: 
     vol = next(volumes.glob("lesion/*/vol.dcm"))
     out = tmp_path / "x"
     assert main(["-q", "explain", str(volume_run), str(vol), "--out", str(out)]) == 0
-    slices = sorted((out / "0000_vol_dcm_gradcam_slices").glob("slice_*.png"))
+    stem = "0000_vol_dcm_layercam"  # auto: LayerCAM for the simple-cnn's dense head
+    slices = sorted((out / f"{stem}_slices").glob("slice_*.png"))
     assert len(slices) == 8
-    heat = np.load(out / "0000_vol_dcm_gradcam.npy")
+    heat = np.load(out / f"{stem}.npy")
     assert heat.shape == (8, 24, 24) and 0 <= heat.min() and heat.max() <= 1
     with open(out / "explanations.csv") as f:
         row = next(csv.DictReader(f))
-    assert row["overlay"].endswith("0000_vol_dcm_gradcam.png")
+    assert row["overlay"].endswith(f"{stem}.png") and row["method"] == "layercam"
 
 
 def test_2d_image_to_a_3d_model_is_one_clear_line(volume_run: Path, tmp_path, capsys):

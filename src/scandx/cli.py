@@ -123,7 +123,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("run")
     s.add_argument("files", nargs="+")
     s.add_argument(
-        "--method", default="gradcam", choices=["gradcam", "gradcam++", "layercam", "occlusion"]
+        "--method",
+        default="auto",
+        choices=["auto", "gradcam", "gradcam++", "layercam", "occlusion"],
+        help="auto (default): Grad-CAM, or LayerCAM for the plain CNNs' dense heads",
     )
     s.add_argument("--class", dest="class_name", help="class to explain (default: positive/top)")
     s.add_argument("--out", default="explanations", help="output folder (default explanations/)")

@@ -60,4 +60,5 @@ def summary_table(metrics: dict, summary: dict, elapsed: float, run: Path) -> st
     th = metrics["threshold"].get("positive")
     lines.append(f"operating threshold {th:.3f} (chosen on validation, Youden's J)")
     lines.append(f"run directory: {run}  (plan.json, model/, log.jsonl, eval/test/)")
+    lines.append(f"report: {run / 'eval' / 'test' / 'report.html'}")
     return "\n".join(lines)

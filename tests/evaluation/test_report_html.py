@@ -25,7 +25,7 @@ SECTIONS = (
     "Operating points",
     "Calibration",
     "Subgroups",
-    "Explanations (gradcam)",
+    "Explanations (layercam)",  # the quick run is a simple-cnn: auto picks LayerCAM
     "Model card",
 )
 CHROMIUM_FLAGS = [

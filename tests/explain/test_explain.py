@@ -81,10 +81,44 @@ class _BrightnessModel(torch.nn.Module):
         return torch.stack([-a, a], dim=1)
 
 
-@pytest.mark.parametrize("method", ["gradcam", "gradcam++"])
+@pytest.mark.parametrize("method", ["gradcam", "gradcam++", "layercam"])
 def test_cam_peaks_on_the_evidence_not_its_inverse(method):
     x = torch.full((1, 1, 16, 16), 0.1)
     x[0, 0, 3:6, 10:13] = 1.0  # the bright evidence
     heat = explain_tensor(_BrightnessModel(), x, 1, method, layers=["layer1"])
     y, xx = np.unravel_index(np.argmax(heat), heat.shape)
     assert 3 <= y < 6 and 10 <= xx < 13  # MONAI's default normaliser would put the peak elsewhere
+
+
+class _PositionalModel(torch.nn.Module):
+    """A dense head on flattened maps that only counts evidence in the top-left quadrant;
+    the same evidence elsewhere lowers the score. Grad-CAM's channel-mean weight cannot
+    tell the two places apart; LayerCAM's element-wise gradient can."""
+
+    def __init__(self):
+        super().__init__()
+        self.layer1 = torch.nn.Conv2d(1, 1, 1, bias=False)
+        torch.nn.init.ones_(self.layer1.weight)
+        w = -torch.ones(16, 16)
+        w[:8, :8] = 1.0
+        self.register_buffer("w", w.flatten())
+
+    def forward(self, x):
+        a = torch.relu(self.layer1(x)).flatten(1) @ self.w / 64
+        return torch.stack([-a, a], dim=1)
+
+
+def test_layercam_follows_a_positional_dense_head_and_auto_picks_it():
+    x = torch.full((1, 1, 16, 16), 0.05)
+    x[0, 0, 2:5, 2:5] = 1.0  # counted evidence
+    x[0, 0, 10:14, 10:14] = 1.0  # brighter, larger, but counts against the class
+    heat = explain_tensor(_PositionalModel(), x, 1, "layercam", layers=["layer1"])
+    y, xx = np.unravel_index(np.argmax(heat), heat.shape)
+    assert y < 8 and xx < 8
+    assert heat[10:14, 10:14].max() == 0.0  # negative gradients do not light up
+
+    from scandx.explain.cam import default_method
+    from scandx.models import create_model
+
+    assert default_method(create_model("simple-cnn", 2, 1, 2, input_size=[32, 32])) == "layercam"
+    assert default_method(create_model("resnet18", 2, 1, 2, input_size=[32, 32])) == "gradcam"

@@ -124,7 +124,9 @@ def evaluate_run(
             "curves": curves,
             "reliability": reliability_for(task, y, raw_probs, probs),
             "gallery": shown,
-            "gallery_method": "gradcam",
+            "gallery_method": next(
+                (it["method"] for items in (shown or {}).values() for it in items), "gradcam"
+            ),
             "model_card": card.read_text(),
             "created": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         },

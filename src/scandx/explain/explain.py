@@ -10,7 +10,7 @@ import numpy as np
 from scandx.data.images import preprocess
 from scandx.data.readers import read_image
 from scandx.errors import ScandxError
-from scandx.explain.cam import METHODS, explain_tensor, target_layers
+from scandx.explain.cam import METHODS, default_method, explain_tensor, target_layers
 from scandx.explain.overlay import montage, overlay, save_png, slice_overlays, unletterbox
 from scandx.inference.predictor import Predictor
 
@@ -18,7 +18,7 @@ from scandx.inference.predictor import Predictor
 def explain_file(
     predictor: Predictor,
     path: str | Path,
-    method: str = "gradcam",
+    method: str = "auto",
     class_name: str | None = None,
     layers: list[str] | None = None,
 ) -> dict[str, Any]:
@@ -41,13 +41,13 @@ def explain_display(
     predictor: Predictor,
     display: np.ndarray,
     where: str,
-    method: str = "gradcam",
+    method: str = "auto",
     class_index: int | None = None,
     layers: list[str] | None = None,
 ) -> dict[str, Any]:
     """Heatmap for a display-space image (C, H, W) already read; see ``explain_file``."""
-    if method not in METHODS:
-        raise ScandxError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    if method != "auto" and method not in METHODS:
+        raise ScandxError(f"unknown method {method!r}; choose auto or {', '.join(METHODS)}")
     x = preprocess(display, predictor.contract, where)[None]
     probs = predictor.probabilities(x)[0]
     k = class_index
@@ -55,6 +55,8 @@ def explain_display(
         k = 1 if predictor.task == "binary" else int(np.argmax(probs))
     # an ensemble (cross-validated run) is explained by the mean of its members' maps
     models = [m.model for m in getattr(predictor, "members", [predictor])]
+    if method == "auto":
+        method = default_method(models[0])
     if method == "occlusion":
         layers = None
     elif layers is None:

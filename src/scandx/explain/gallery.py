@@ -65,7 +65,7 @@ def render_gallery(
     predictor: Predictor,
     cases: Sequence[Case],
     selection: dict[str, list[tuple[int, int]]],
-    method: str = "gradcam",
+    method: str = "auto",
 ) -> dict[str, list[dict[str, Any]]]:
     """Overlay thumbnails (PNG as base64) for each selected case."""
     out: dict[str, list[dict[str, Any]]] = {}
@@ -79,7 +79,12 @@ def render_gallery(
             except ScandxError:
                 continue
             heat, shown = r["heatmap"], r["display"]
-            item = {"case_id": case.case_id, "class": r["class"], "probability": r["probability"]}
+            item = {
+                "case_id": case.case_id,
+                "class": r["class"],
+                "probability": r["probability"],
+                "method": r["method"],
+            }
             if heat.ndim == 3:  # a volume: the slice holding the heatmap's maximum
                 z = peak_slice(heat)
                 heat, shown = heat[z], shown[:, z]

@@ -48,7 +48,7 @@ def explain_run(
     files: list[str | Path],
     out_dir: str | Path,
     *,
-    method: str = "gradcam",
+    method: str = "auto",
     class_name: str | None = None,
 ) -> list[dict[str, Any]]:
     """Heatmap overlays (PNG) and raw maps (.npy) for image files, plus explanations.csv."""
