@@ -151,7 +151,9 @@ def confusion_section(m: dict[str, Any]) -> str:
     return "".join(out)
 
 
-def operating_section(points: dict[str, list[dict[str, Any]]] | None) -> str:
+def operating_section(
+    points: dict[str, list[dict[str, Any]]] | None, chosen_on: str = "val"
+) -> str:
     if not points:
         return (
             "<h2>Operating points</h2><p class='muted'>Not applicable: a multi-class model "
@@ -179,14 +181,16 @@ def operating_section(points: dict[str, list[dict[str, Any]]] | None) -> str:
             )
         )
     out.append(
-        "<p class='muted'>Each threshold was chosen on the validation split at training time; "
-        "the sensitivity and specificity shown are measured on this split, with patient-"
-        "bootstrap 95% CIs.</p>"
+        f"<p class='muted'>Each threshold was chosen on {esc(chosen_on)} data at training "
+        'time ("on val" above); the sensitivity and specificity shown are measured on this '
+        "split, with patient-bootstrap 95% CIs.</p>"
     )
     return "".join(out)
 
 
-def calibration_section(reliability: dict[str, list[dict]], cal: dict[str, Any]) -> str:
+def calibration_section(
+    reliability: dict[str, list[dict]], cal: dict[str, Any], ensemble: bool = False
+) -> str:
     series = []
     for name, color, dashed in (("before", PALETTE[1], True), ("after", PALETTE[0], False)):
         bins = reliability.get(name) or []
@@ -222,9 +226,14 @@ def calibration_section(reliability: dict[str, list[dict]], cal: dict[str, Any])
             for b in reliability.get("after") or []
         ],
     )
-    method = esc(cal.get("method", "none"))
+    how = (
+        "each member of the ensemble calibrated on its own validation fold; the ensemble "
+        "averages the calibrated probabilities (so before = after)"
+        if ensemble
+        else f"{esc(cal.get('method', 'none'))}, fitted on the validation split"
+    )
     return (
-        f"<h2>Calibration</h2><p>Method: {method}, fitted on the validation split. "
+        f"<h2>Calibration</h2><p>Method: {how}. "
         f"{cal.get('ece_bins', 15)} equal-width bins.</p><div class='charts'>{chart}"
         f"<div><h3>After calibration, per bin</h3>{counts}</div></div>"
     )
@@ -326,8 +335,8 @@ def write_report(path: Path, data: dict[str, Any]) -> Path:
         headline_section(m),
         curves_section(data["curves"]),
         confusion_section(m),
-        operating_section(m.get("operating_points")),
-        calibration_section(data["reliability"], m.get("calibration", {})),
+        operating_section(m.get("operating_points"), m["threshold"].get("chosen_on", "val")),
+        calibration_section(data["reliability"], m.get("calibration", {}), "ensemble" in info),
         subgroup_section(m.get("subgroups")),
         gallery_section(data.get("gallery"), data.get("gallery_method", "gradcam")),
         model_card_section(data.get("model_card")),

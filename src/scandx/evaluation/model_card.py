@@ -173,6 +173,12 @@ def _limitations(info: dict, plan: dict, evals: dict) -> list[str]:
                 f"- {flagged:.0%} of {split} images look unlike the training data: "
                 "a sign of dataset shift."
             )
+    if info["model"].split()[-1] in ("simple-cnn", "keras-cnn"):
+        notes.append(
+            f"- {info['model']} has a dense head on flattened maps: its heatmaps (LayerCAM) "
+            "found synthetic lesions in 76% of cases, against >= 90% for ResNet-18 "
+            "(docs/benchmarks.md); plan a ResNet when localisation matters."
+        )
     if "external" not in evals:
         notes.append("- No external validation: all evaluated data come from the training source.")
     if not any(m.get("subgroups") for m in evals.values()):
