@@ -31,12 +31,11 @@ from scandx.evaluation.calibration import expected_calibration_error
 from scandx.evaluation.model_card import write_model_card
 from scandx.evaluation.report import flat_metrics
 from scandx.inference.model_io import contract_of
-from scandx.planning import fingerprint, make_plan
+from scandx.planning import DEFAULT_BUDGET_S
 from scandx.workflow import (
-    _check_plan_matches,
     choose_all_operating_points,
     choose_thresholds,
-    prepare_manifest,
+    manifest_and_plan,
     train_prepared,
 )
 
@@ -71,28 +70,25 @@ def train_folds(
     out = Path(out)
     if not resume and any((out / d).exists() for d in ("model", "folds", "checkpoints")):
         raise ScandxError("run directory already holds a run; use --resume or a new --out", out)
-    base = Plan.load(out / "plan.json") if resume and (out / "plan.json").exists() else None
-    base = base or (Plan.load(plan_path) if plan_path else None)
-    run_seed = seed if seed is not None else (base.seed if base else 0)
-    manifest = prepare_manifest(
+    if folds < 2:
+        raise ScandxError(f"--folds must be at least 2 (got {folds})")
+    if resume and (out / "plan.json").exists():
+        plan_path = out / "plan.json"  # the plan every fold was trained with
+    manifest, plan = manifest_and_plan(
         data,
+        plan_path=plan_path,
+        time_budget_s=None
+        if plan_path
+        else (time_budget_s or DEFAULT_BUDGET_S) / folds,  # the budget covers all folds
+        seed=seed,
+        model=model,
         image_root=image_root,
         skip_bad=skip_bad,
-        seed=run_seed,
-        val_fraction=base.val_fraction if base else 0.15,
-        test_fraction=base.test_fraction if base else 0.15,
     )
-    pool = [c for c in manifest.cases if c.split in ("train", "val")]
-    assignment = assign_folds(pool, manifest.task, folds, run_seed)  # checks k before the work
-    fp = fingerprint(manifest, skip_bad=skip_bad)
-    if base:
-        _check_plan_matches(base, manifest, plan_path or out / "plan.json")
-        plan = base
-        plan.seed = run_seed
-    else:
-        budget = None if time_budget_s is None else time_budget_s / folds
-        plan = make_plan(manifest, fp, time_budget_s=budget, seed=run_seed, model=model)
+    if not any(f"{folds}-fold" in n for n in plan.notes):
         plan.notes.append(f"{folds}-fold cross-validation: the time budget is split over folds")
+    pool = [c for c in manifest.cases if c.split in ("train", "val")]
+    assignment = assign_folds(pool, manifest.task, folds, plan.seed)
     for c in pool:
         c.meta["fold"] = assignment[c.patient_id]
     out.mkdir(parents=True, exist_ok=True)

@@ -110,35 +110,56 @@ def train_run(
         manifest = load_source(data, image_root=image_root, skip_bad=skip_bad)
         apply_run_splits(manifest, out / "manifest.csv", strict=True)
     else:
-        base = Plan.load(plan_path) if plan_path else None
-        run_seed = seed if seed is not None else (base.seed if base else 0)
-        manifest = prepare_manifest(
+        manifest, plan = manifest_and_plan(
             data,
+            plan_path=plan_path,
+            time_budget_s=time_budget_s,
+            seed=seed,
+            model=model,
             image_root=image_root,
             skip_bad=skip_bad,
-            seed=run_seed,
-            val_fraction=base.val_fraction if base else 0.15,
-            test_fraction=base.test_fraction if base else 0.15,
         )
-        # decode every image once, whatever the split: bad files surface (or are
-        # skipped and listed) now, not halfway through training or at evaluation
-        fp = fingerprint(manifest, skip_bad=skip_bad)
-        if base:
-            _check_plan_matches(base, manifest, plan_path)
-            plan = base
-            if seed is not None:
-                plan.seed = seed
-            if model is not None and model != plan.model:
-                plan.model, plan.model_kwargs = model, {}
-                plan.notes.append(f"model set to {model} on the command line")
-            if time_budget_s is not None:
-                log.warning("--time-budget is ignored with --plan: the plan's epochs are used")
-        else:
-            plan = make_plan(manifest, fp, time_budget_s=time_budget_s, seed=run_seed, model=model)
     summary, _ = train_prepared(
         manifest, plan, out, resuming=resuming, skip_bad=skip_bad, hooks=hooks
     )
     return summary
+
+
+def manifest_and_plan(
+    data: str | Path,
+    *,
+    plan_path: str | Path | None = None,
+    time_budget_s: float | None = None,
+    seed: int | None = None,
+    model: str | None = None,
+    image_root: str | Path | None = None,
+    skip_bad: bool = False,
+) -> tuple[Manifest, Plan]:
+    """Load and split the data, fingerprint it, and plan (or check and reuse a plan)."""
+    base = Plan.load(plan_path) if plan_path else None
+    run_seed = seed if seed is not None else (base.seed if base else 0)
+    manifest = prepare_manifest(
+        data,
+        image_root=image_root,
+        skip_bad=skip_bad,
+        seed=run_seed,
+        val_fraction=base.val_fraction if base else 0.15,
+        test_fraction=base.test_fraction if base else 0.15,
+    )
+    # decode every image once, whatever the split: bad files surface (or are
+    # skipped and listed) now, not halfway through training or at evaluation
+    fp = fingerprint(manifest, skip_bad=skip_bad)
+    if not base:
+        plan = make_plan(manifest, fp, time_budget_s=time_budget_s, seed=run_seed, model=model)
+        return manifest, plan
+    _check_plan_matches(base, manifest, plan_path)
+    base.seed = run_seed
+    if model is not None and model != base.model:
+        base.model, base.model_kwargs = model, {}
+        base.notes.append(f"model set to {model} on the command line")
+    if time_budget_s is not None:
+        log.warning("--time-budget is ignored with --plan: the plan's epochs are used")
+    return manifest, base
 
 
 def train_prepared(

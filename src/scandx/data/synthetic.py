@@ -59,6 +59,31 @@ def _smooth(a: np.ndarray, k: int) -> np.ndarray:
     return np.apply_along_axis(lambda r: np.convolve(r, kernel, mode="same"), 1, a)
 
 
+def _phantom_dataset(sop_class: str, patient_id: str, sex: str, age: int, modality: str):
+    """A DICOM dataset with file meta and the patient/study fields every phantom file has."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    ds.PatientID = patient_id
+    ds.PatientName = "Phantom^" + patient_id
+    ds.PatientSex = sex
+    ds.PatientAge = f"{age:03d}Y"
+    ds.Modality = modality
+    ds.SamplesPerPixel = 1
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    return ds
+
+
 def write_dicom(
     path: Path, img: np.ndarray, patient_id: str, variant: int, sex: str, age: int = 50
 ) -> None:
@@ -67,34 +92,15 @@ def write_dicom(
     variant 0: MONOCHROME2, window over the full range; 1: MONOCHROME1 (inverted
     storage); 2: Rescale Slope 2 / Intercept -1000 with a matching window.
     """
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
     stored = np.round(img * 4095).astype(np.uint16)
     slope, intercept = (2.0, -1000.0) if variant == 2 else (1.0, 0.0)
     if variant == 1:
         stored = (4095 - stored).astype(np.uint16)
     lo, hi = intercept, 4095 * slope + intercept
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = CR_IMAGE_STORAGE
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = CR_IMAGE_STORAGE
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID = generate_uid()
-    ds.SeriesInstanceUID = generate_uid()
-    ds.PatientID = patient_id
-    ds.PatientName = "Phantom^" + patient_id
-    ds.PatientSex = sex
-    ds.PatientAge = f"{age:03d}Y"
-    ds.Modality = "CR"
+    ds = _phantom_dataset(CR_IMAGE_STORAGE, patient_id, sex, age, "CR")
     ds.Manufacturer = f"scandx synthetic {'AB'[variant % 2]}"  # two "vendors" for subgroups
     ds.Rows, ds.Columns = img.shape
-    ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME1" if variant == 1 else "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
     ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
     ds.WindowCenter = (lo + hi) / 2 + 0.5
     ds.WindowWidth = hi - lo + 1
@@ -196,31 +202,12 @@ def write_dicom_volume(
     path: Path, vol: np.ndarray, patient_id: str, sex: str = "O", age: int = 50
 ) -> None:
     """Write a (D, H, W) display-space volume as one 12-bit multi-frame DICOM file."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
     stored = np.round(vol * 4095).astype(np.uint16)
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = MULTIFRAME_WORD_SC
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = MULTIFRAME_WORD_SC
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID = generate_uid()
-    ds.SeriesInstanceUID = generate_uid()
-    ds.PatientID = patient_id
-    ds.PatientName = "Phantom^" + patient_id
-    ds.PatientSex = sex
-    ds.PatientAge = f"{age:03d}Y"
-    ds.Modality = "OT"
+    ds = _phantom_dataset(MULTIFRAME_WORD_SC, patient_id, sex, age, "OT")
     ds.Manufacturer = "scandx synthetic"
     ds.NumberOfFrames = vol.shape[0]
     ds.Rows, ds.Columns = vol.shape[1:]
-    ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
     ds.WindowCenter, ds.WindowWidth = 2048.0, 4096.0
     ds.PixelData = stored.tobytes()
     ds.save_as(path, enforce_file_format=True)
