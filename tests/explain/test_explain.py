@@ -16,7 +16,7 @@ from scandx.explain.overlay import overlay, unletterbox
 from scandx.models import create_model, list_models, min_input_size
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", list_models("classifier"))
 def test_every_model_has_an_automatic_target_layer_and_a_heatmap(name):
     size = max(min_input_size(name), 64)
     model = create_model(name, 2, 1, 2, input_size=[size, size])

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from scandx.errors import ScandxError
-from scandx.models import create_model, list_models, min_input_size
+from scandx.models import create_model, list_models, min_input_size, model_kind
 
 REQUIRED = {
     "simple-cnn",
@@ -16,6 +16,7 @@ REQUIRED = {
     "resnet50",
     "densenet121",
     "efficientnet-b0",
+    "dynunet",
 }
 
 
@@ -26,6 +27,7 @@ def test_required_models_registered():
 @pytest.mark.parametrize("name", list_models())
 @pytest.mark.parametrize(("dims", "channels"), [(2, 1), (2, 3), (3, 1), (3, 2)])
 def test_forward_shape(name, dims, channels):
+    """Classifiers give logits per image, segmenters logits per voxel."""
     edge = max(min_input_size(name), 32 if dims == 2 else 24)
     if name == "keras-cnn" and dims == 3:
         edge = 48
@@ -33,7 +35,8 @@ def test_forward_shape(name, dims, channels):
     model = create_model(name, dims, channels, 3, input_size=size).eval()
     with torch.no_grad():
         out = model(torch.randn(2, channels, *size))
-    assert out.shape == (2, 3)
+    expected = (2, 3) if model_kind(name) == "classifier" else (2, 3, *size)
+    assert out.shape == expected
 
 
 def test_simple_cnn_matches_the_article_at_28px():

@@ -76,3 +76,40 @@ def efficientnet_b0(
         in_channels=in_channels,
         num_classes=out_channels,
     )
+
+
+@register_model("dynunet", min_size=16, kind="segmenter")
+def dynunet(
+    spatial_dims: int,
+    in_channels: int,
+    out_channels: int,
+    input_size: list[int],
+    filters: list[int] | None = None,
+    strides: list[list[int]] | None = None,
+) -> nn.Module:
+    """nnU-Net's U-Net (MONAI DynUNet) for segmentation: instance norm, leaky ReLU, one
+    stride-2 level per halving of the patch down to 4-8 voxels per edge (3 to 5
+    levels; ``strides`` per level and axis, from the plan, for anisotropic patches)."""
+    from monai.networks.nets import DynUNet
+
+    if strides is None:
+        levels = 1
+        side = min(input_size)
+        while side // 2 >= 4 and levels < 5:
+            side //= 2
+            levels += 1
+        strides = [[1] * spatial_dims] + [[2] * spatial_dims] * (levels - 1)
+    filters = filters or [16 * 2**i for i in range(len(strides))]
+    filters = [min(f, 320) for f in filters]
+    kernels = [[3] * spatial_dims] * len(strides)
+    return DynUNet(
+        spatial_dims,
+        in_channels,
+        out_channels,
+        kernels,
+        strides,
+        strides[1:],
+        filters=filters,
+        norm_name="instance",
+        res_block=False,
+    )

@@ -18,20 +18,35 @@ _MODELS: dict[str, Builder] = {}
 _MIN_SIZE: dict[str, int] = {}
 
 
-def register_model(name: str, min_size: int = 8) -> Callable[[Builder], Builder]:
-    """Register a builder; ``min_size`` is the smallest spatial edge it accepts."""
+_KIND: dict[str, str] = {}
+KINDS = ("classifier", "segmenter")
+
+
+def register_model(
+    name: str, min_size: int = 8, kind: str = "classifier"
+) -> Callable[[Builder], Builder]:
+    """Register a builder; ``min_size`` is the smallest spatial edge it accepts; ``kind``
+    is "classifier" (logits per image) or "segmenter" (logits per voxel)."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}")
 
     def wrap(fn: Builder) -> Builder:
         _MODELS[name] = fn
         _MIN_SIZE[name] = min_size
+        _KIND[name] = kind
         return fn
 
     return wrap
 
 
-def list_models() -> list[str]:
+def model_kind(name: str) -> str:
     _load_builtin()
-    return sorted(_MODELS)
+    return _KIND[name]
+
+
+def list_models(kind: str | None = None) -> list[str]:
+    _load_builtin()
+    return sorted(n for n in _MODELS if kind is None or _KIND[n] == kind)
 
 
 def create_model(

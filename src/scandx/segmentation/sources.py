@@ -1,0 +1,211 @@
+"""Segmentation data sources -> a SegManifest of cases (image channels, label, FOV mask).
+
+Layouts recognised (``load_seg_source``):
+
+- Decathlon / nnU-Net: ``dataset.json`` + ``imagesTr/`` (``<case>_0000.nii.gz`` per
+  channel) + ``labelsTr/`` (+ ``imagesTs/`` without labels).
+- Paired folders: ``images/`` + one of ``masks/``, ``labels/``, ``1st_manual/`` (the
+  DRIVE name), optionally ``mask/`` or ``fov/`` (field-of-view masks); files are
+  matched by their case key (the name up to the first ``_`` or ``.``, so
+  ``21_training.tif`` pairs with ``21_manual1.gif`` and ``21_training_mask.gif``).
+  A root holding ``training/`` (or ``train/``) and ``test/`` such folders keeps that
+  split.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from scandx.errors import ScandxError
+
+LABEL_DIRS = ("masks", "labels", "1st_manual", "manual")
+FOV_DIRS = ("mask", "fov", "masks_fov")
+SPLIT_DIRS = {
+    "training": "train",
+    "train": "train",
+    "validation": "val",
+    "val": "val",
+    "test": "test",
+    "testing": "test",
+}
+IMAGE_EXT = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".gif", ".bmp", ".nii", ".nii.gz", ".dcm")
+
+
+@dataclass
+class SegCase:
+    case_id: str
+    images: list[str]  # one file per input channel (or one multi-channel file)
+    label: str | None
+    split: str = ""
+    fov: str | None = None
+    patient_id: str = ""
+
+    def __post_init__(self) -> None:
+        self.patient_id = self.patient_id or self.case_id
+
+
+@dataclass
+class SegManifest:
+    labels: dict[int, str]  # label value -> name, background 0 included
+    cases: list[SegCase]
+    source: str = ""
+    modality: list[str] = field(default_factory=list)  # per channel, e.g. ["CT"] or ["MR", "MR"]
+    layout: str = ""
+
+    def in_split(self, split: str) -> list[SegCase]:
+        return [c for c in self.cases if c.split == split]
+
+    def summary(self) -> dict[str, Any]:
+        per = {}
+        for c in self.cases:
+            per[c.split or "unsplit"] = per.get(c.split or "unsplit", 0) + 1
+        return {
+            "source": self.source,
+            "layout": self.layout,
+            "cases": len(self.cases),
+            "per_split": per,
+            "labels": {str(k): v for k, v in self.labels.items()},
+        }
+
+
+def case_key(name: str) -> str:
+    """'21_training.tif' -> '21'; 'case_00012_0000.nii.gz' is handled by Decathlon rules."""
+    return re.split(r"[_.]", name, maxsplit=1)[0]
+
+
+def _files(folder: Path) -> list[Path]:
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.name.lower().endswith(IMAGE_EXT)
+    )
+
+
+def is_seg_source(path: Path) -> bool:
+    """True when ``path`` looks like a segmentation data set (used by the CLI to route)."""
+    path = Path(path)
+    if not path.is_dir():
+        return False
+    if (path / "dataset.json").exists():
+        return True
+    if _paired_root(path) is not None:
+        return True
+    return any(_paired_root(path / d) is not None for d in SPLIT_DIRS if (path / d).is_dir())
+
+
+def _paired_root(path: Path) -> tuple[Path, Path, Path | None] | None:
+    if not (path / "images").is_dir():
+        return None
+    labels = next((path / d for d in LABEL_DIRS if (path / d).is_dir()), None)
+    if labels is None:
+        return None
+    fov = next((path / d for d in FOV_DIRS if (path / d).is_dir()), None)
+    return path / "images", labels, fov
+
+
+def load_seg_source(path: str | Path) -> SegManifest:
+    path = Path(path)
+    if not path.exists():
+        raise ScandxError("data folder not found", path)
+    if (path / "dataset.json").exists():
+        return _load_decathlon(path)
+    roots = (
+        [(path, "")]
+        if _paired_root(path)
+        else [
+            (path / d, s)
+            for d, s in SPLIT_DIRS.items()
+            if (path / d).is_dir() and _paired_root(path / d)
+        ]
+    )
+    if not roots:
+        raise ScandxError(
+            "not a segmentation data set: expected dataset.json (Decathlon/nnU-Net) or "
+            f"images/ with one of {', '.join(LABEL_DIRS)}/ (optionally under training/ and test/)",
+            path,
+        )
+    cases = []
+    for root, split in roots:
+        cases += _paired_cases(root, split)
+    manifest = SegManifest({0: "background", 1: "foreground"}, cases, str(path), [], "paired")
+    if not cases:
+        raise ScandxError("no image/mask pairs found", path)
+    return manifest
+
+
+def _paired_cases(root: Path, split: str) -> list[SegCase]:
+    images, labels, fov = _paired_root(root)  # type: ignore[misc]
+    label_by_key = {case_key(p.name): p for p in _files(labels)}
+    fov_by_key = {case_key(p.name): p for p in _files(fov)} if fov else {}
+    image_files = _files(images)
+    if not image_files:
+        raise ScandxError("images/ holds no image files", images)
+    out = []
+    for img in image_files:
+        key = case_key(img.name)
+        if key not in label_by_key:
+            raise ScandxError(f"no mask for case {key!r} in {labels.name}/", img)
+        if fov and key not in fov_by_key:
+            raise ScandxError(f"no field-of-view mask for case {key!r} in {fov.name}/", img)
+        prefix = f"{split}/" if split else ""
+        out.append(
+            SegCase(
+                case_id=prefix + key,
+                images=[str(img)],
+                label=str(label_by_key[key]),
+                split=split,
+                fov=str(fov_by_key[key]) if fov else None,
+            )
+        )
+    extra = set(label_by_key) - {case_key(p.name) for p in image_files}
+    if extra:
+        raise ScandxError(f"masks without an image: {', '.join(sorted(extra))}", labels)
+    return out
+
+
+def _load_decathlon(path: Path) -> SegManifest:
+    meta = json.loads((path / "dataset.json").read_text())
+    labels_raw = meta.get("labels") or {}
+    # MSD: {"0": "background", "1": "tumour"}; nnU-Net v2: {"background": 0, "tumour": 1}
+    if labels_raw and all(str(k).isdigit() for k in labels_raw):
+        labels = {int(k): str(v) for k, v in labels_raw.items()}
+    else:
+        labels = {int(v): str(k) for k, v in labels_raw.items() if not isinstance(v, list)}
+    if not labels:
+        raise ScandxError("dataset.json declares no labels", path / "dataset.json")
+    modality = meta.get("modality") or meta.get("channel_names") or {"0": "unknown"}
+    channels = [str(modality[k]) for k in sorted(modality, key=int)]
+    ending = meta.get("file_ending", ".nii.gz")
+    cases = []
+    for folder, split in (("imagesTr", ""), ("imagesTs", "test")):
+        d = path / folder
+        if not d.is_dir():
+            continue
+        keys = sorted(
+            {
+                re.sub(r"_\d{4}$", "", p.name[: -len(ending)])
+                for p in d.iterdir()
+                if p.name.endswith(ending) and not p.name.startswith(".")
+            }
+        )
+        for key in keys:
+            files = [d / f"{key}_{i:04d}{ending}" for i in range(len(channels))]
+            if not all(f.exists() for f in files):
+                single = d / f"{key}{ending}"  # MSD style: one 4D file holding every channel
+                if not single.exists():
+                    missing = [f.name for f in files if not f.exists()]
+                    raise ScandxError(f"case {key}: missing channel file(s) {missing}", d)
+                files = [single]
+            label = path / "labelsTr" / f"{key}{ending}"
+            if split == "" and not label.exists():
+                raise ScandxError(f"case {key}: no label file in labelsTr/", label)
+            cases.append(
+                SegCase(key, [str(f) for f in files], str(label) if label.exists() else None, split)
+            )
+    if not cases:
+        raise ScandxError("imagesTr/ holds no cases", path)
+    return SegManifest(labels, cases, str(path), channels, "decathlon")
