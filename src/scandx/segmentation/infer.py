@@ -1,0 +1,61 @@
+"""Normalisation and sliding-window inference shared by training, evaluate and predict."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from scandx.segmentation.plan import SegPlan
+
+
+def normalize(image: np.ndarray, plan: SegPlan, fov: np.ndarray | None = None) -> np.ndarray:
+    """The plan's intensity normalisation of one case (C, *S); outside the FOV -> 0."""
+    img = image.astype(np.float32).copy()
+    if plan.normalization == "ct":
+        lo, hi = plan.ct_clip or (float(img.min()), float(img.max()))
+        img = (np.clip(img, lo, hi) - plan.ct_mean) / plan.ct_std
+    else:
+        inside = fov if (plan.use_fov and fov is not None) else np.ones(img.shape[1:], bool)
+        for c in range(img.shape[0]):
+            v = img[c][inside]
+            img[c] = (img[c] - v.mean()) / (v.std() + 1e-8)
+    if plan.use_fov and fov is not None:
+        img[:, ~fov] = 0.0
+    return img
+
+
+@torch.no_grad()
+def predict_probabilities(
+    model: torch.nn.Module, image: np.ndarray, plan: SegPlan, tta: bool | None = None
+) -> np.ndarray:
+    """Softmax probabilities (K, *S) of a normalised case by Gaussian-weighted sliding
+    windows (half-patch overlap); with ``tta`` also averaged over flips of every axis."""
+    from monai.inferers import sliding_window_inference
+
+    model.eval()
+    x = torch.from_numpy(image)[None]
+    tta = plan.tta_flips if tta is None else tta
+    flips: list[tuple[int, ...]] = [()]
+    if tta:
+        axes = list(range(2, 2 + plan.spatial_dims))
+        flips += [(a,) for a in axes]
+
+    def run(inp: torch.Tensor) -> torch.Tensor:
+        return sliding_window_inference(
+            inp,
+            roi_size=plan.patch_size,
+            sw_batch_size=plan.batch_size,
+            predictor=model,
+            overlap=0.5,
+            mode="gaussian",
+            padding_mode="constant",
+        )
+
+    total = None
+    for axes in flips:
+        inp = torch.flip(x, axes) if axes else x
+        logits = run(inp).float()
+        probs = torch.softmax(logits, 1)
+        probs = torch.flip(probs, axes) if axes else probs
+        total = probs if total is None else total + probs
+    return (total / len(flips))[0].numpy()

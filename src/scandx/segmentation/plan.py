@@ -1,0 +1,236 @@
+"""Segmentation plan from a data fingerprint, in the spirit of nnU-Net.
+
+- 2D or 3D from the images' dimensionality;
+- normalisation by modality: CT -> clip to the 0.5/99.5 percentiles of foreground
+  voxels of the training cases, then z-score with their mean/std; anything else ->
+  z-score per image and channel, inside the field-of-view mask when one is given;
+- patch: the median image shape, capped (2D 192 px edge, 3D 96 voxels per edge and a
+  voxel budget), each edge a multiple of 16 (the U-Net's down-sampling);
+- batch and epochs from a timed probe of the U-Net at that patch and the time budget;
+- foreground oversampling: a third of the patches are centred on a foreground voxel.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from scandx import __version__
+from scandx.errors import ScandxError
+from scandx.planning import detect_device
+from scandx.segmentation.sources import SegManifest
+from scandx.segmentation.volumes import read_case_arrays
+
+log = logging.getLogger(__name__)
+
+MAX_EDGE_2D = 192
+MAX_EDGE_3D = 96
+MAX_VOXELS_3D = 64 * 96 * 96
+
+
+@dataclass
+class SegPlan:
+    labels: dict[str, str]  # "value" -> name (JSON keys are strings)
+    spatial_dims: int = 2
+    in_channels: int = 1
+    patch_size: list[int] = field(default_factory=lambda: [128, 128])
+    batch_size: int = 8
+    model: str = "dynunet"
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    normalization: str = "zscore_per_image"  # or "ct"
+    ct_clip: list[float] | None = None
+    ct_mean: float | None = None
+    ct_std: float | None = None
+    use_fov: bool = False
+    foreground_fraction: float = 0.33
+    epochs: int = 50
+    steps_per_epoch: int = 50
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    flips: bool = True
+    tta_flips: bool = True
+    val_fraction: float = 0.2
+    device: str = "cpu"
+    precision: str = "fp32"
+    seed: int = 0
+    time_budget_s: float = 600.0
+    notes: list[str] = field(default_factory=list)
+    fingerprint: dict[str, Any] = field(default_factory=dict)
+    task: str = "segmentation"
+    scandx_version: str = __version__
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.labels)
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> SegPlan:
+        try:
+            d = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ScandxError(f"cannot read plan ({e})", path) from e
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ScandxError(f"unknown plan keys: {', '.join(sorted(unknown))}", path)
+        return cls(**d)
+
+
+def seg_fingerprint(manifest: SegManifest) -> dict[str, Any]:
+    """Decode every training case once: shapes, spacings, foreground share, intensities."""
+    shapes, spacings, fg, dims = [], [], [], set()
+    samples: list[np.ndarray] = []
+    rng = np.random.default_rng(0)
+    for case in manifest.cases:
+        if case.split == "test":
+            continue
+        loaded = read_case_arrays(case, manifest.labels)
+        if loaded.label is None:
+            continue
+        if not (loaded.label > 0).any():
+            log.warning("case %s has an empty mask", case.case_id)
+        dims.add(loaded.image.ndim - 1)
+        shapes.append(loaded.image.shape[1:])
+        spacings.append(loaded.spacing)
+        fg.append(float((loaded.label > 0).mean()))
+        vox = loaded.image[0][loaded.label > 0]
+        if vox.size:
+            samples.append(rng.choice(vox, min(vox.size, 10_000), replace=False))
+    if not shapes:
+        raise ScandxError("no labelled training cases", manifest.source)
+    if sum(fg) == 0:
+        raise ScandxError("every mask is empty: nothing to learn", manifest.source)
+    if len(dims) > 1:
+        raise ScandxError("cases mix 2D and 3D images", manifest.source)
+    fgv = np.concatenate(samples) if samples else np.zeros(1)
+    return {
+        "cases": len(shapes),
+        "spatial_dims": dims.pop(),
+        "channels": int(read_case_arrays(manifest.cases[0]).image.shape[0]),
+        "median_shape": [int(v) for v in np.median(np.array(shapes), axis=0)],
+        "median_spacing": [float(v) for v in np.median(np.array(spacings), axis=0)],
+        "spacings_differ": bool(np.ptp(np.array(spacings), axis=0).max() > 1e-3),
+        "foreground_fraction": float(np.mean(fg)),
+        "foreground_percentiles": [float(np.percentile(fgv, 0.5)), float(np.percentile(fgv, 99.5))],
+        "foreground_mean": float(fgv.mean()),
+        "foreground_std": float(fgv.std() + 1e-8),
+    }
+
+
+def _patch(shape: list[int], dims: int) -> list[int]:
+    cap = MAX_EDGE_2D if dims == 2 else MAX_EDGE_3D
+    patch = [max(16, min(cap, 16 * (s // 16))) for s in shape]
+    while dims == 3 and math.prod(patch) > MAX_VOXELS_3D:
+        k = int(np.argmax(patch))
+        patch[k] -= 16
+    return patch
+
+
+def make_seg_plan(
+    manifest: SegManifest,
+    fp: dict[str, Any],
+    *,
+    time_budget_s: float | None = None,
+    seed: int = 0,
+    probe: bool = True,
+) -> SegPlan:
+    notes: list[str] = []
+    budget = float(time_budget_s or 600.0)
+    device, precision = detect_device()
+    dims = fp["spatial_dims"]
+    patch = _patch(fp["median_shape"], dims)
+    notes.append(f"{dims}D U-Net (DynUNet); patch {patch} from median shape {fp['median_shape']}")
+    modality = [m.upper() for m in manifest.modality]
+    ct = bool(modality) and all(m == "CT" for m in modality)
+    if ct:
+        notes.append(
+            "CT: clip to foreground 0.5/99.5 percentiles "
+            f"{fp['foreground_percentiles']}, z-score with foreground mean/std"
+        )
+    else:
+        notes.append(
+            "z-score per image and channel" + (" inside the FOV mask" if _has_fov(manifest) else "")
+        )
+    if fp.get("spacings_differ"):
+        notes.append(
+            f"spacings differ between cases (median {fp['median_spacing']}): scandx does not "
+            "resample yet; metrics use each case's own spacing"
+        )
+    batch = 8 if dims == 2 else 2
+    step_s = (
+        _probe(fp["channels"], len(manifest.labels), patch, batch, precision) if probe else None
+    )
+    steps = 50
+    if step_s:
+        epochs = int(max(5, min(1000, 0.8 * budget / (steps * step_s * 1.15))))
+        notes.append(
+            f"measured {step_s:.3f}s per step of {batch} patches -> {epochs} epochs of {steps} "
+            f"steps in 80% of {budget:.0f}s (15% kept for validation)"
+        )
+    else:
+        epochs = 50
+    return SegPlan(
+        labels={str(k): v for k, v in manifest.labels.items()},
+        spatial_dims=dims,
+        in_channels=fp["channels"],
+        patch_size=patch,
+        batch_size=batch,
+        normalization="ct" if ct else "zscore_per_image",
+        ct_clip=fp["foreground_percentiles"] if ct else None,
+        ct_mean=fp["foreground_mean"] if ct else None,
+        ct_std=fp["foreground_std"] if ct else None,
+        use_fov=_has_fov(manifest),
+        epochs=epochs,
+        steps_per_epoch=steps,
+        device=device,
+        precision=precision,
+        seed=seed,
+        time_budget_s=budget,
+        notes=notes,
+        fingerprint=fp,
+    )
+
+
+def _has_fov(manifest: SegManifest) -> bool:
+    return any(c.fov for c in manifest.cases)
+
+
+def _probe(
+    channels: int, classes: int, patch: list[int], batch: int, precision: str
+) -> float | None:
+    from monai.losses import DiceCELoss
+
+    from scandx.models import create_model
+
+    try:
+        torch.manual_seed(0)
+        model = create_model("dynunet", len(patch), channels, classes, input_size=patch)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
+        x = torch.randn(batch, channels, *patch)
+        y = torch.randint(0, classes, (batch, 1, *patch))
+        times = []
+        for i in range(3):
+            t = time.perf_counter()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                out = model(x)
+            loss = loss_fn(out.float(), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if i:
+                times.append(time.perf_counter() - t)
+        return float(min(times))
+    except Exception as e:  # advice only
+        log.warning("segmentation probe failed (%s)", e)
+        return None

@@ -1,0 +1,299 @@
+"""Segmentation steps: train, evaluate, predict, in the same run-directory layout as
+classification (plan.json, manifest, checkpoints/, log.jsonl, model/, eval/<split>/)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_model, save_model
+
+from scandx import __version__
+from scandx.errors import ScandxError
+from scandx.inference.model_io import sha256
+from scandx.segmentation.infer import normalize, predict_probabilities
+from scandx.segmentation.metrics import case_metrics, dice, summarize
+from scandx.segmentation.plan import SegPlan, make_seg_plan, seg_fingerprint
+from scandx.segmentation.postprocess import keep_largest_component
+from scandx.segmentation.sources import SegCase, SegManifest, load_seg_source
+from scandx.segmentation.train import SegData, build_seg_model, fit_segmentation
+from scandx.segmentation.volumes import Loaded, is_nifti, read_case_arrays
+
+log = logging.getLogger(__name__)
+
+
+def assign_seg_splits(manifest: SegManifest, val_fraction: float, seed: int) -> None:
+    """Unsplit labelled cases -> train/val by patient (seeded); given splits are kept."""
+    free = sorted({c.patient_id for c in manifest.cases if not c.split and c.label})
+    has_val = any(c.split == "val" for c in manifest.cases)
+    if not has_val:
+        pool = free or sorted({c.patient_id for c in manifest.cases if c.split == "train"})
+        rng = np.random.default_rng(seed)
+        n_val = max(1, round(val_fraction * len(pool))) if len(pool) > 1 else 0
+        val = set(rng.permutation(pool)[:n_val].tolist())
+        for c in manifest.cases:
+            if c.patient_id in val and c.split in ("", "train"):
+                c.split = "val"
+    for c in manifest.cases:
+        if not c.split:
+            c.split = "train" if c.label else "test"
+    if not manifest.in_split("train"):
+        raise ScandxError("no training cases left after the validation split", manifest.source)
+
+
+def _load(
+    cases: list[SegCase], manifest: SegManifest, plan: SegPlan
+) -> tuple[SegData, list[Loaded]]:
+    raw = [read_case_arrays(c, manifest.labels) for c in cases]
+    data = SegData(
+        [normalize(r.image, plan, r.fov) for r in raw],
+        [r.label for r in raw],  # type: ignore[misc]
+        [r.fov for r in raw],
+    )
+    return data, raw
+
+
+def seg_train_run(
+    data: str | Path,
+    out: str | Path,
+    *,
+    time_budget_s: float | None = None,
+    seed: int | None = None,
+    resume: bool = False,
+    plan_path: str | Path | None = None,
+) -> dict[str, Any]:
+    out = Path(out)
+    resuming = resume and (out / "checkpoints" / "last.ckpt").exists()
+    if not resume and any((out / d).exists() for d in ("model", "checkpoints")):
+        raise ScandxError("run directory already holds a run; use --resume or a new --out", out)
+    manifest = load_seg_source(data)
+    if resuming or plan_path:
+        plan = SegPlan.load(out / "plan.json" if resuming else plan_path)  # type: ignore[arg-type]
+        if seed is not None:
+            plan.seed = seed
+    else:
+        plan = None
+    run_seed = plan.seed if plan else (seed or 0)
+    assign_seg_splits(manifest, plan.val_fraction if plan else 0.2, run_seed)
+    if plan is None:
+        plan = make_seg_plan(
+            manifest, seg_fingerprint(manifest), time_budget_s=time_budget_s, seed=run_seed
+        )
+    train, _ = _load(manifest.in_split("train"), manifest, plan)
+    val, val_raw = _load(manifest.in_split("val"), manifest, plan)
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        if not resuming:
+            plan.save(out / "plan.json")
+            _save_cases(out / "cases.json", manifest)
+        t0 = time.perf_counter()
+        result = fit_segmentation(plan, train, val, out, resume=resuming)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception:
+        if created and not (out / "checkpoints" / "last.ckpt").exists():
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    model = result["model"]
+    post = choose_postprocessing(model, val, plan)
+    info = save_seg_model(out / "model", model, plan, post, result["best"], manifest)
+    summary = {
+        "run": str(out),
+        "best": result["best"],
+        "train_seconds": round(time.perf_counter() - t0, 1),
+        "postprocessing": post,
+        "sha256": info["sha256"],
+        "cases": manifest.summary(),
+    }
+    (out / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def choose_postprocessing(model: torch.nn.Module, val: SegData, plan: SegPlan) -> dict[str, Any]:
+    """Keep only the largest connected component of a class when that raises the
+    validation Dice of that class (nnU-Net's rule), decided per class."""
+    preds = [predict_probabilities(model, img, plan).argmax(0) for img in val.images]
+    chosen = {}
+    for k in range(1, plan.n_classes):
+        before, after = [], []
+        for p, lab, fov in zip(preds, val.labels, val.fovs, strict=True):
+            inside = np.ones(lab.shape, bool) if fov is None else fov
+            t = (lab == k) & inside
+            before.append(dice((p == k) & inside, t))
+            after.append(dice(keep_largest_component(p == k) & inside, t))
+        chosen[str(k)] = {
+            "keep_largest_component": bool(np.mean(after) > np.mean(before)),
+            "val_dice_before": float(np.mean(before)),
+            "val_dice_after": float(np.mean(after)),
+        }
+    return chosen
+
+
+def apply_postprocessing(pred: np.ndarray, post: dict[str, Any]) -> np.ndarray:
+    out = pred.copy()
+    for k, rule in post.items():
+        if rule.get("keep_largest_component"):
+            mask = pred == int(k)
+            out[mask & ~keep_largest_component(mask)] = 0
+    return out
+
+
+def save_seg_model(
+    model_dir: Path,
+    model: torch.nn.Module,
+    plan: SegPlan,
+    post: dict,
+    best: dict,
+    manifest: SegManifest,
+) -> dict[str, Any]:
+    model_dir.mkdir(parents=True, exist_ok=True)
+    weights = model_dir / "weights.safetensors"
+    save_model(model, str(weights))  # DynUNet shares tensors between submodules
+    info = {
+        "format": "scandx-segmentation/1",
+        "scandx_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "task": "segmentation",
+        "labels": plan.labels,
+        "model": plan.model,
+        "spatial_dims": plan.spatial_dims,
+        "in_channels": plan.in_channels,
+        "postprocessing": post,
+        "best_epoch": best.get("epoch"),
+        "val_dice": best.get("val_dice"),
+        "training_data": manifest.summary(),
+        "weights": weights.name,
+        "sha256": sha256(weights),
+    }
+    (model_dir / "model.json").write_text(json.dumps(info, indent=2) + "\n")
+    return info
+
+
+def load_seg_run(run: Path) -> tuple[torch.nn.Module, SegPlan, dict[str, Any]]:
+    info_path = run / "model" / "model.json"
+    if not info_path.exists():
+        raise ScandxError("no trained model here (model/model.json missing)", run)
+    info = json.loads(info_path.read_text())
+    plan = SegPlan.load(run / "plan.json")
+    weights = run / "model" / info["weights"]
+    if sha256(weights) != info["sha256"]:
+        raise ScandxError("model weights do not match the checksum in model.json", weights)
+    model = build_seg_model(plan)
+    load_model(model, str(weights))
+    return model.eval(), plan, info
+
+
+def is_seg_run(run: str | Path) -> bool:
+    p = Path(run) / "plan.json"
+    return p.exists() and json.loads(p.read_text()).get("task") == "segmentation"
+
+
+def seg_evaluate_run(
+    run: str | Path, data: str | Path, *, split: str = "test", n_boot: int = 1000
+) -> dict[str, Any]:
+    run = Path(run)
+    model, plan, info = load_seg_run(run)
+    manifest = load_seg_source(data)
+    _apply_saved_splits(manifest, run / "cases.json")
+    cases = [c for c in manifest.in_split(split) if c.label]
+    if not cases:
+        raise ScandxError(f"no labelled cases in split {split!r}", data)
+    labels = {int(k): v for k, v in plan.labels.items()}
+    out = run / "eval" / split
+    masks_dir = out / "masks"
+    masks_dir.mkdir(parents=True, exist_ok=True)
+    per_case = []
+    for c in cases:
+        r = read_case_arrays(c, labels)
+        probs = predict_probabilities(model, normalize(r.image, plan, r.fov), plan)
+        pred = apply_postprocessing(probs.argmax(0), info["postprocessing"])
+        per_case.append(case_metrics(pred, r.label, labels, r.spacing, probs, r.fov))
+        write_mask(masks_dir, c, pred, r)
+    metrics = {
+        "split": split,
+        "cases": len(cases),
+        "task": "segmentation",
+        "labels": plan.labels,
+        "field_of_view": bool(plan.use_fov),
+        **summarize(per_case, [c.case_id for c in cases], [c.patient_id for c in cases], n_boot),
+        "postprocessing": info["postprocessing"],
+    }
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return metrics
+
+
+def write_mask(folder: Path, case: SegCase, pred: np.ndarray, loaded: Loaded) -> Path:
+    """The predicted label map in the input's geometry: NIfTI with the image's affine for
+    NIfTI inputs, else PNG (labels scaled to 0..255 for a binary task)."""
+    name = case.case_id.replace("/", "_")
+    if loaded.affine is not None and is_nifti(case.images[0]):
+        import nibabel as nib
+
+        path = folder / f"{name}.nii.gz"
+        nib.save(nib.Nifti1Image(pred.astype(np.uint8), loaded.affine), str(path))
+        return path
+    from PIL import Image
+
+    path = folder / f"{name}.png"
+    scale = 255 if pred.max() <= 1 else 1
+    Image.fromarray((pred * scale).astype(np.uint8)).save(path)
+    return path
+
+
+def seg_predict_run(run: str | Path, files: list[str | Path], out_dir: str | Path) -> list[dict]:
+    run, out_dir = Path(run), Path(out_dir)
+    model, plan, info = load_seg_run(run)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for f in files:
+        case = SegCase(Path(str(f)).name.split(".")[0], [str(f)], None)
+        r = read_case_arrays(case)
+        if r.image.shape[0] != plan.in_channels or r.image.ndim - 1 != plan.spatial_dims:
+            raise ScandxError(
+                f"image has {r.image.shape[0]} channel(s) and {r.image.ndim - 1} dimensions; the "
+                f"model expects {plan.in_channels} and {plan.spatial_dims}",
+                f,
+            )
+        probs = predict_probabilities(model, normalize(r.image, plan, None), plan)
+        pred = apply_postprocessing(probs.argmax(0), info["postprocessing"])
+        path = write_mask(out_dir, case, pred, r)
+        rows.append(
+            {
+                "path": str(f),
+                "mask": str(path),
+                **{
+                    f"fraction_{v}": float((pred == int(k)).mean())
+                    for k, v in plan.labels.items()
+                    if k != "0"
+                },
+            }
+        )
+    return rows
+
+
+def _save_cases(path: Path, manifest: SegManifest) -> None:
+    path.write_text(
+        json.dumps(
+            {
+                "labels": {str(k): v for k, v in manifest.labels.items()},
+                "cases": [{"case_id": c.case_id, "split": c.split} for c in manifest.cases],
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+
+
+def _apply_saved_splits(manifest: SegManifest, path: Path) -> None:
+    if not path.exists():
+        return
+    saved = {c["case_id"]: c["split"] for c in json.loads(path.read_text())["cases"]}
+    for c in manifest.cases:
+        c.split = saved.get(c.case_id, c.split or "external")
