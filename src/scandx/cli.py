@@ -156,8 +156,64 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def _is_segmentation(args: argparse.Namespace) -> bool:
+    from scandx.segmentation.sources import is_seg_source
+    from scandx.segmentation.workflow import is_seg_run
+
+    if args.command in ("plan", "train"):
+        return is_seg_source(args.data)
+    return args.command != "demo" and is_seg_run(args.run)
+
+
+def _run_segmentation(args: argparse.Namespace) -> int:
+    from scandx.segmentation import workflow as seg
+
+    if args.command == "plan":
+        plan = seg.seg_plan_run(args.data, args.out, time_budget_s=args.time_budget, seed=args.seed)
+        print(
+            f"wrote {args.out}/plan.json: segmentation, patch {plan.patch_size}, "
+            f"{plan.epochs} epochs"
+        )
+        for note in plan.notes:
+            print(f"  - {note}")
+    elif args.command == "train":
+        if getattr(args, "folds", None):
+            raise ScandxError("--folds is not available for segmentation yet")
+        s = seg.seg_train_run(
+            args.data,
+            args.out,
+            time_budget_s=args.time_budget,
+            seed=args.seed,
+            resume=args.resume,
+            plan_path=args.plan,
+        )
+        print(
+            f"trained {args.out}: best epoch {s['best']['epoch'] + 1}, "
+            f"val Dice {s['best']['val_dice']:.4f}"
+        )
+    elif args.command == "evaluate":
+        m = seg.seg_evaluate_run(args.run, args.data, split=args.split, n_boot=args.bootstrap)
+        print(f"{m['split']}: {m['cases']} cases (mean over cases, 95% CI)")
+        for k in ("dice", "hd95", "nsd", "auc"):
+            if isinstance(m.get(k), dict) and m[k]["value"] is not None:
+                lo, hi = m[k]["ci95"]
+                print(f"  {k:<6} {m[k]['value']:8.4f}   [{lo:.4f}, {hi:.4f}]")
+        print(f"wrote {args.run}/eval/{args.split}/metrics.json and masks/")
+    elif args.command == "predict":
+        if not args.out:
+            raise ScandxError("segmentation predict needs --out DIR for the masks")
+        rows = seg.seg_predict_run(args.run, args.files, args.out)
+        print(f"wrote {len(rows)} mask(s) to {args.out}")
+    else:
+        raise ScandxError(f"{args.command} is not available for segmentation runs yet")
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     from scandx import workflow
+
+    if _is_segmentation(args):
+        return _run_segmentation(args)
 
     if args.command == "demo":
         from scandx.demo import run_demo

@@ -3,7 +3,8 @@
 Layouts recognised (``load_seg_source``):
 
 - Decathlon / nnU-Net: ``dataset.json`` + ``imagesTr/`` (``<case>_0000.nii.gz`` per
-  channel) + ``labelsTr/`` (+ ``imagesTs/`` without labels).
+  channel, or one 4D file per case) + ``labelsTr/`` (+ ``imagesTs/``, the test split,
+  labelled by ``labelsTs/`` when present).
 - Paired folders: ``images/`` + one of ``masks/``, ``labels/``, ``1st_manual/`` (the
   DRIVE name), optionally ``mask/`` or ``fov/`` (field-of-view masks); files are
   matched by their case key (the name up to the first ``_`` or ``.``, so
@@ -200,7 +201,7 @@ def _load_decathlon(path: Path) -> SegManifest:
                     missing = [f.name for f in files if not f.exists()]
                     raise ScandxError(f"case {key}: missing channel file(s) {missing}", d)
                 files = [single]
-            label = path / "labelsTr" / f"{key}{ending}"
+            label = path / ("labelsTr" if split == "" else "labelsTs") / f"{key}{ending}"
             if split == "" and not label.exists():
                 raise ScandxError(f"case {key}: no label file in labelsTr/", label)
             cases.append(

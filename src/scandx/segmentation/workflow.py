@@ -59,6 +59,19 @@ def _load(
     return data, raw
 
 
+def seg_plan_run(
+    data: str | Path, out: str | Path, *, time_budget_s: float | None = None, seed: int = 0
+) -> SegPlan:
+    manifest = load_seg_source(data)
+    assign_seg_splits(manifest, 0.2, seed)
+    plan = make_seg_plan(
+        manifest, seg_fingerprint(manifest), time_budget_s=time_budget_s, seed=seed
+    )
+    Path(out).mkdir(parents=True, exist_ok=True)
+    plan.save(Path(out) / "plan.json")
+    return plan
+
+
 def seg_train_run(
     data: str | Path,
     out: str | Path,

@@ -1,0 +1,137 @@
+"""Segmentation: sources, bad input, metrics against MONAI / hand-worked cases, and the
+CLI end to end on synthetic 3D ellipsoids (NIfTI, Decathlon layout) and 2D folders."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from scandx.cli import main
+from scandx.errors import ScandxError
+from scandx.segmentation.metrics import case_metrics, dice
+from scandx.segmentation.plan import seg_fingerprint
+from scandx.segmentation.sources import load_seg_source
+from scandx.segmentation.synthetic import make_ellipse_folders, make_ellipsoid_decathlon
+from scandx.segmentation.volumes import read_case_arrays
+from tests.conftest import SHARED, needs_shared
+
+
+@needs_shared
+def test_drive_layout_is_recognised_with_fov_masks():
+    m = load_seg_source(SHARED / "drive")
+    assert m.summary()["per_split"] == {"train": 20, "test": 20}
+    case = m.cases[0]
+    assert case.case_id == "train/21" and case.fov.endswith("21_training_mask.gif")
+    loaded = read_case_arrays(case, m.labels)
+    assert loaded.image.shape == (3, 584, 565)
+    assert set(np.unique(loaded.label)) == {0, 1}
+    assert 0.05 < loaded.label[loaded.fov].mean() < 0.2  # vessels ~ 12% of the FOV
+
+
+def test_dice_matches_monai_and_surface_distances_hand_worked():
+    from monai.metrics import DiceMetric
+
+    rng = np.random.default_rng(0)
+    p, t = rng.random((40, 40)) > 0.5, rng.random((40, 40)) > 0.6
+    metric = DiceMetric(include_background=True)
+    ref = metric(torch.from_numpy(p[None, None]).float(), torch.from_numpy(t[None, None]).float())
+    assert dice(p, t) == pytest.approx(float(ref[0, 0]), abs=1e-6)
+    truth = np.zeros((40, 40), np.int64)
+    truth[10:20, 10:20] = 1
+    pred = np.zeros_like(truth)
+    pred[10:20, 13:23] = 1  # shifted 3 px along the second axis
+    m = case_metrics(pred, truth, {0: "bg", 1: "square"}, (1.0, 1.0))["square"]
+    assert m["dice"] == pytest.approx(2 * 70 / 200)
+    assert m["hd95"] == pytest.approx(3.0)
+    wide = case_metrics(pred, truth, {0: "bg", 1: "square"}, (1.0, 2.0))["square"]
+    assert wide["hd95"] == pytest.approx(6.0)  # the same shift at 2 mm per voxel
+    same = case_metrics(truth, truth, {0: "bg", 1: "square"}, (1.0, 1.0))["square"]
+    assert same["dice"] == 1.0 and same["hd95"] == 0.0 and same["nsd"] == 1.0
+
+
+def test_bad_inputs_name_the_case(tmp_path):
+    from PIL import Image
+
+    data = make_ellipse_folders(tmp_path / "d", n=4, size=32)
+    Image.fromarray(np.zeros((20, 20), np.uint8)).save(data / "masks" / "c001.png")
+    m = load_seg_source(data)
+    with pytest.raises(ScandxError, match=r"case c001: mask shape \(20, 20\) differs"):
+        read_case_arrays(m.cases[1], m.labels)
+    (data / "masks" / "c002.png").unlink()
+    with pytest.raises(ScandxError, match="no mask for case 'c002'"):
+        load_seg_source(data)
+
+    empty = make_ellipse_folders(tmp_path / "e", n=3, size=32)
+    for f in (empty / "masks").iterdir():
+        Image.fromarray(np.zeros((32, 32), np.uint8)).save(f)
+    with pytest.raises(ScandxError, match="every mask is empty"):
+        seg_fingerprint(load_seg_source(empty))
+
+    dec = make_ellipsoid_decathlon(tmp_path / "dec", n_train=2, n_test=0, shape=(8, 8, 8))
+    meta = json.loads((dec / "dataset.json").read_text())
+    meta["labels"] = {"0": "background"}
+    (dec / "dataset.json").write_text(json.dumps(meta))
+    m = load_seg_source(dec)
+    with pytest.raises(ScandxError, match=r"case ell_000: label values \[1\] not declared"):
+        read_case_arrays(m.cases[0], m.labels)
+
+
+def test_unrecognised_folder_is_one_line(tmp_path, capsys):
+    (tmp_path / "images").mkdir()
+    code = main(["-q", "train", "--data", str(tmp_path / "images"), "--out", str(tmp_path / "r")])
+    assert code == 2 and len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_3d_ellipsoids_end_to_end_dice_above_0_9_in_a_minute(tmp_path, capsys):
+    import nibabel as nib
+
+    data = make_ellipsoid_decathlon(tmp_path / "ell", n_train=12, n_test=4)
+    run = tmp_path / "run"
+    t0 = time.perf_counter()
+    assert main(["-q", "train", "--data", str(data), "--out", str(run), "--time-budget", "25"]) == 0
+    assert main(["-q", "evaluate", str(run), "--data", str(data), "--bootstrap", "200"]) == 0
+    elapsed = time.perf_counter() - t0
+    m = json.loads((run / "eval" / "test" / "metrics.json").read_text())
+    assert m["cases"] == 4
+    assert m["dice"]["value"] > 0.9, m["dice"]
+    assert elapsed < 60, elapsed
+    lo, hi = m["dice"]["ci95"]
+    assert lo <= m["dice"]["value"] <= hi
+    assert set(m["per_case"]) == {f"ell_{i:03d}" for i in range(12, 16)}
+    assert m["hd95"]["value"] is not None and "ellipsoid" in m["per_class"]
+    # the predicted mask keeps the input's geometry (shape and affine, spacing 1 x 1 x 2)
+    src = nib.load(str(data / "imagesTs" / "ell_012_0000.nii.gz"))
+    out = tmp_path / "pred"
+    files = [str(data / "imagesTs" / "ell_012_0000.nii.gz")]
+    assert main(["-q", "predict", str(run), *files, "--out", str(out)]) == 0
+    pred = nib.load(str(next(out.glob("*.nii.gz"))))
+    assert pred.shape == src.shape
+    np.testing.assert_allclose(pred.affine, src.affine)
+    plan = json.loads((run / "plan.json").read_text())
+    assert plan["spatial_dims"] == 3 and plan["normalization"] == "zscore_per_image"
+
+
+def test_2d_folders_train_and_predict_png_masks(tmp_path, capsys):
+    from PIL import Image
+
+    data = make_ellipse_folders(tmp_path / "f", n=16, size=48)
+    run = tmp_path / "run"
+    assert main(["-q", "train", "--data", str(data), "--out", str(run), "--time-budget", "10"]) == 0
+    info = json.loads((run / "model" / "model.json").read_text())
+    assert info["task"] == "segmentation" and "1" in info["postprocessing"]
+    out = tmp_path / "masks"
+    img = data / "images" / "c000.png"
+    assert main(["-q", "predict", str(run), str(img), "--out", str(out)]) == 0
+    mask = np.asarray(Image.open(out / "c000.png"))
+    assert mask.shape == (48, 48) and set(np.unique(mask)) <= {0, 255}
+    rgb = tmp_path / "rgb.png"
+    Image.fromarray(np.zeros((48, 48, 3), np.uint8) + [255, 0, 0]).save(rgb)  # real colour
+    assert main(["-q", "predict", str(run), str(rgb), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "3 channel(s)" in err[0]
+    shutil.rmtree(out)
