@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -135,3 +136,28 @@ def test_2d_folders_train_and_predict_png_masks(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "3 channel(s)" in err[0]
     shutil.rmtree(out)
+
+
+@needs_shared
+def test_brats_case_folders_from_the_json_spec():
+    m = load_seg_source(Path(__file__).parents[1] / "examples" / "brats2013.json")
+    assert m.summary()["per_split"] == {"train": 2, "val": 2, "test": 2}
+    assert m.regions == {"whole tumour": [1, 2, 3, 4]}
+    case = m.in_split("train")[0]
+    assert len(case.images) == 2 and case.fov.endswith("brainmask.nii.gz")
+
+
+def test_region_metrics_merge_labels_and_stay_out_of_the_class_mean():
+    from scandx.segmentation.metrics import summarize
+
+    truth = np.zeros((20, 20), np.int64)
+    truth[2:8, 2:8], truth[10:16, 10:16] = 1, 2
+    pred = truth.copy()
+    pred[10:16, 10:16] = 1  # class 2 predicted as class 1: whole region still right
+    labels = {0: "bg", 1: "a", 2: "b"}
+    m = case_metrics(pred, truth, labels, (1.0, 1.0), regions={"whole": [1, 2]})
+    assert m["whole"]["dice"] == 1.0
+    assert m["b"]["dice"] == 0.0
+    s = summarize([m], ["c0"], ["p0"], n_boot=10, regions=["whole"])
+    assert s["dice"]["value"] == pytest.approx((m["a"]["dice"] + m["b"]["dice"]) / 2)
+    assert s["per_class"]["whole"]["dice"]["value"] == 1.0

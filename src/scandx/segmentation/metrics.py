@@ -51,17 +51,20 @@ def case_metrics(
     spacing: Sequence[float],
     probs: np.ndarray | None = None,
     fov: np.ndarray | None = None,
+    regions: dict[str, list[int]] | None = None,
 ) -> dict[str, dict[str, float]]:
-    """{class name: {dice, hd95, nsd[, auc]}} for every foreground class of one case."""
+    """{class name: {dice, hd95, nsd[, auc]}} for every foreground class of one case, and
+    for every region (a union of labels, such as BraTS's whole tumour)."""
     inside = np.ones(truth.shape, bool) if fov is None else fov.astype(bool)
     out = {}
-    for value, name in labels.items():
-        if value == 0:
-            continue
-        p, t = (pred == value) & inside, (truth == value) & inside
+    targets = [(name, [value]) for value, name in labels.items() if value != 0]
+    targets += list((regions or {}).items())
+    for name, values in targets:
+        p, t = np.isin(pred, values) & inside, np.isin(truth, values) & inside
+        value = values[0]
         hd95, nsd = _surface(p, t, spacing)
         entry = {"dice": dice(p, t), "hd95": hd95, "nsd": nsd}
-        if probs is not None and len(labels) == 2:
+        if probs is not None and len(labels) == 2 and len(values) == 1:
             entry["auc"] = roc_auc(t[inside], probs[value][inside])
         out[name] = entry
     return out
@@ -73,8 +76,10 @@ def summarize(
     patients: Sequence[str],
     n_boot: int = 1000,
     seed: int = 0,
+    regions: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Means over cases (per class and over foreground classes) with patient-bootstrap CIs."""
+    """Means over cases (per class and region, and the top level over foreground classes,
+    regions excluded) with patient-bootstrap CIs."""
     classes = list(per_case[0])
     names = list(per_case[0][classes[0]])
 
@@ -86,7 +91,8 @@ def summarize(
                 v = np.array([per_case[i][c][m] for i in idx], dtype=float)
                 mean = float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
                 out[f"{c}/{m}"] = mean
-                per_class.append(mean)
+                if c not in regions:
+                    per_class.append(mean)
             pc = np.array(per_class)
             out[m] = float(np.nanmean(pc)) if np.isfinite(pc).any() else float("nan")
         return out

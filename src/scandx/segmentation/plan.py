@@ -39,6 +39,7 @@ MAX_VOXELS_3D = 64 * 96 * 96
 @dataclass
 class SegPlan:
     labels: dict[str, str]  # "value" -> name (JSON keys are strings)
+    regions: dict[str, list[int]] = field(default_factory=dict)  # evaluated label unions
     spatial_dims: int = 2
     in_channels: int = 1
     patch_size: list[int] = field(default_factory=lambda: [128, 128])
@@ -57,6 +58,7 @@ class SegPlan:
     weight_decay: float = 1e-4
     flips: bool = True
     tta_flips: bool = True
+    val_every: int = 1  # epochs between validations (sliding window over whole cases)
     val_fraction: float = 0.2
     device: str = "cpu"
     precision: str = "fp32"
@@ -171,16 +173,32 @@ def make_seg_plan(
         _probe(fp["channels"], len(manifest.labels), patch, batch, precision) if probe else None
     )
     steps = 50
+    val_every = 1
     if step_s:
-        epochs = int(max(5, min(1000, 0.8 * budget / (steps * step_s * 1.15))))
+        epoch_s = steps * step_s
+        # a validation pass: every window of every val case, forward only (~1/3 of a step)
+        shape, n_val = fp["median_shape"], max(1, len(manifest.in_split("val")))
+        windows = math.prod(math.ceil(s / (p / 2)) for s, p in zip(shape, patch, strict=True))
+        val_s = n_val * windows * step_s / 3
+        val_every = max(1, math.ceil(val_s / (0.15 * epoch_s)))
+        epochs = int(max(5, min(1000, 0.8 * budget / (epoch_s + val_s / val_every))))
         notes.append(
             f"measured {step_s:.3f}s per step of {batch} patches -> {epochs} epochs of {steps} "
-            f"steps in 80% of {budget:.0f}s (15% kept for validation)"
+            f"steps in 80% of {budget:.0f}s; validation (~{val_s:.0f}s) every {val_every} "
+            "epoch(s)"
         )
     else:
         epochs = 50
+    if dims == 3:
+        notes.append(
+            "flip test-time augmentation off for 3D (4x the inference time); "
+            "set tta_flips in plan.json to use it"
+        )
     return SegPlan(
         labels={str(k): v for k, v in manifest.labels.items()},
+        regions=manifest.regions,
+        tta_flips=dims == 2,
+        val_every=val_every,
         spatial_dims=dims,
         in_channels=fp["channels"],
         patch_size=patch,

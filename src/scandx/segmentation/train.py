@@ -139,7 +139,8 @@ def fit_segmentation(
             opt.step()
             sched.step()
             losses.append(float(loss.detach()))
-        vd = validation_dice(model, val, plan)
+        validate = (epoch + 1) % plan.val_every == 0 or epoch + 1 == plan.epochs
+        vd = validation_dice(model, val, plan) if validate else float("nan")
         record = {
             "epoch": epoch,
             "train_loss": float(np.mean(losses)),
@@ -147,7 +148,7 @@ def fit_segmentation(
             "lr": opt.param_groups[0]["lr"],
             "seconds": round(time.perf_counter() - t0, 2),
         }
-        if vd > best["val_dice"]:
+        if validate and vd > best["val_dice"]:
             best = dict(record)
             best_state = copy.deepcopy(model.state_dict())
             save_checkpoint(ckpt_dir / "best.ckpt", {"model": best_state, "epoch": epoch})

@@ -227,7 +227,7 @@ def seg_evaluate_run(
         r = read_case_arrays(c, labels)
         probs = predict_probabilities(model, normalize(r.image, plan, r.fov), plan)
         pred = apply_postprocessing(probs.argmax(0), info["postprocessing"])
-        per_case.append(case_metrics(pred, r.label, labels, r.spacing, probs, r.fov))
+        per_case.append(case_metrics(pred, r.label, labels, r.spacing, probs, r.fov, plan.regions))
         write_mask(masks_dir, c, pred, r)
     metrics = {
         "split": split,
@@ -235,7 +235,14 @@ def seg_evaluate_run(
         "task": "segmentation",
         "labels": plan.labels,
         "field_of_view": bool(plan.use_fov),
-        **summarize(per_case, [c.case_id for c in cases], [c.patient_id for c in cases], n_boot),
+        "regions": plan.regions,
+        **summarize(
+            per_case,
+            [c.case_id for c in cases],
+            [c.patient_id for c in cases],
+            n_boot,
+            regions=list(plan.regions),
+        ),
         "postprocessing": info["postprocessing"],
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
