@@ -24,12 +24,40 @@ def normalize(image: np.ndarray, plan: SegPlan, fov: np.ndarray | None = None) -
     return img
 
 
+def roi_box(fov: np.ndarray | None, shape: tuple[int, ...], margin: int = 4) -> tuple[slice, ...]:
+    """Bounding box (with a margin) of the region of interest; the whole image without one."""
+    if fov is None or not fov.any():
+        return tuple(slice(0, s) for s in shape)
+    idx = np.nonzero(fov)
+    return tuple(
+        slice(max(0, int(i.min()) - margin), min(s, int(i.max()) + 1 + margin))
+        for i, s in zip(idx, shape, strict=True)
+    )
+
+
 @torch.no_grad()
 def predict_probabilities(
-    model: torch.nn.Module, image: np.ndarray, plan: SegPlan, tta: bool | None = None
+    model: torch.nn.Module,
+    image: np.ndarray,
+    plan: SegPlan,
+    tta: bool | None = None,
+    fov: np.ndarray | None = None,
 ) -> np.ndarray:
     """Softmax probabilities (K, *S) of a normalised case by Gaussian-weighted sliding
-    windows (half-patch overlap); with ``tta`` also averaged over flips of every axis."""
+    windows (half-patch overlap); with ``tta`` also averaged over flips of every axis.
+    With a region-of-interest mask only its bounding box is run (background elsewhere),
+    as nnU-Net crops to the non-zero region."""
+    box = roi_box(fov if plan.use_fov else None, image.shape[1:])
+    inner = _predict(model, np.ascontiguousarray(image[(slice(None), *box)]), plan, tta)
+    if inner.shape[1:] == image.shape[1:]:
+        return inner
+    out = np.zeros((inner.shape[0], *image.shape[1:]), np.float32)
+    out[0] = 1.0
+    out[(slice(None), *box)] = inner
+    return out
+
+
+def _predict(model: torch.nn.Module, image: np.ndarray, plan: SegPlan, tta: bool | None):
     from monai.inferers import sliding_window_inference
 
     model.eval()

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from scandx.models import create_model
-from scandx.segmentation.infer import predict_probabilities
+from scandx.segmentation.infer import predict_probabilities, roi_box
 from scandx.segmentation.metrics import dice
 from scandx.segmentation.plan import SegPlan
 from scandx.training.checkpoint import load_checkpoint, save_checkpoint
@@ -63,18 +63,20 @@ def sample_batch(
     for _ in range(plan.batch_size):
         i = int(rng.integers(len(data.images)))
         img, lab = data.images[i], data.labels[i]
-        shape = lab.shape
+        box = roi_box(data.fovs[i] if plan.use_fov else None, lab.shape)
+        lo_corner = [b.start for b in box]
+        shape = [b.stop - b.start for b in box]
         fg = np.flatnonzero(lab > 0) if rng.random() < plan.foreground_fraction else None
         if fg is not None and fg.size:
-            centre = np.unravel_index(int(fg[rng.integers(fg.size)]), shape)
+            centre = np.unravel_index(int(fg[rng.integers(fg.size)]), lab.shape)
             start = [
                 int(c) - n // 2 + int(rng.integers(-n // 4, n // 4 + 1))
                 for c, n in zip(centre, size, strict=True)
             ]
         else:
             start = [
-                int(rng.integers(min(0, d - n), max(0, d - n) + 1))
-                for d, n in zip(shape, size, strict=True)
+                lo + int(rng.integers(min(0, d - n), max(0, d - n) + 1))
+                for lo, d, n in zip(lo_corner, shape, size, strict=True)
             ]
         x, y = _crop(img, start, size), _crop(lab, start, size)
         if plan.flips:
@@ -89,7 +91,7 @@ def sample_batch(
 def validation_dice(model: torch.nn.Module, val: SegData, plan: SegPlan) -> float:
     scores = []
     for img, lab, fov in zip(val.images, val.labels, val.fovs, strict=True):
-        pred = predict_probabilities(model, img, plan, tta=False).argmax(0)
+        pred = predict_probabilities(model, img, plan, tta=False, fov=fov).argmax(0)
         inside = np.ones(lab.shape, bool) if fov is None else fov
         per = [dice((pred == k) & inside, (lab == k) & inside) for k in range(1, plan.n_classes)]
         scores.append(float(np.mean(per)))

@@ -132,7 +132,10 @@ def seg_train_run(
 def choose_postprocessing(model: torch.nn.Module, val: SegData, plan: SegPlan) -> dict[str, Any]:
     """Keep only the largest connected component of a class when that raises the
     validation Dice of that class (nnU-Net's rule), decided per class."""
-    preds = [predict_probabilities(model, img, plan).argmax(0) for img in val.images]
+    preds = [
+        predict_probabilities(model, img, plan, fov=fov).argmax(0)
+        for img, fov in zip(val.images, val.fovs, strict=True)
+    ]
     chosen = {}
     for k in range(1, plan.n_classes):
         before, after = [], []
@@ -225,7 +228,7 @@ def seg_evaluate_run(
     per_case = []
     for c in cases:
         r = read_case_arrays(c, labels)
-        probs = predict_probabilities(model, normalize(r.image, plan, r.fov), plan)
+        probs = predict_probabilities(model, normalize(r.image, plan, r.fov), plan, fov=r.fov)
         pred = apply_postprocessing(probs.argmax(0), info["postprocessing"])
         per_case.append(case_metrics(pred, r.label, labels, r.spacing, probs, r.fov, plan.regions))
         write_mask(masks_dir, c, pred, r)
