@@ -161,3 +161,32 @@ def test_region_metrics_merge_labels_and_stay_out_of_the_class_mean():
     s = summarize([m], ["c0"], ["p0"], n_boot=10, regions=["whole"])
     assert s["dice"]["value"] == pytest.approx((m["a"]["dice"] + m["b"]["dice"]) / 2)
     assert s["per_class"]["whole"]["dice"]["value"] == 1.0
+
+
+def test_resume_after_an_interruption_gives_the_same_model(tmp_path):
+    from scandx.segmentation.plan import SegPlan
+    from scandx.segmentation.train import SegData, fit_segmentation
+
+    rng = np.random.default_rng(0)
+    labels = [(rng.random((32, 32)) > 0.7).astype(np.int64) for _ in range(3)]
+    images = [(lab + rng.normal(0, 0.3, lab.shape)).astype(np.float32)[None] for lab in labels]
+    data = SegData(images, labels, [None] * 3)
+    plan = SegPlan(
+        labels={"0": "bg", "1": "fg"},
+        patch_size=[32, 32],
+        batch_size=2,
+        epochs=4,
+        steps_per_epoch=3,
+        tta_flips=False,
+    )
+    whole = fit_segmentation(plan, data, data, tmp_path / "a")
+    fit_segmentation(plan, data, data, tmp_path / "b", stop_after=2)
+    resumed = fit_segmentation(plan, data, data, tmp_path / "b", resume=True)
+    same = ("epoch", "train_loss", "val_dice", "lr")
+    assert {k: resumed["best"][k] for k in same} == {k: whole["best"][k] for k in same}
+    for (k, v), w in zip(
+        whole["model"].state_dict().items(), resumed["model"].state_dict().values(), strict=True
+    ):
+        assert torch.equal(v, w), k
+    log = (tmp_path / "b" / "log.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in log] == [0, 1, 2, 3]

@@ -19,7 +19,7 @@ from scandx.segmentation.infer import predict_probabilities, roi_box
 from scandx.segmentation.metrics import dice
 from scandx.segmentation.plan import SegPlan
 from scandx.training.checkpoint import load_checkpoint, save_checkpoint
-from scandx.training.loop import lr_factor
+from scandx.training.loop import lr_factor, truncate_log
 
 log = logging.getLogger(__name__)
 
@@ -99,9 +99,17 @@ def validation_dice(model: torch.nn.Module, val: SegData, plan: SegPlan) -> floa
 
 
 def fit_segmentation(
-    plan: SegPlan, train: SegData, val: SegData, out: Path, resume: bool = False
+    plan: SegPlan,
+    train: SegData,
+    val: SegData,
+    out: Path,
+    resume: bool = False,
+    stop_after: int | None = None,
 ) -> dict[str, Any]:
-    """Train; writes checkpoints/{last,best}.ckpt and log.jsonl; returns best record + model."""
+    """Train; writes checkpoints/{last,best}.ckpt and log.jsonl; returns best record + model.
+
+    ``stop_after`` ends this call after that many epochs (as an interruption would); a
+    later call with ``resume`` continues to the same result as one uninterrupted run."""
     from monai.losses import DiceCELoss
 
     torch.manual_seed(plan.seed)
@@ -122,10 +130,12 @@ def fit_segmentation(
         start, best = int(state["epoch"]) + 1, json.loads(state["best"])
         if (ckpt_dir / "best.ckpt").exists():
             best_state = load_checkpoint(ckpt_dir / "best.ckpt")["model"]
+        truncate_log(out / "log.jsonl", start)
         log.info("resuming at epoch %d", start + 1)
     log_path = out / "log.jsonl"
     amp = plan.precision == "bf16"
-    for epoch in range(start, plan.epochs):
+    end = plan.epochs if stop_after is None else min(plan.epochs, start + stop_after)
+    for epoch in range(start, end):
         t0 = time.perf_counter()
         rng = np.random.default_rng([plan.seed, epoch])  # exact resume: seeded per epoch
         torch.manual_seed(plan.seed * 100_003 + epoch)

@@ -149,7 +149,7 @@ def fit(
         start, best, bad_epochs = int(ck["epoch"]) + 1, float(ck["best"]), int(ck["bad_epochs"])
         if (ckpt_dir / "best.ckpt").exists():
             best_state = load_checkpoint(ckpt_dir / "best.ckpt")["model"]
-        _truncate_log(log_path, start)
+        truncate_log(log_path, start)
         log.info("resumed from epoch %d (best val AUC %.4f)", start, best)
     elif resume:
         log.info("no checkpoint to resume from; starting at epoch 0")
@@ -255,7 +255,7 @@ def _read_log(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def _truncate_log(path: Path, start_epoch: int) -> None:
+def truncate_log(path: Path, start_epoch: int) -> None:
     """Drop log lines of epochs after the checkpoint (a kill between log and checkpoint)."""
     kept = [r for r in _read_log(path) if r["epoch"] < start_epoch]
     path.write_text("".join(json.dumps(r) + "\n" for r in kept))
