@@ -190,3 +190,42 @@ def test_resume_after_an_interruption_gives_the_same_model(tmp_path):
         assert torch.equal(v, w), k
     log = (tmp_path / "b" / "log.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in log] == [0, 1, 2, 3]
+
+
+def test_mask_with_another_spacing_is_refused(tmp_path):
+    import nibabel as nib
+
+    dec = make_ellipsoid_decathlon(tmp_path / "dec", n_train=2, n_test=0, shape=(8, 8, 8))
+    label = dec / "labelsTr" / "ell_001.nii.gz"
+    data = np.asarray(nib.load(str(label)).dataobj)
+    nib.save(nib.Nifti1Image(data, np.diag([1.0, 1.0, 3.0, 1.0])), str(label))
+    m = load_seg_source(dec)
+    with pytest.raises(ScandxError, match="case ell_001: mask spacing"):
+        read_case_arrays(m.cases[1], m.labels)
+
+
+def test_resampling_to_the_plan_spacing_and_back_keeps_each_case_grid():
+    from scandx.segmentation.infer import predict_case
+    from scandx.segmentation.plan import SegPlan
+    from scandx.segmentation.train import build_seg_model
+    from scandx.segmentation.volumes import Loaded, resample
+
+    lab = np.zeros((20, 20, 10), np.int64)
+    lab[5:15, 5:15, 3:7] = 1
+    up = resample(lab, (1.0, 1.0, 2.0), [1.0, 1.0, 1.0], label=True)
+    assert up.shape == (20, 20, 20) and up.dtype == np.int64
+    assert up.sum() == 2 * lab.sum()  # nearest: each slice twice
+    img = resample(lab[None].astype(np.float32), (1.0, 1.0, 2.0), [1.0, 1.0, 1.0], label=False)
+    assert img.shape == (1, 20, 20, 20)
+    plan = SegPlan(
+        labels={"0": "bg", "1": "fg"},
+        spatial_dims=3,
+        patch_size=[16, 16, 16],
+        batch_size=2,
+        target_spacing=[1.0, 1.0, 1.0],
+        tta_flips=False,
+    )
+    loaded = Loaded(lab[None].astype(np.float32), lab, None, (1.0, 1.0, 2.0), None)
+    probs = predict_case(build_seg_model(plan), loaded, plan)
+    assert probs.shape == (2, 20, 20, 10)
+    np.testing.assert_allclose(probs.sum(0), 1.0, atol=1e-5)

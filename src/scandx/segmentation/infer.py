@@ -87,3 +87,25 @@ def _predict(model: torch.nn.Module, image: np.ndarray, plan: SegPlan, tta: bool
         probs = torch.flip(probs, axes) if axes else probs
         total = probs if total is None else total + probs
     return (total / len(flips))[0].numpy()
+
+
+def predict_case(model: torch.nn.Module, loaded, plan: SegPlan) -> np.ndarray:
+    """Probabilities (K, *S) for a case as read (``volumes.Loaded``), in its own grid:
+    normalised, resampled to the plan's spacing when it has one, and back."""
+    import torch.nn.functional as F
+
+    from scandx.segmentation.volumes import resample
+
+    image, fov = normalize(loaded.image, plan, loaded.fov), loaded.fov
+    target = plan.target_spacing
+    if target and loaded.spacing and tuple(loaded.spacing) != tuple(target):
+        image = resample(image, loaded.spacing, target, label=False)
+        fov = None if fov is None else resample(fov, loaded.spacing, target, label=True)
+    probs = predict_probabilities(model, image, plan, fov=fov)
+    if probs.shape[1:] != loaded.image.shape[1:]:
+        mode = "bilinear" if plan.spatial_dims == 2 else "trilinear"
+        t = torch.from_numpy(probs)[None]
+        probs = F.interpolate(t, size=list(loaded.image.shape[1:]), mode=mode, align_corners=False)[
+            0
+        ].numpy()
+    return probs

@@ -51,6 +51,7 @@ class SegPlan:
     ct_mean: float | None = None
     ct_std: float | None = None
     use_fov: bool = False
+    target_spacing: list[float] | None = None  # resample to this when cases differ
     foreground_fraction: float = 0.33
     epochs: int = 50
     steps_per_epoch: int = 50
@@ -163,10 +164,12 @@ def make_seg_plan(
         notes.append(
             "z-score per image and channel" + (" inside the FOV mask" if _has_fov(manifest) else "")
         )
+    target = None
     if fp.get("spacings_differ"):
+        target = fp["median_spacing"]
         notes.append(
-            f"spacings differ between cases (median {fp['median_spacing']}): scandx does not "
-            "resample yet; metrics use each case's own spacing"
+            f"spacings differ between cases: resample to the median spacing {target} (images "
+            "linear, labels nearest); predictions go back to each case's own grid"
         )
     batch = 8 if dims == 2 else 2
     step_s = (
@@ -175,13 +178,15 @@ def make_seg_plan(
     steps = 50
     val_every = 1
     if step_s:
+        # about 10 epochs (checkpoints, validations) at least: shorter epochs when slow
+        steps = int(max(10, min(50, 0.8 * budget / (10 * step_s))))
         epoch_s = steps * step_s
         # a validation pass: every window of every val case, forward only (~1/3 of a step)
         shape, n_val = fp["median_shape"], max(1, len(manifest.in_split("val")))
         windows = math.prod(math.ceil(s / (p / 2)) for s, p in zip(shape, patch, strict=True))
         val_s = n_val * windows * step_s / 3
         val_every = max(1, math.ceil(val_s / (0.15 * epoch_s)))
-        epochs = int(max(5, min(1000, 0.8 * budget / (epoch_s + val_s / val_every))))
+        epochs = int(max(3, min(1000, 0.8 * budget / (epoch_s + val_s / val_every))))
         notes.append(
             f"measured {step_s:.3f}s per step of {batch} patches -> {epochs} epochs of {steps} "
             f"steps in 80% of {budget:.0f}s; validation (~{val_s:.0f}s) every {val_every} "
@@ -208,6 +213,7 @@ def make_seg_plan(
         ct_mean=fp["foreground_mean"] if ct else None,
         ct_std=fp["foreground_std"] if ct else None,
         use_fov=_has_fov(manifest),
+        target_spacing=target,
         epochs=epochs,
         steps_per_epoch=steps,
         device=device,

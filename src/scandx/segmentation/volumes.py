@@ -123,3 +123,24 @@ def read_case_arrays(case: SegCase, labels: dict[int, str] | None = None) -> Loa
         if fov.shape != image.shape[1:]:
             raise ScandxError(f"case {case.case_id}: FOV mask shape differs from image", case.fov)
     return Loaded(image, label, fov, tuple(spacing or ()), affine)
+
+
+def resample(
+    arr: np.ndarray, spacing: tuple[float, ...], target: list[float], label: bool
+) -> np.ndarray:
+    """Resample the trailing spatial axes of ``arr`` from ``spacing`` to ``target``
+    (linear for images, nearest for label maps and masks)."""
+    import torch
+    import torch.nn.functional as F
+
+    spatial = arr.shape[arr.ndim - len(target) :]
+    size = [max(1, round(s * sp / t)) for s, sp, t in zip(spatial, spacing, target, strict=True)]
+    if list(size) == list(spatial):
+        return arr
+    lead = arr.shape[: arr.ndim - len(target)]
+    x = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).reshape(1, -1, *spatial)
+    mode = "nearest-exact" if label else ("bilinear" if len(target) == 2 else "trilinear")
+    kwargs = {} if label else {"align_corners": False}
+    y = F.interpolate(x, size=size, mode=mode, **kwargs)[0].numpy()
+    y = y.reshape(*lead, *size)
+    return y.astype(arr.dtype) if label else y

@@ -17,13 +17,13 @@ from safetensors.torch import load_model, save_model
 from scandx import __version__
 from scandx.errors import ScandxError
 from scandx.inference.model_io import sha256
-from scandx.segmentation.infer import normalize, predict_probabilities
+from scandx.segmentation.infer import normalize, predict_case, predict_probabilities
 from scandx.segmentation.metrics import case_metrics, dice, summarize
 from scandx.segmentation.plan import SegPlan, make_seg_plan, seg_fingerprint
 from scandx.segmentation.postprocess import keep_largest_component
 from scandx.segmentation.sources import SegCase, SegManifest, load_seg_source
 from scandx.segmentation.train import SegData, build_seg_model, fit_segmentation
-from scandx.segmentation.volumes import Loaded, is_nifti, read_case_arrays
+from scandx.segmentation.volumes import Loaded, is_nifti, read_case_arrays, resample
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +51,17 @@ def _load(
     cases: list[SegCase], manifest: SegManifest, plan: SegPlan
 ) -> tuple[SegData, list[Loaded]]:
     raw = [read_case_arrays(c, manifest.labels) for c in cases]
-    data = SegData(
-        [normalize(r.image, plan, r.fov) for r in raw],
-        [r.label for r in raw],  # type: ignore[misc]
-        [r.fov for r in raw],
-    )
-    return data, raw
+    images, labels, fovs = [], [], []
+    for r in raw:
+        img, lab, fov = normalize(r.image, plan, r.fov), r.label, r.fov
+        if plan.target_spacing and tuple(r.spacing) != tuple(plan.target_spacing):
+            img = resample(img, r.spacing, plan.target_spacing, label=False)
+            lab = resample(lab, r.spacing, plan.target_spacing, label=True)
+            fov = None if fov is None else resample(fov, r.spacing, plan.target_spacing, True)
+        images.append(img)
+        labels.append(lab)
+        fovs.append(fov)
+    return SegData(images, labels, fovs), raw  # type: ignore[arg-type]
 
 
 def seg_plan_run(
@@ -228,7 +233,7 @@ def seg_evaluate_run(
     per_case = []
     for c in cases:
         r = read_case_arrays(c, labels)
-        probs = predict_probabilities(model, normalize(r.image, plan, r.fov), plan, fov=r.fov)
+        probs = predict_case(model, r, plan)
         pred = apply_postprocessing(probs.argmax(0), info["postprocessing"])
         per_case.append(case_metrics(pred, r.label, labels, r.spacing, probs, r.fov, plan.regions))
         write_mask(masks_dir, c, pred, r)
@@ -284,7 +289,7 @@ def seg_predict_run(run: str | Path, files: list[str | Path], out_dir: str | Pat
                 f"model expects {plan.in_channels} and {plan.spatial_dims}",
                 f,
             )
-        probs = predict_probabilities(model, normalize(r.image, plan, None), plan)
+        probs = predict_case(model, r, plan)
         pred = apply_postprocessing(probs.argmax(0), info["postprocessing"])
         path = write_mask(out_dir, case, pred, r)
         rows.append(
