@@ -229,3 +229,26 @@ def test_resampling_to_the_plan_spacing_and_back_keeps_each_case_grid():
     probs = predict_case(build_seg_model(plan), loaded, plan)
     assert probs.shape == (2, 20, 20, 10)
     np.testing.assert_allclose(probs.sum(0), 1.0, atol=1e-5)
+
+
+def test_dicom_series_with_a_seg_label_trains_and_writes_nifti(tmp_path):
+    import nibabel as nib
+
+    from scandx.segmentation.synthetic import _ellipsoid, make_dicom_seg_cases
+
+    data = make_dicom_seg_cases(tmp_path / "dicom", n=4, seed=3)
+    m = load_seg_source(data)
+    assert m.labels == {0: "background", 1: "lesion"} and m.modality == ["CT"]
+    loaded = read_case_arrays(m.cases[0], m.labels)
+    rng = np.random.default_rng(3)
+    assert np.array_equal(loaded.label.astype(bool), _ellipsoid(rng, (8, 24, 24)))
+    assert loaded.spacing == (2.5, 0.8, 0.8)  # slice spacing from the positions
+    run = tmp_path / "run"
+    assert main(["-q", "train", "--data", str(data), "--out", str(run), "--time-budget", "8"]) == 0
+    plan = json.loads((run / "plan.json").read_text())
+    assert plan["normalization"] == "ct" and plan["ct_clip"][0] < plan["ct_clip"][1]
+    assert main(["-q", "evaluate", str(run), "--data", str(data), "--split", "val"]) == 0
+    mask = next((run / "eval" / "val" / "masks").glob("*.nii.gz"))
+    img = nib.load(str(mask))
+    assert img.shape == (8, 24, 24)
+    assert np.allclose(np.abs(np.diag(img.affine)[:3]), [2.5, 0.8, 0.8])

@@ -10,6 +10,8 @@ Layouts recognised (``load_seg_source``):
   case), ``channels`` (file name per channel), ``label``, optional ``mask`` (region of
   interest: normalisation and metrics inside it), ``modality``, ``labels`` and
   ``regions`` (e.g. ``{"whole tumour": [1, 2, 3, 4]}``), as for BraTS.
+- DICOM series with DICOM SEG labels: one folder per case holding the series' slices
+  and one SEG object (Modality SEG) whose segments are the labels.
 - Paired folders: ``images/`` + one of ``masks/``, ``labels/``, ``1st_manual/`` (the
   DRIVE name), optionally ``mask/`` or ``fov/`` (field-of-view masks); files are
   matched by their case key (the name up to the first ``_`` or ``.``, so
@@ -104,6 +106,8 @@ def is_seg_source(path: Path) -> bool:
         return False
     if (path / "dataset.json").exists():
         return True
+    if _dicom_seg_case_dirs(path, first_only=True):
+        return True
     if _paired_root(path) is not None:
         return True
     return any(_paired_root(path / d) is not None for d in SPLIT_DIRS if (path / d).is_dir())
@@ -127,6 +131,8 @@ def load_seg_source(path: str | Path) -> SegManifest:
         return _load_case_folders(path)
     if (path / "dataset.json").exists():
         return _load_decathlon(path)
+    if _dicom_seg_case_dirs(path, first_only=True):
+        return _load_dicom_seg(path)
     roots = (
         [(path, "")]
         if _paired_root(path)
@@ -262,3 +268,41 @@ def _load_case_folders(spec_path: Path) -> SegManifest:
     regions = {str(k): [int(v) for v in vs] for k, vs in (spec.get("regions") or {}).items()}
     modality = [str(m) for m in spec.get("modality", [])]
     return SegManifest(labels, cases, str(spec_path), modality, "case-folders", regions)
+
+
+def _dicom_seg_case_dirs(path: Path, first_only: bool = False) -> list[tuple[Path, Path]]:
+    """[(case folder, its SEG file)] for folders that hold a DICOM SEG object."""
+    from scandx.segmentation.dicom_series import series_files
+
+    out = []
+    subdirs = sorted(p for p in path.iterdir() if p.is_dir()) if path.is_dir() else []
+    for d in subdirs[:1] if first_only else subdirs:
+        if (d / "images").is_dir():
+            return []  # a paired-folder layout, not DICOM cases
+        images, segs = series_files(d)
+        if len(segs) > 1:
+            raise ScandxError(f"case {d.name}: {len(segs)} SEG objects; expected one", d)
+        if segs and images:
+            out.append((d, segs[0]))
+    return out
+
+
+def _load_dicom_seg(path: Path) -> SegManifest:
+    import pydicom
+
+    pairs = _dicom_seg_case_dirs(path)
+    if not pairs:
+        raise ScandxError("no case folder holds a DICOM series with a SEG", path)
+    first = pydicom.dcmread(str(pairs[0][1]), stop_before_pixels=True)
+    labels = {0: "background"}
+    labels.update({int(d.SegmentNumber): str(d.SegmentLabel) for d in first.SegmentSequence})
+    cases = [SegCase(d.name, [str(d)], str(seg)) for d, seg in pairs]
+    modality = [
+        str(
+            pydicom.dcmread(
+                str(next(f for f in sorted(pairs[0][0].iterdir()) if f != pairs[0][1])),
+                stop_before_pixels=True,
+            ).get("Modality", "")
+        )
+    ]
+    return SegManifest(labels, cases, str(path), modality, "dicom-seg")

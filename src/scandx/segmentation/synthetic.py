@@ -80,3 +80,75 @@ def make_ellipsoid_decathlon(
         )
     )
     return out
+
+
+def make_dicom_seg_cases(
+    out: str | Path, n: int = 3, shape: tuple[int, int, int] = (8, 24, 24), seed: int = 0
+) -> Path:
+    """``out/<case>/`` with a CT series (one file per slice, HU) and a DICOM SEG of an
+    ellipsoid written with highdicom; returns ``out``."""
+    import highdicom as hd
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.sr.codedict import codes
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+    out = Path(out)
+    rng = np.random.default_rng(seed)
+    for c in range(n):
+        folder = out / f"case{c:02d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        mask = _ellipsoid(rng, shape)
+        hu = (-100 + 150 * mask + rng.normal(0, 20, shape)).astype(np.int16)
+        study, series, frame = generate_uid(), generate_uid(), generate_uid()
+        slices = []
+        for z in range(shape[0]):
+            meta = FileMetaDataset()
+            meta.MediaStorageSOPClassUID = CTImageStorage
+            meta.MediaStorageSOPInstanceUID = generate_uid()
+            meta.TransferSyntaxUID = ExplicitVRLittleEndian
+            ds = Dataset()
+            ds.file_meta = meta
+            ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
+            ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
+            ds.FrameOfReferenceUID = frame
+            ds.PatientID, ds.PatientName = f"SEG{c:02d}", f"Phantom^SEG{c:02d}"
+            ds.PatientBirthDate, ds.PatientSex = "", "O"
+            ds.StudyDate, ds.StudyTime, ds.AccessionNumber = "20260101", "120000", ""
+            ds.ReferringPhysicianName, ds.StudyID = "", "1"
+            ds.Modality, ds.SeriesNumber, ds.InstanceNumber = "CT", 1, z + 1
+            ds.Manufacturer = "scandx synthetic"
+            ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+            ds.ImagePositionPatient = [0.0, 0.0, 2.5 * z]
+            ds.PixelSpacing, ds.SliceThickness = [0.8, 0.8], 2.5
+            ds.Rows, ds.Columns = shape[1:]
+            ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+            ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+            ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = 0.0, 1.0, "HU"
+            ds.PixelData = hu[z].tobytes()
+            ds.save_as(folder / f"slice{z:03d}.dcm", enforce_file_format=True)
+            slices.append(ds)
+        order = rng.permutation(shape[0])  # the SEG lists frames in another order
+        seg = hd.seg.Segmentation(
+            source_images=[slices[i] for i in order],
+            pixel_array=mask[order].astype(np.uint8),
+            segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+            segment_descriptions=[
+                hd.seg.SegmentDescription(
+                    segment_number=1,
+                    segment_label="lesion",
+                    segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
+                    segmented_property_type=codes.SCT.Neoplasm,
+                    algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL,
+                )
+            ],
+            series_instance_uid=hd.UID(),
+            series_number=2,
+            sop_instance_uid=hd.UID(),
+            instance_number=1,
+            manufacturer="scandx synthetic",
+            manufacturer_model_name="phantom",
+            software_versions="1",
+            device_serial_number="0",
+        )
+        seg.save_as(folder / "seg.dcm")
+    return out

@@ -74,9 +74,14 @@ def read_fov(path: str | Path) -> np.ndarray:
 
 def read_case_arrays(case: SegCase, labels: dict[int, str] | None = None) -> Loaded:
     """Image (C, *S), label, FOV, spacing and affine of one case, checked for agreement."""
-    channels, spacing, affine = [], None, None
+    channels, spacing, affine, uids = [], None, None, None
     for f in case.images:
-        if is_nifti(f):
+        if Path(f).is_dir():  # a DICOM series
+            from scandx.segmentation.dicom_series import read_series
+
+            volume, spacing, affine, uids = read_series(Path(f))
+            arr = volume[None]
+        elif is_nifti(f):
             data, zooms, aff = _nifti(f)
             data = data.astype(np.float32)
             arr = np.moveaxis(data, -1, 0) if data.ndim == 4 else data[None]
@@ -95,8 +100,13 @@ def read_case_arrays(case: SegCase, labels: dict[int, str] | None = None) -> Loa
         channels.append(arr)
     image = np.concatenate(channels, 0).astype(np.float32)
     label = fov = None
-    if case.label:
+    if case.label and uids is not None:
+        from scandx.segmentation.dicom_series import read_dicom_seg
+
+        label = read_dicom_seg(Path(case.label), uids)[0]
+    elif case.label:
         label = read_label(case.label)
+    if label is not None:
         if label.shape != image.shape[1:]:
             raise ScandxError(
                 f"case {case.case_id}: mask shape {label.shape} differs from image shape "

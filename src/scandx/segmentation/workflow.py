@@ -23,7 +23,7 @@ from scandx.segmentation.plan import SegPlan, make_seg_plan, seg_fingerprint
 from scandx.segmentation.postprocess import keep_largest_component
 from scandx.segmentation.sources import SegCase, SegManifest, load_seg_source
 from scandx.segmentation.train import SegData, build_seg_model, fit_segmentation
-from scandx.segmentation.volumes import Loaded, is_nifti, read_case_arrays, resample
+from scandx.segmentation.volumes import Loaded, read_case_arrays, resample
 
 log = logging.getLogger(__name__)
 
@@ -261,7 +261,7 @@ def write_mask(folder: Path, case: SegCase, pred: np.ndarray, loaded: Loaded) ->
     """The predicted label map in the input's geometry: NIfTI with the image's affine for
     NIfTI inputs, else PNG (labels scaled to 0..255 for a binary task)."""
     name = case.case_id.replace("/", "_")
-    if loaded.affine is not None and is_nifti(case.images[0]):
+    if loaded.affine is not None:  # NIfTI or DICOM series: NIfTI with the same affine
         import nibabel as nib
 
         path = folder / f"{name}.nii.gz"

@@ -1,0 +1,113 @@
+"""A DICOM series as a volume, and a DICOM SEG object as its label map (via highdicom).
+
+The series' slices are ordered along the slice normal (ImageOrientationPatient x
+ImagePositionPatient), pixel values go through the Modality LUT only (CT in HU, no
+windowing: segmentation normalises intensities itself), and the voxel-to-patient
+affine is kept (converted from DICOM's LPS to NIfTI's RAS) for writing predictions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from scandx.errors import BadImageError, ScandxError
+
+
+def is_dicom_seg(path: str | Path) -> bool:
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(str(path), stop_before_pixels=True)
+    except Exception:
+        return False
+    return str(ds.get("Modality", "")) == "SEG"
+
+
+def series_files(folder: Path) -> tuple[list[Path], list[Path]]:
+    """(image slices, SEG objects) among a folder's DICOM files."""
+    import pydicom
+
+    images, segs = [], []
+    for f in sorted(folder.iterdir()):
+        if not f.is_file() or f.name.startswith("."):
+            continue
+        try:
+            ds = pydicom.dcmread(str(f), stop_before_pixels=True)
+        except Exception:
+            continue  # not DICOM: ignored (README, licence files)
+        (segs if str(ds.get("Modality", "")) == "SEG" else images).append(f)
+    return images, segs
+
+
+def read_series(
+    folder: Path,
+) -> tuple[np.ndarray, tuple[float, float, float], np.ndarray, list[str]]:
+    """(volume (Z, Y, X) in modality units, spacing (z, y, x), RAS affine, SOP UIDs by slice)."""
+    import pydicom
+    from pydicom.pixels import apply_modality_lut
+
+    files, _ = series_files(folder)
+    if not files:
+        raise ScandxError("no DICOM image slices in the case folder", folder)
+    slices = []
+    for f in files:
+        try:
+            ds = pydicom.dcmread(str(f))
+            arr = apply_modality_lut(ds.pixel_array, ds).astype(np.float32)
+        except Exception as e:
+            raise BadImageError(f"unreadable DICOM slice ({e})", f) from e
+        if arr.ndim != 2:
+            raise BadImageError("expected single-frame slices in a series", f)
+        slices.append((ds, arr))
+    iop = np.array(slices[0][0].ImageOrientationPatient, dtype=float)
+    row_dir, col_dir = iop[:3], iop[3:]
+    normal = np.cross(row_dir, col_dir)
+    slices.sort(key=lambda s: float(np.dot(normal, np.array(s[0].ImagePositionPatient, float))))
+    positions = np.array(
+        [np.dot(normal, np.array(s[0].ImagePositionPatient, float)) for s in slices]
+    )
+    dz = (
+        float(np.median(np.diff(positions)))
+        if len(slices) > 1
+        else float(slices[0][0].get("SliceThickness", 1.0))
+    )
+    dy, dx = (float(v) for v in slices[0][0].PixelSpacing)
+    shapes = {a.shape for _, a in slices}
+    if len(shapes) > 1:
+        raise ScandxError(f"slices of different sizes {sorted(shapes)}", folder)
+    volume = np.stack([a for _, a in slices])
+    affine = np.eye(4)
+    affine[:3, 0] = normal * dz  # array axis 0: slices
+    affine[:3, 1] = col_dir * dy  # axis 1: rows
+    affine[:3, 2] = row_dir * dx  # axis 2: columns
+    affine[:3, 3] = np.array(slices[0][0].ImagePositionPatient, float)
+    affine[:2] *= -1  # LPS -> RAS
+    uids = [str(ds.SOPInstanceUID) for ds, _ in slices]
+    return volume, (abs(dz), dy, dx), affine, uids
+
+
+def read_dicom_seg(path: Path, sop_uids: list[str]) -> tuple[np.ndarray, dict[int, str]]:
+    """Label map (Z, Y, X) aligned with the series slices, and {segment number: label}."""
+    import highdicom as hd
+
+    try:
+        seg = hd.seg.segread(str(path))
+    except Exception as e:
+        raise BadImageError(f"unreadable DICOM SEG ({e})", path) from e
+    names = {int(d.SegmentNumber): str(d.SegmentLabel) for d in seg.SegmentSequence}
+    referenced = {
+        str(i.ReferencedSOPInstanceUID)
+        for s in seg.get("ReferencedSeriesSequence", [])
+        for i in s.ReferencedInstanceSequence
+    }
+    if referenced and not referenced <= set(sop_uids):
+        raise ScandxError("the SEG references images that are not in this series", path)
+    labels = seg.get_pixels_by_source_instance(
+        source_sop_instance_uids=sop_uids,
+        combine_segments=True,
+        assert_missing_frames_are_empty=True,
+        skip_overlap_checks=True,
+    )
+    return np.asarray(labels, dtype=np.int64), names
