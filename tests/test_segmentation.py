@@ -131,7 +131,7 @@ def test_2d_folders_train_and_predict_png_masks(tmp_path, capsys):
     mask = np.asarray(Image.open(out / "c000.png"))
     assert mask.shape == (48, 48) and set(np.unique(mask)) <= {0, 255}
     rgb = tmp_path / "rgb.png"
-    Image.fromarray(np.zeros((48, 48, 3), np.uint8) + [255, 0, 0]).save(rgb)  # real colour
+    Image.fromarray((np.zeros((48, 48, 3)) + [255, 0, 0]).astype(np.uint8)).save(rgb)  # colour
     assert main(["-q", "predict", str(run), str(rgb), "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "3 channel(s)" in err[0]
@@ -251,4 +251,5 @@ def test_dicom_series_with_a_seg_label_trains_and_writes_nifti(tmp_path):
     mask = next((run / "eval" / "val" / "masks").glob("*.nii.gz"))
     img = nib.load(str(mask))
     assert img.shape == (8, 24, 24)
-    assert np.allclose(np.abs(np.diag(img.affine)[:3]), [2.5, 0.8, 0.8])
+    assert np.allclose(img.header.get_zooms(), [2.5, 0.8, 0.8])  # voxel sizes per array axis
+    assert np.allclose(img.affine[:3, 0], [0, 0, 2.5])  # slices run along the patient's z

@@ -7,6 +7,7 @@ tasks. With a field-of-view mask, every metric is computed inside it (DRIVE's ru
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,10 +38,12 @@ def _surface(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[float]) -> t
     p2 = torch.cat([1 - p, p], 1)
     t2 = torch.cat([1 - t, t], 1)
     sp = [float(s) for s in spacing]
-    hd = compute_hausdorff_distance(p2, t2, include_background=False, percentile=95, spacing=sp)
-    nsd = compute_surface_dice(
-        p2, t2, class_thresholds=[NSD_TOLERANCE_MM], include_background=False, spacing=sp
-    )
+    with warnings.catch_warnings():  # MONAI 1.6 deprecation notice inside its own code
+        warnings.simplefilter("ignore", FutureWarning)
+        hd = compute_hausdorff_distance(p2, t2, include_background=False, percentile=95, spacing=sp)
+        nsd = compute_surface_dice(
+            p2, t2, class_thresholds=[NSD_TOLERANCE_MM], include_background=False, spacing=sp
+        )
     return float(hd[0, 0]), float(nsd[0, 0])
 
 
