@@ -156,7 +156,7 @@ def fit_segmentation(
         record = {
             "epoch": epoch,
             "train_loss": float(np.mean(losses)),
-            "val_dice": vd,
+            "val_dice": vd if validate else None,  # null in log.jsonl: not validated
             "lr": opt.param_groups[0]["lr"],
             "seconds": round(time.perf_counter() - t0, 2),
         }
