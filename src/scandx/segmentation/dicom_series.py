@@ -25,16 +25,16 @@ def is_dicom_seg(path: str | Path) -> bool:
     return str(ds.get("Modality", "")) == "SEG"
 
 
-def series_files(folder: Path) -> tuple[list[Path], list[Path]]:
-    """(image slices, SEG objects) among a folder's DICOM files."""
+def series_files(folder: Path, limit: int | None = None) -> tuple[list[Path], list[Path]]:
+    """(image slices, SEG objects) among a folder's DICOM files (only Modality is read;
+    ``limit`` caps how many files are looked at, for a quick layout check)."""
     import pydicom
 
     images, segs = [], []
-    for f in sorted(folder.iterdir()):
-        if not f.is_file() or f.name.startswith("."):
-            continue
+    files = [f for f in sorted(folder.iterdir()) if f.is_file() and not f.name.startswith(".")]
+    for f in files[:limit]:
         try:
-            ds = pydicom.dcmread(str(f), stop_before_pixels=True)
+            ds = pydicom.dcmread(str(f), stop_before_pixels=True, specific_tags=["Modality"])
         except Exception:
             continue  # not DICOM: ignored (README, licence files)
         (segs if str(ds.get("Modality", "")) == "SEG" else images).append(f)

@@ -91,7 +91,7 @@ class SegPlan:
 
 def seg_fingerprint(manifest: SegManifest) -> dict[str, Any]:
     """Decode every training case once: shapes, spacings, foreground share, intensities."""
-    shapes, spacings, fg, dims = [], [], [], set()
+    shapes, spacings, fg, dims, channels = [], [], [], set(), set()
     samples: list[np.ndarray] = []
     rng = np.random.default_rng(0)
     for case in manifest.cases:
@@ -103,6 +103,7 @@ def seg_fingerprint(manifest: SegManifest) -> dict[str, Any]:
         if not (loaded.label > 0).any():
             log.warning("case %s has an empty mask", case.case_id)
         dims.add(loaded.image.ndim - 1)
+        channels.add(loaded.image.shape[0])
         shapes.append(loaded.image.shape[1:])
         spacings.append(loaded.spacing)
         fg.append(float((loaded.label > 0).mean()))
@@ -115,11 +116,15 @@ def seg_fingerprint(manifest: SegManifest) -> dict[str, Any]:
         raise ScandxError("every mask is empty: nothing to learn", manifest.source)
     if len(dims) > 1:
         raise ScandxError("cases mix 2D and 3D images", manifest.source)
+    if len(channels) > 1:
+        raise ScandxError(
+            f"cases have different channel counts {sorted(channels)}", manifest.source
+        )
     fgv = np.concatenate(samples) if samples else np.zeros(1)
     return {
         "cases": len(shapes),
         "spatial_dims": dims.pop(),
-        "channels": int(read_case_arrays(manifest.cases[0]).image.shape[0]),
+        "channels": int(channels.pop()),
         "median_shape": [int(v) for v in np.median(np.array(shapes), axis=0)],
         "median_spacing": [float(v) for v in np.median(np.array(spacings), axis=0)],
         "spacings_differ": bool(np.ptp(np.array(spacings), axis=0).max() > 1e-3),

@@ -271,7 +271,10 @@ def _load_case_folders(spec_path: Path) -> SegManifest:
 
 
 def _dicom_seg_case_dirs(path: Path, first_only: bool = False) -> list[tuple[Path, Path]]:
-    """[(case folder, its SEG file)] for folders that hold a DICOM SEG object."""
+    """[(case folder, its SEG file)] for folders that hold a DICOM SEG object.
+
+    ``first_only``: a quick layout check (the CLI runs it on every classification data
+    folder too): the first sub-folder, at most 400 files, only their Modality read."""
     from scandx.segmentation.dicom_series import series_files
 
     out = []
@@ -279,7 +282,7 @@ def _dicom_seg_case_dirs(path: Path, first_only: bool = False) -> list[tuple[Pat
     for d in subdirs[:1] if first_only else subdirs:
         if (d / "images").is_dir():
             return []  # a paired-folder layout, not DICOM cases
-        images, segs = series_files(d)
+        images, segs = series_files(d, limit=400 if first_only else None)
         if len(segs) > 1:
             raise ScandxError(f"case {d.name}: {len(segs)} SEG objects; expected one", d)
         if segs and images:
@@ -297,12 +300,6 @@ def _load_dicom_seg(path: Path) -> SegManifest:
     labels = {0: "background"}
     labels.update({int(d.SegmentNumber): str(d.SegmentLabel) for d in first.SegmentSequence})
     cases = [SegCase(d.name, [str(d)], str(seg)) for d, seg in pairs]
-    modality = [
-        str(
-            pydicom.dcmread(
-                str(next(f for f in sorted(pairs[0][0].iterdir()) if f != pairs[0][1])),
-                stop_before_pixels=True,
-            ).get("Modality", "")
-        )
-    ]
+    slice0 = next(f for f in sorted(pairs[0][0].iterdir()) if f.is_file() and f != pairs[0][1])
+    modality = [str(pydicom.dcmread(str(slice0), stop_before_pixels=True).get("Modality", ""))]
     return SegManifest(labels, cases, str(path), modality, "dicom-seg")
