@@ -236,7 +236,7 @@ def seg_evaluate_run(
         probs = predict_case(model, r, plan)
         pred = apply_postprocessing(probs.argmax(0), info["postprocessing"])
         per_case.append(case_metrics(pred, r.label, labels, r.spacing, probs, r.fov, plan.regions))
-        write_mask(masks_dir, c, pred, r)
+        write_mask(masks_dir, c, pred, r, labels)
     metrics = {
         "split": split,
         "cases": len(cases),
@@ -257,15 +257,28 @@ def seg_evaluate_run(
     return metrics
 
 
-def write_mask(folder: Path, case: SegCase, pred: np.ndarray, loaded: Loaded) -> Path:
+def write_mask(
+    folder: Path,
+    case: SegCase,
+    pred: np.ndarray,
+    loaded: Loaded,
+    labels: dict[int, str] | None = None,
+) -> Path:
     """The predicted label map in the input's geometry: NIfTI with the image's affine for
-    NIfTI inputs, else PNG (labels scaled to 0..255 for a binary task)."""
+    NIfTI and DICOM-series inputs (the latter also as a DICOM SEG referencing the
+    series), else PNG (labels scaled to 0..255 for a binary task)."""
     name = case.case_id.replace("/", "_")
     if loaded.affine is not None:  # NIfTI or DICOM series: NIfTI with the same affine
         import nibabel as nib
 
         path = folder / f"{name}.nii.gz"
         nib.save(nib.Nifti1Image(pred.astype(np.uint8), loaded.affine), str(path))
+        if Path(case.images[0]).is_dir():  # DICOM in, DICOM out: also a SEG on the series
+            from scandx.segmentation.dicom_series import write_dicom_seg
+
+            write_dicom_seg(
+                Path(case.images[0]), pred, labels or {1: "foreground"}, folder / f"{name}.seg.dcm"
+            )
         return path
     from PIL import Image
 
@@ -291,7 +304,7 @@ def seg_predict_run(run: str | Path, files: list[str | Path], out_dir: str | Pat
             )
         probs = predict_case(model, r, plan)
         pred = apply_postprocessing(probs.argmax(0), info["postprocessing"])
-        path = write_mask(out_dir, case, pred, r)
+        path = write_mask(out_dir, case, pred, r, {int(k): v for k, v in plan.labels.items()})
         rows.append(
             {
                 "path": str(f),
