@@ -255,6 +255,9 @@ def test_dicom_series_with_a_seg_label_trains_and_writes_nifti(tmp_path):
         assert mask.with_name(mask.name.replace(".nii.gz", ".seg.dcm")).exists()
     assert np.allclose(img.header.get_zooms(), [2.5, 0.8, 0.8])  # voxel sizes per array axis
     assert np.allclose(img.affine[:3, 0], [0, 0, 2.5])  # slices run along the patient's z
+    out = tmp_path / "pred"  # predict takes a series folder as its input
+    assert main(["-q", "predict", str(run), str(data / "case00"), "--out", str(out)]) == 0
+    assert nib.load(str(out / "case00.nii.gz")).shape == (8, 24, 24)
 
 
 def test_dicom_seg_written_by_scandx_reads_back_to_the_same_labels(tmp_path):
