@@ -275,3 +275,21 @@ def test_dicom_seg_written_by_scandx_reads_back_to_the_same_labels(tmp_path):
     assert names == {1: "lesion", 2: "other"}
     assert np.array_equal(back, pred)
     assert write_dicom_seg(case, np.zeros_like(pred), {0: "bg", 1: "x"}, tmp_path / "e.dcm") is None
+
+
+def test_segmentation_plan_then_train_with_the_edited_plan(tmp_path, capsys):
+    data = make_ellipse_folders(tmp_path / "f", n=10, size=32)
+    assert (
+        main(["plan", "--data", str(data), "--out", str(tmp_path / "p"), "--time-budget", "5"]) == 0
+    )
+    assert "segmentation, patch [32, 32]" in capsys.readouterr().out
+    plan_path = tmp_path / "p" / "plan.json"
+    plan = json.loads(plan_path.read_text())
+    plan["epochs"], plan["steps_per_epoch"] = 2, 3
+    plan_path.write_text(json.dumps(plan))
+    run = tmp_path / "run"
+    args = ["-q", "train", "--data", str(data), "--out", str(run), "--plan", str(plan_path)]
+    assert main(args) == 0
+    log = (run / "log.jsonl").read_text().splitlines()
+    assert len(log) == 2
+    assert json.loads((run / "plan.json").read_text())["steps_per_epoch"] == 3
