@@ -30,7 +30,8 @@ EXAMPLES = {
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="scandx",
-        description="Medical image diagnosis: plan, train, evaluate, predict, explain.",
+        description="Medical image diagnosis: plan, train, evaluate, predict, explain "
+        "(classification; segmentation when --data is a segmentation data set).",
     )
     p.add_argument("--version", action="version", version=f"scandx {__version__}")
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
@@ -43,7 +44,11 @@ def _parser() -> argparse.ArgumentParser:
 
     def data_args(s: argparse.ArgumentParser, required: bool = True) -> None:
         s.add_argument(
-            "--data", required=required, help="folder-per-class dir, CSV manifest or MedMNIST .npz"
+            "--data",
+            required=required,
+            help="folder-per-class dir, CSV manifest or MedMNIST .npz; for segmentation a "
+            "Decathlon folder, images/+masks/ folders, DICOM series + SEG folders or a "
+            "case-folder JSON spec",
         )
         s.add_argument("--image-root", help="folder the CSV's paths (or SOPInstanceUIDs) refer to")
         s.add_argument(
@@ -72,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="run directory for plan.json")
     planning_args(s)
 
-    s = cmd("train", "train a classifier; writes the run directory")
+    s = cmd("train", "train a classifier or a segmentation U-Net; writes the run directory")
     data_args(s)
     s.add_argument("--out", required=True, help="run directory")
     s.add_argument("--plan", help="reuse (an edited) plan.json instead of planning")
