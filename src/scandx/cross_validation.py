@@ -29,7 +29,7 @@ from scandx.data.splits import assign_folds
 from scandx.errors import ScandxError
 from scandx.evaluation.calibration import expected_calibration_error
 from scandx.evaluation.model_card import write_model_card
-from scandx.evaluation.report import flat_metrics
+from scandx.evaluation.report import flat_metrics, json_number
 from scandx.inference.model_io import contract_of
 from scandx.planning import DEFAULT_BUDGET_S
 from scandx.workflow import (
@@ -116,7 +116,7 @@ def train_folds(
                 "fold": i,
                 "val_cases": len(val["y"]),
                 "epochs_run": summary["epochs_run"],
-                **{k: _num(metrics.get(k)) for k in FOLD_METRICS},
+                **{k: json_number(metrics.get(k)) for k in FOLD_METRICS},
             }
         )
         oof.append(val)
@@ -172,7 +172,7 @@ def _save_ensemble(
         "unit": "patient",
         "per_fold": per_fold,
         "mean_sd": summary,
-        "out_of_fold": {k: _num(v) for k, v in oof_metrics.items() if "/" not in k},
+        "out_of_fold": {k: json_number(v) for k, v in oof_metrics.items() if "/" not in k},
         "ensemble_thresholds": thresholds,
     }
     (out / "cv_summary.json").write_text(json.dumps(cv, indent=2) + "\n")
@@ -212,8 +212,4 @@ def _mean_sd(values: list[float | None]) -> dict[str, float | None]:
     v = np.array([x for x in values if x is not None], dtype=float)
     if len(v) == 0:
         return {"mean": None, "sd": None}
-    return {"mean": _num(v.mean()), "sd": _num(v.std(ddof=1)) if len(v) > 1 else None}
-
-
-def _num(v: Any) -> float | None:
-    return None if v is None or np.isnan(v) else round(float(v), 6)
+    return {"mean": json_number(v.mean()), "sd": json_number(v.std(ddof=1)) if len(v) > 1 else None}

@@ -14,6 +14,7 @@ import numpy as np
 
 from scandx.evaluation.bootstrap import bootstrap_ci
 from scandx.evaluation.metrics import binary_metrics
+from scandx.evaluation.report import json_number
 
 GRID = np.linspace(0.0, 1.0, 101)
 
@@ -187,7 +188,7 @@ def operating_point_table(
         row["threshold"] = round(float(t), 6)
         for n in names:
             lo, hi = ci.get(f"{rule}/{n}", [np.nan, np.nan])
-            row[n] = {"value": _num(point[n]), "ci95": [_num(lo), _num(hi)]}
+            row[n] = {"value": json_number(point[n]), "ci95": [json_number(lo), json_number(hi)]}
         rows.append(row)
     return rows
 
@@ -220,9 +221,5 @@ def reliability_bins(
     return out
 
 
-def _num(v: float) -> float | None:
-    return None if v is None or np.isnan(v) else round(float(v), 6)
-
-
 def _rounded(a: Any) -> list[float | None]:
-    return [_num(float(v)) for v in np.asarray(a, dtype=float)]
+    return [json_number(float(v)) for v in np.asarray(a, dtype=float)]

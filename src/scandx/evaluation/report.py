@@ -113,7 +113,10 @@ def evaluate_predictions(
     )
     result: dict[str, Any] = {}
     for key, value in point.items():
-        entry = {"value": _num(value), "ci95": [_num(v) for v in ci.get(key, [np.nan, np.nan])]}
+        entry = {
+            "value": json_number(value),
+            "ci95": [json_number(v) for v in ci.get(key, [np.nan, np.nan])],
+        }
         parts = key.split("/")
         node = result
         for p in parts[:-1]:
@@ -147,5 +150,6 @@ def evaluate_predictions(
     return result
 
 
-def _num(v: float) -> float | None:
-    return None if v is None or np.isnan(v) else round(float(v), 6)
+def json_number(v: float | None) -> float | None:
+    """A metric value for JSON: rounded to 6 places; None for missing, nan or inf."""
+    return None if v is None or not np.isfinite(v) else round(float(v), 6)

@@ -16,6 +16,7 @@ import torch
 
 from scandx.evaluation.bootstrap import bootstrap_ci
 from scandx.evaluation.metrics import roc_auc
+from scandx.evaluation.report import json_number
 
 NSD_TOLERANCE_MM = 1.0
 
@@ -104,19 +105,18 @@ def summarize(
     ci = bootstrap_ci(table, patients, n_boot=n_boot, seed=seed)
     result: dict[str, Any] = {}
     for key, value in point.items():
-        entry = {"value": _num(value), "ci95": [_num(v) for v in ci.get(key, [np.nan, np.nan])]}
+        entry = {
+            "value": json_number(value),
+            "ci95": [json_number(v) for v in ci.get(key, [np.nan, np.nan])],
+        }
         if "/" in key:
             c, m = key.split("/")
             result.setdefault("per_class", {}).setdefault(c, {})[m] = entry
         else:
             result[key] = entry
     result["per_case"] = {
-        cid: {c: {m: _num(v) for m, v in d.items()} for c, d in pc.items()}
+        cid: {c: {m: json_number(v) for m, v in d.items()} for c, d in pc.items()}
         for cid, pc in zip(case_ids, per_case, strict=True)
     }
     result["bootstrap"] = {"replicates": n_boot, "resampling_unit": "patient", "seed": seed}
     return result
-
-
-def _num(v: float) -> float | None:
-    return None if v is None or not np.isfinite(v) else round(float(v), 6)
