@@ -1,4 +1,4 @@
-"""A DICOM series as a volume, and a DICOM SEG object as its label map (via highdicom).
+"""A DICOM series as a volume (its SEG labels: dicom_seg.py).
 
 The series' slices are ordered along the slice normal (ImageOrientationPatient x
 ImagePositionPatient), pixel values go through the Modality LUT only (CT in HU, no
@@ -88,88 +88,8 @@ def read_series(
     return volume, (abs(dz), dy, dx), affine, uids
 
 
-def read_dicom_seg(path: Path, sop_uids: list[str]) -> tuple[np.ndarray, dict[int, str]]:
-    """Label map (Z, Y, X) aligned with the series slices, and {segment number: label}."""
-    import highdicom as hd
-
-    try:
-        seg = hd.seg.segread(str(path))
-    except Exception as e:
-        raise BadImageError(f"unreadable DICOM SEG ({e})", path) from e
-    names = {int(d.SegmentNumber): str(d.SegmentLabel) for d in seg.SegmentSequence}
-    referenced = {
-        str(i.ReferencedSOPInstanceUID)
-        for s in seg.get("ReferencedSeriesSequence", [])
-        for i in s.ReferencedInstanceSequence
-    }
-    if referenced and not referenced <= set(sop_uids):
-        raise ScandxError("the SEG references images that are not in this series", path)
-    labels = seg.get_pixels_by_source_instance(
-        source_sop_instance_uids=sop_uids,
-        combine_segments=True,
-        assert_missing_frames_are_empty=True,
-        skip_overlap_checks=True,
-    )
-    return np.asarray(labels, dtype=np.int64), names
-
-
-def sorted_slices(folder: Path) -> list:
-    """The series' slice headers, ordered as ``read_series`` orders the volume."""
-    import pydicom
-
-    files, _ = series_files(folder)
-    headers = [pydicom.dcmread(str(f), stop_before_pixels=True) for f in files]
-    iop = np.array(headers[0].ImageOrientationPatient, dtype=float)
-    normal = np.cross(iop[:3], iop[3:])
-    return sorted(
-        headers, key=lambda d: float(np.dot(normal, np.array(d.ImagePositionPatient, float)))
-    )
-
-
-def write_dicom_seg(
-    source_folder: Path, labels_zyx: np.ndarray, names: dict[int, str], path: Path
-) -> Path | None:
-    """Write a predicted label map as a DICOM SEG referencing the source series
-    (highdicom; one segment per foreground label). None when nothing was segmented."""
-    import highdicom as hd
-    from pydicom.sr.codedict import codes
-
-    from scandx import __version__
-
-    present = [k for k in sorted(names) if k != 0]
-    if not present or not labels_zyx.any():
-        return None
-    algorithm = hd.AlgorithmIdentificationSequence(
-        name="scandx", family=codes.DCM.ArtificialIntelligence, version=__version__
-    )
-    descriptions = [
-        hd.seg.SegmentDescription(
-            segment_number=i,
-            segment_label=names[k][:64],
-            segmented_property_category=codes.SCT.Tissue,
-            segmented_property_type=codes.SCT.Tissue,
-            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
-            algorithm_identification=algorithm,
-        )
-        for i, k in enumerate(present, start=1)
-    ]
-    relabelled = np.zeros(labels_zyx.shape, np.uint8)
-    for i, k in enumerate(present, start=1):
-        relabelled[labels_zyx == k] = i
-    seg = hd.seg.Segmentation(
-        source_images=sorted_slices(source_folder),
-        pixel_array=relabelled,
-        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=descriptions,
-        series_instance_uid=hd.UID(),
-        series_number=9901,
-        sop_instance_uid=hd.UID(),
-        instance_number=1,
-        manufacturer="scandx",
-        manufacturer_model_name="scandx segmentation",
-        software_versions=__version__,
-        device_serial_number="0",
-        content_description="scandx automatic segmentation (research use)",
-    )
-    seg.save_as(str(path))
-    return path
+def slice_positions(affine_ras: np.ndarray, n: int) -> np.ndarray:
+    """ImagePositionPatient (LPS) of each of ``n`` slices of a ``read_series`` volume."""
+    pos = np.array([affine_ras @ np.array([z, 0.0, 0.0, 1.0]) for z in range(n)])[:, :3]
+    pos[:, :2] *= -1  # RAS -> LPS
+    return pos

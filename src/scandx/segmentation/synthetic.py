@@ -82,51 +82,71 @@ def make_ellipsoid_decathlon(
     return out
 
 
+def write_ct_series(
+    folder: Path,
+    hu: np.ndarray,
+    patient: str,
+    positions: np.ndarray | None = None,
+    spacing: tuple[float, float, float] = (2.5, 0.8, 0.8),
+    uids: list[str] | None = None,
+) -> list:
+    """Write ``hu`` (Z, Y, X) as one axial CT file per slice; returns the datasets.
+    ``positions``: ImagePositionPatient per slice (default: 0, 0, z * spacing[0]);
+    ``uids``: SOP Instance UIDs per slice (default: new ones)."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+    folder.mkdir(parents=True, exist_ok=True)
+    study, series, frame = generate_uid(), generate_uid(), generate_uid()
+    slices = []
+    for z in range(hu.shape[0]):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = CTImageStorage
+        meta.MediaStorageSOPInstanceUID = uids[z] if uids else generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = Dataset()
+        ds.file_meta = meta
+        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
+        ds.FrameOfReferenceUID = frame
+        ds.PatientID, ds.PatientName = patient, f"Phantom^{patient}"
+        ds.PatientBirthDate, ds.PatientSex = "", "O"
+        ds.StudyDate, ds.StudyTime, ds.AccessionNumber = "20260101", "120000", ""
+        ds.ReferringPhysicianName, ds.StudyID = "", "1"
+        ds.Modality, ds.SeriesNumber, ds.InstanceNumber = "CT", 1, z + 1
+        ds.Manufacturer = "scandx synthetic"
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.ImagePositionPatient = (
+            [float(v) for v in positions[z]]
+            if positions is not None
+            else [0.0, 0.0, spacing[0] * z]
+        )
+        ds.PixelSpacing, ds.SliceThickness = [spacing[1], spacing[2]], spacing[0]
+        ds.Rows, ds.Columns = hu.shape[1:]
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+        ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = 0.0, 1.0, "HU"
+        ds.PixelData = hu[z].astype(np.int16).tobytes()
+        ds.save_as(folder / f"slice{z:03d}.dcm", enforce_file_format=True)
+        slices.append(ds)
+    return slices
+
+
 def make_dicom_seg_cases(
     out: str | Path, n: int = 3, shape: tuple[int, int, int] = (8, 24, 24), seed: int = 0
 ) -> Path:
     """``out/<case>/`` with a CT series (one file per slice, HU) and a DICOM SEG of an
     ellipsoid written with highdicom; returns ``out``."""
     import highdicom as hd
-    from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.sr.codedict import codes
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
     out = Path(out)
     rng = np.random.default_rng(seed)
     for c in range(n):
         folder = out / f"case{c:02d}"
-        folder.mkdir(parents=True, exist_ok=True)
         mask = _ellipsoid(rng, shape)
         hu = (-100 + 150 * mask + rng.normal(0, 20, shape)).astype(np.int16)
-        study, series, frame = generate_uid(), generate_uid(), generate_uid()
-        slices = []
-        for z in range(shape[0]):
-            meta = FileMetaDataset()
-            meta.MediaStorageSOPClassUID = CTImageStorage
-            meta.MediaStorageSOPInstanceUID = generate_uid()
-            meta.TransferSyntaxUID = ExplicitVRLittleEndian
-            ds = Dataset()
-            ds.file_meta = meta
-            ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
-            ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
-            ds.FrameOfReferenceUID = frame
-            ds.PatientID, ds.PatientName = f"SEG{c:02d}", f"Phantom^SEG{c:02d}"
-            ds.PatientBirthDate, ds.PatientSex = "", "O"
-            ds.StudyDate, ds.StudyTime, ds.AccessionNumber = "20260101", "120000", ""
-            ds.ReferringPhysicianName, ds.StudyID = "", "1"
-            ds.Modality, ds.SeriesNumber, ds.InstanceNumber = "CT", 1, z + 1
-            ds.Manufacturer = "scandx synthetic"
-            ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-            ds.ImagePositionPatient = [0.0, 0.0, 2.5 * z]
-            ds.PixelSpacing, ds.SliceThickness = [0.8, 0.8], 2.5
-            ds.Rows, ds.Columns = shape[1:]
-            ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-            ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-            ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = 0.0, 1.0, "HU"
-            ds.PixelData = hu[z].tobytes()
-            ds.save_as(folder / f"slice{z:03d}.dcm", enforce_file_format=True)
-            slices.append(ds)
+        slices = write_ct_series(folder, hu, f"SEG{c:02d}")
         order = rng.permutation(shape[0])  # the SEG lists frames in another order
         seg = hd.seg.Segmentation(
             source_images=[slices[i] for i in order],

@@ -101,9 +101,11 @@ def read_case_arrays(case: SegCase, labels: dict[int, str] | None = None) -> Loa
     image = np.concatenate(channels, 0).astype(np.float32)
     label = fov = None
     if case.label and uids is not None:
-        from scandx.segmentation.dicom_series import read_dicom_seg
+        from scandx.segmentation.dicom_seg import read_dicom_seg
+        from scandx.segmentation.dicom_series import slice_positions
 
-        label = read_dicom_seg(Path(case.label), uids)[0]
+        positions = slice_positions(affine, len(uids))
+        label = read_dicom_seg(Path(case.label), uids, positions)[0]
     elif case.label:
         label = read_label(case.label)
     if label is not None:

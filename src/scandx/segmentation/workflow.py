@@ -274,7 +274,7 @@ def write_mask(
         path = folder / f"{name}.nii.gz"
         nib.save(nib.Nifti1Image(pred.astype(np.uint8), loaded.affine), str(path))
         if Path(case.images[0]).is_dir():  # DICOM in, DICOM out: also a SEG on the series
-            from scandx.segmentation.dicom_series import write_dicom_seg
+            from scandx.segmentation.dicom_seg import write_dicom_seg
 
             write_dicom_seg(
                 Path(case.images[0]), pred, labels or {1: "foreground"}, folder / f"{name}.seg.dcm"
