@@ -5,11 +5,8 @@ Layouts recognised (``load_seg_source``):
 - Decathlon / nnU-Net: ``dataset.json`` + ``imagesTr/`` (``<case>_0000.nii.gz`` per
   channel, or one 4D file per case) + ``labelsTr/`` (+ ``imagesTs/``, the test split,
   labelled by ``labelsTs/`` when present).
-- Per-case folders described by a JSON file (``--data spec.json``): ``root`` (relative
-  to the JSON file), ``splits`` (split name -> folder under root holding one folder per
-  case), ``channels`` (file name per channel), ``label``, optional ``mask`` (region of
-  interest: normalisation and metrics inside it), ``modality``, ``labels`` and
-  ``regions`` (e.g. ``{"whole tumour": [1, 2, 3, 4]}``), as for BraTS.
+- Cases listed in a JSON spec or a CSV table (``--data spec.json`` / ``cases.csv``),
+  e.g. per-case folders holding several modalities, as for BraTS: see case_lists.py.
 - DICOM series with DICOM SEG labels: one folder per case holding the series' slices
   and one SEG object (Modality SEG) whose segments are the labels.
 - Paired folders: ``images/`` + one of ``masks/``, ``labels/``, ``1st_manual/`` (the
@@ -97,11 +94,10 @@ def _files(folder: Path) -> list[Path]:
 def is_seg_source(path: Path) -> bool:
     """True when ``path`` looks like a segmentation data set (used by the CLI to route)."""
     path = Path(path)
-    if path.is_file() and path.suffix.lower() == ".json":
-        try:
-            return "channels" in json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            return False
+    if path.is_file() and path.suffix.lower() in (".json", ".csv"):
+        from scandx.segmentation.case_lists import is_case_list
+
+        return is_case_list(path)
     if not path.is_dir():
         return False
     if (path / "dataset.json").exists():
@@ -127,8 +123,10 @@ def load_seg_source(path: str | Path) -> SegManifest:
     path = Path(path)
     if not path.exists():
         raise ScandxError("data folder not found", path)
-    if path.is_file() and path.suffix.lower() == ".json":
-        return _load_case_folders(path)
+    if path.is_file() and path.suffix.lower() in (".json", ".csv"):
+        from scandx.segmentation.case_lists import load_case_list
+
+        return load_case_list(path)
     if (path / "dataset.json").exists():
         return _load_decathlon(path)
     if _dicom_seg_case_dirs(path, first_only=True):
@@ -229,45 +227,6 @@ def _load_decathlon(path: Path) -> SegManifest:
     if not cases:
         raise ScandxError("imagesTr/ holds no cases", path)
     return SegManifest(labels, cases, str(path), channels, "decathlon")
-
-
-def _load_case_folders(spec_path: Path) -> SegManifest:
-    try:
-        spec = json.loads(spec_path.read_text())
-    except json.JSONDecodeError as e:
-        raise ScandxError(f"not valid JSON ({e})", spec_path) from e
-    for key in ("root", "channels", "label", "labels"):
-        if key not in spec:
-            raise ScandxError(f"case-folder spec lacks {key!r}", spec_path)
-    root = (spec_path.parent / spec["root"]).resolve()
-    splits = spec.get("splits") or {"": "."}
-    cases = []
-    for split, folder in splits.items():
-        d = root / folder
-        if not d.is_dir():
-            raise ScandxError(f"split folder {folder!r} not found", d)
-        for case_dir in sorted(p for p in d.iterdir() if p.is_dir()):
-            files = [case_dir / c for c in spec["channels"]]
-            missing = [f.name for f in files if not f.exists()]
-            if missing:
-                raise ScandxError(f"case {case_dir.name}: missing {', '.join(missing)}", case_dir)
-            label = case_dir / spec["label"]
-            mask = case_dir / spec["mask"] if spec.get("mask") else None
-            cases.append(
-                SegCase(
-                    case_id=case_dir.name,
-                    images=[str(f) for f in files],
-                    label=str(label) if label.exists() else None,
-                    split=split,
-                    fov=str(mask) if mask and mask.exists() else None,
-                )
-            )
-    if not cases:
-        raise ScandxError("no case folders found", root)
-    labels = {int(k): str(v) for k, v in spec["labels"].items()}
-    regions = {str(k): [int(v) for v in vs] for k, vs in (spec.get("regions") or {}).items()}
-    modality = [str(m) for m in spec.get("modality", [])]
-    return SegManifest(labels, cases, str(spec_path), modality, "case-folders", regions)
 
 
 def _dicom_seg_case_dirs(path: Path, first_only: bool = False) -> list[tuple[Path, Path]]:
