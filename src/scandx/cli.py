@@ -63,6 +63,12 @@ def _parser() -> argparse.ArgumentParser:
         )
         s.add_argument("--model", help="override the planned network (see the model registry)")
         s.add_argument(
+            "--dims",
+            choices=("2d", "3d"),
+            help="segmentation of volumes: force a 2D (slice by slice) or 3D U-Net "
+            "(default: planned from the spacing)",
+        )
+        s.add_argument(
             "--seed", type=int, default=seed_default, help="seed for splits and training"
         )
 
@@ -173,8 +179,11 @@ def _is_segmentation(args: argparse.Namespace) -> bool:
 def _run_segmentation(args: argparse.Namespace) -> int:
     from scandx.segmentation import workflow as seg
 
+    dims = {"2d": 2, "3d": 3}.get(getattr(args, "dims", None) or "")
     if args.command == "plan":
-        plan = seg.seg_plan_run(args.data, args.out, time_budget_s=args.time_budget, seed=args.seed)
+        plan = seg.seg_plan_run(
+            args.data, args.out, time_budget_s=args.time_budget, seed=args.seed, dims=dims
+        )
         print(
             f"wrote {args.out}/plan.json: segmentation, patch {plan.patch_size}, "
             f"{plan.epochs} epochs"
@@ -191,6 +200,7 @@ def _run_segmentation(args: argparse.Namespace) -> int:
             seed=args.seed,
             resume=args.resume,
             plan_path=args.plan,
+            dims=dims,
         )
         print(
             f"trained {args.out}: best epoch {s['best']['epoch'] + 1}, "
@@ -219,6 +229,8 @@ def _run(args: argparse.Namespace) -> int:
 
     if _is_segmentation(args):
         return _run_segmentation(args)
+    if getattr(args, "dims", None):
+        raise ScandxError("--dims applies to segmentation data only")
 
     if args.command == "demo":
         from scandx.demo import run_demo

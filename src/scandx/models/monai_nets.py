@@ -86,10 +86,12 @@ def dynunet(
     input_size: list[int],
     filters: list[int] | None = None,
     strides: list[list[int]] | None = None,
+    kernels: list[list[int]] | None = None,
 ) -> nn.Module:
     """nnU-Net's U-Net (MONAI DynUNet) for segmentation: instance norm, leaky ReLU, one
     stride-2 level per halving of the patch down to 4-8 voxels per edge (3 to 5
-    levels; ``strides`` per level and axis, from the plan, for anisotropic patches)."""
+    levels); ``strides`` and ``kernels`` per level and axis come from the segmentation
+    plan (spacing-aware, for anisotropic data)."""
     from monai.networks.nets import DynUNet
 
     if strides is None:
@@ -101,7 +103,7 @@ def dynunet(
         strides = [[1] * spatial_dims] + [[2] * spatial_dims] * (levels - 1)
     filters = filters or [16 * 2**i for i in range(len(strides))]
     filters = [min(f, 320) for f in filters]
-    kernels = [[3] * spatial_dims] * len(strides)
+    kernels = kernels or [[3] * spatial_dims] * len(strides)
     return DynUNet(
         spatial_dims,
         in_channels,

@@ -35,6 +35,17 @@ def roi_box(fov: np.ndarray | None, shape: tuple[int, ...], margin: int = 4) -> 
     )
 
 
+class _SliceWise(torch.nn.Module):
+    """A 2D network applied to windows one slice thick along ``axis`` of a volume."""
+
+    def __init__(self, model: torch.nn.Module, axis: int) -> None:
+        super().__init__()
+        self.model, self.axis = model, axis
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x.squeeze(self.axis)).unsqueeze(self.axis)
+
+
 @torch.no_grad()
 def predict_probabilities(
     model: torch.nn.Module,
@@ -65,15 +76,16 @@ def _predict(model: torch.nn.Module, image: np.ndarray, plan: SegPlan, tta: bool
     tta = plan.tta_flips if tta is None else tta
     flips: list[tuple[int, ...]] = [()]
     if tta:
-        axes = list(range(2, 2 + plan.spatial_dims))
+        axes = [2 + a for a in range(plan.data_dims) if a != plan.slice_axis]
         flips += [(a,) for a in axes]
+    predictor = model if plan.slice_axis is None else _SliceWise(model, plan.slice_axis + 2)
 
     def run(inp: torch.Tensor) -> torch.Tensor:
         return sliding_window_inference(
             inp,
-            roi_size=plan.patch_size,
+            roi_size=plan.window,
             sw_batch_size=plan.batch_size,
-            predictor=model,
+            predictor=predictor,
             overlap=0.5,
             mode="gaussian",
             padding_mode="constant",
@@ -103,7 +115,7 @@ def predict_case(model: torch.nn.Module, loaded, plan: SegPlan) -> np.ndarray:
         fov = None if fov is None else resample(fov, loaded.spacing, target, label=True)
     probs = predict_probabilities(model, image, plan, fov=fov)
     if probs.shape[1:] != loaded.image.shape[1:]:
-        mode = "bilinear" if plan.spatial_dims == 2 else "trilinear"
+        mode = "bilinear" if probs.ndim == 3 else "trilinear"
         t = torch.from_numpy(probs)[None]
         probs = F.interpolate(t, size=list(loaded.image.shape[1:]), mode=mode, align_corners=False)[
             0

@@ -1,6 +1,11 @@
 """Segmentation plan from a data fingerprint, in the spirit of nnU-Net.
 
-- 2D or 3D from the images' dimensionality;
+- 2D or 3D from the images' dimensionality; volumes whose slices are much thicker than
+  their pixels are wide (anisotropy > 3) and few (< 16 at the target spacing) get a 2D
+  U-Net run slice by slice along the thick axis, others a 3D U-Net whose kernels and
+  strides follow the spacing (nnU-Net's rule); ``dims`` overrides the choice;
+- target spacing: the median spacing when cases differ, with nnU-Net's anisotropy rule
+  (the thick axis takes its 10th percentile spacing, not its median);
 - normalisation by modality: CT -> clip to the 0.5/99.5 percentiles of foreground
   voxels of the training cases, then z-score with their mean/std; anything else ->
   z-score per image and channel, inside the field-of-view mask when one is given;
@@ -34,6 +39,8 @@ log = logging.getLogger(__name__)
 MAX_EDGE_2D = 192
 MAX_EDGE_3D = 96
 MAX_VOXELS_3D = 64 * 96 * 96
+ANISOTROPY = 3.0  # thick-axis spacing over the finest in-plane spacing
+MIN_3D_SLICES = 16  # fewer slices than this along a thick axis -> slice-wise 2D
 
 
 @dataclass
@@ -43,6 +50,7 @@ class SegPlan:
     spatial_dims: int = 2
     in_channels: int = 1
     patch_size: list[int] = field(default_factory=lambda: [128, 128])
+    slice_axis: int | None = None  # 2D U-Net on volumes: the axis sliced along
     batch_size: int = 8
     model: str = "dynunet"
     model_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -73,6 +81,20 @@ class SegPlan:
     @property
     def n_classes(self) -> int:
         return len(self.labels)
+
+    @property
+    def data_dims(self) -> int:
+        """Dimensionality of the cases (3 for volumes segmented slice by slice)."""
+        return self.spatial_dims + (self.slice_axis is not None)
+
+    @property
+    def window(self) -> list[int]:
+        """Sliding-window / sampling size in the cases' grid (1 along the slice axis)."""
+        if self.slice_axis is None:
+            return list(self.patch_size)
+        w = list(self.patch_size)
+        w.insert(self.slice_axis, 1)
+        return w
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=2) + "\n")
@@ -127,6 +149,7 @@ def seg_fingerprint(manifest: SegManifest) -> dict[str, Any]:
         "channels": int(channels.pop()),
         "median_shape": [int(v) for v in np.median(np.array(shapes), axis=0)],
         "median_spacing": [float(v) for v in np.median(np.array(spacings), axis=0)],
+        "spacing_p10": [float(v) for v in np.percentile(np.array(spacings), 10, axis=0)],
         "spacings_differ": bool(np.ptp(np.array(spacings), axis=0).max() > 1e-3),
         "foreground_fraction": float(np.mean(fg)),
         "foreground_percentiles": [float(np.percentile(fgv, 0.5)), float(np.percentile(fgv, 99.5))],
@@ -135,13 +158,57 @@ def seg_fingerprint(manifest: SegManifest) -> dict[str, Any]:
     }
 
 
-def _patch(shape: list[int], dims: int) -> list[int]:
-    cap = MAX_EDGE_2D if dims == 2 else MAX_EDGE_3D
+def _patch(shape: list[int], dims: int, anisotropic: bool = False) -> list[int]:
+    """Median shape capped per edge (3D: 96, or 192 in-plane for anisotropic data whose
+    few slices leave room) and, in 3D, to a voxel budget; multiples of 16."""
+    cap = MAX_EDGE_2D if dims == 2 or anisotropic else MAX_EDGE_3D
     patch = [max(16, min(cap, 16 * (s // 16))) for s in shape]
     while dims == 3 and math.prod(patch) > MAX_VOXELS_3D:
         k = int(np.argmax(patch))
         patch[k] -= 16
     return patch
+
+
+def target_spacing(fp: dict[str, Any]) -> tuple[list[float] | None, int | None]:
+    """(spacing to resample to, None when cases agree; the thick axis of anisotropic
+    volumes or None). nnU-Net's rule: the median spacing, but when one axis is more than
+    ANISOTROPY times coarser than the others and has few voxels, that axis takes the 10th
+    percentile of its spacings (resampling thick slices to the median would invent
+    slices)."""
+    median = list(fp["median_spacing"])
+    if fp["spatial_dims"] != 3:
+        return (median if fp.get("spacings_differ") else None), None
+    thick = int(np.argmax(median))
+    others = [median[a] for a in range(3) if a != thick]
+    sizes = [fp["median_shape"][a] for a in range(3) if a != thick]
+    aniso = median[thick] > ANISOTROPY * max(others)
+    few = fp["median_shape"][thick] * ANISOTROPY < min(sizes)
+    target = median
+    if aniso and few and fp.get("spacings_differ"):
+        p10 = fp.get("spacing_p10", median)[thick]
+        target = list(median)
+        target[thick] = max(p10, max(others))
+    return (target if fp.get("spacings_differ") else None), (thick if aniso else None)
+
+
+def unet_layout(patch: list[int], spacing: list[float]) -> tuple[list[list[int]], list[list[int]]]:
+    """(strides, kernels) per level, nnU-Net style: an axis is halved only while its
+    spacing is within 2x of the finest and its size stays >= 4 (at most 5 levels);
+    kernels are 1 on axes still more than 2x coarser than the finest (no mixing across
+    thick slices)."""
+    size, sp = list(patch), list(spacing)
+    dims = len(patch)
+    kernels = [[3 if sp[a] <= 2 * min(sp) else 1 for a in range(dims)]]
+    strides = [[1] * dims]
+    while len(strides) < 5:
+        step = [2 if size[a] // 2 >= 4 and sp[a] <= 2 * min(sp) else 1 for a in range(dims)]
+        if 2 not in step:
+            break
+        size = [n // st for n, st in zip(size, step, strict=True)]
+        sp = [v * st for v, st in zip(sp, step, strict=True)]
+        strides.append(step)
+        kernels.append([3 if sp[a] <= 2 * min(sp) else 1 for a in range(dims)])
+    return strides, kernels
 
 
 def make_seg_plan(
@@ -151,13 +218,53 @@ def make_seg_plan(
     time_budget_s: float | None = None,
     seed: int = 0,
     probe: bool = True,
+    dims: int | None = None,
 ) -> SegPlan:
+    """The plan for ``manifest``; ``dims`` (2 or 3) overrides the 2D/3D choice."""
     notes: list[str] = []
     budget = float(time_budget_s or 600.0)
     device, precision = detect_device()
-    dims = fp["spatial_dims"]
-    patch = _patch(fp["median_shape"], dims)
-    notes.append(f"{dims}D U-Net (DynUNet); patch {patch} from median shape {fp['median_shape']}")
+    data_dims = fp["spatial_dims"]
+    target, thick = target_spacing(fp)
+    spacing = target or fp["median_spacing"]
+    # the median case's shape on the grid it is trained on
+    shape = [
+        max(1, round(n * s / t))
+        for n, s, t in zip(fp["median_shape"], fp["median_spacing"], spacing, strict=True)
+    ]
+    slice_axis = None
+    if data_dims == 3:
+        if dims is None and thick is not None and shape[thick] < MIN_3D_SLICES:
+            dims, why = (
+                2,
+                (
+                    f"anisotropic ({spacing[thick]:g} mm slices vs "
+                    f"{min(spacing):g} mm pixels) with {shape[thick]} slices"
+                ),
+            )
+        else:
+            why = "requested" if dims else "volumes"
+        dims = dims or 3
+        if dims == 2:
+            slice_axis = thick if thick is not None else int(np.argmax(spacing))
+    else:
+        if dims == 3:
+            raise ScandxError("3D was requested but the cases are 2D images", manifest.source)
+        dims, why = 2, "2D images"
+    in_plane = [n for a, n in enumerate(shape) if a != slice_axis]
+    patch = _patch(in_plane, dims, anisotropic=thick is not None)
+    layout_spacing = [v for a, v in enumerate(spacing) if a != slice_axis]
+    strides, kernels = unet_layout(patch, layout_spacing)
+    if slice_axis is not None:
+        notes.append(
+            f"2D U-Net (DynUNet) slice by slice along axis {slice_axis} ({why}); patch "
+            f"{patch} from the in-plane median shape {in_plane}"
+        )
+    else:
+        notes.append(
+            f"{dims}D U-Net (DynUNet, {why}); patch {patch} from median shape {shape}; "
+            f"strides {strides[1:]}"
+        )
     modality = [m.upper() for m in manifest.modality]
     ct = bool(modality) and all(m == "CT" for m in modality)
     if ct:
@@ -169,16 +276,18 @@ def make_seg_plan(
         notes.append(
             "z-score per image and channel" + (" inside the FOV mask" if _has_fov(manifest) else "")
         )
-    target = None
-    if fp.get("spacings_differ"):
-        target = fp["median_spacing"]
+    if target is not None:
+        rule = "" if target == fp["median_spacing"] else " (thick axis: its 10th percentile)"
         notes.append(
-            f"spacings differ between cases: resample to the median spacing {target} (images "
-            "linear, labels nearest); predictions go back to each case's own grid"
+            f"spacings differ between cases: resample to {target}{rule} (images linear, "
+            "labels nearest); predictions go back to each case's own grid"
         )
     batch = 8 if dims == 2 else 2
+    model_kwargs = {"strides": strides, "kernels": kernels}
     step_s = (
-        _probe(fp["channels"], len(manifest.labels), patch, batch, precision) if probe else None
+        _probe(fp["channels"], len(manifest.labels), patch, batch, precision, model_kwargs)
+        if probe
+        else None
     )
     steps = 50
     val_every = 1
@@ -187,8 +296,11 @@ def make_seg_plan(
         steps = int(max(10, min(50, 0.8 * budget / (10 * step_s))))
         epoch_s = steps * step_s
         # a validation pass: every window of every val case, forward only (~1/3 of a step)
-        shape, n_val = fp["median_shape"], max(1, len(manifest.in_split("val")))
-        windows = math.prod(math.ceil(s / (p / 2)) for s, p in zip(shape, patch, strict=True))
+        n_val = max(1, len(manifest.in_split("val")))
+        window = (
+            list(patch) if slice_axis is None else patch[:slice_axis] + [2] + patch[slice_axis:]
+        )
+        windows = math.prod(math.ceil(s / (p / 2)) for s, p in zip(shape, window, strict=True))
         val_s = n_val * windows * step_s / 3
         val_every = max(1, math.ceil(val_s / (0.15 * epoch_s)))
         epochs = int(max(3, min(1000, 0.8 * budget / (epoch_s + val_s / val_every))))
@@ -210,8 +322,10 @@ def make_seg_plan(
         tta_flips=dims == 2,
         val_every=val_every,
         spatial_dims=dims,
+        slice_axis=slice_axis,
         in_channels=fp["channels"],
         patch_size=patch,
+        model_kwargs=model_kwargs,
         batch_size=batch,
         normalization="ct" if ct else "zscore_per_image",
         ct_clip=fp["foreground_percentiles"] if ct else None,
@@ -235,7 +349,12 @@ def _has_fov(manifest: SegManifest) -> bool:
 
 
 def _probe(
-    channels: int, classes: int, patch: list[int], batch: int, precision: str
+    channels: int,
+    classes: int,
+    patch: list[int],
+    batch: int,
+    precision: str,
+    model_kwargs: dict[str, Any],
 ) -> float | None:
     from monai.losses import DiceCELoss
 
@@ -243,7 +362,9 @@ def _probe(
 
     try:
         torch.manual_seed(0)
-        model = create_model("dynunet", len(patch), channels, classes, input_size=patch)
+        model = create_model(
+            "dynunet", len(patch), channels, classes, input_size=patch, **model_kwargs
+        )
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
         loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
         x = torch.randn(batch, channels, *patch)

@@ -59,7 +59,7 @@ def sample_batch(
     data: SegData, plan: SegPlan, rng: np.random.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
     xs, ys = [], []
-    size = plan.patch_size
+    size = plan.window  # 1 along the slice axis for a 2D U-Net on volumes
     for _ in range(plan.batch_size):
         i = int(rng.integers(len(data.images)))
         img, lab = data.images[i], data.labels[i]
@@ -79,8 +79,10 @@ def sample_batch(
                 for lo, d, n in zip(lo_corner, shape, size, strict=True)
             ]
         x, y = _crop(img, start, size), _crop(lab, start, size)
+        if plan.slice_axis is not None:
+            x, y = x.squeeze(plan.slice_axis + 1), y.squeeze(plan.slice_axis)
         if plan.flips:
-            for axis in range(len(size)):
+            for axis in range(plan.spatial_dims):
                 if rng.random() < 0.5:
                     x, y = np.flip(x, axis + 1), np.flip(y, axis)
         xs.append(np.ascontiguousarray(x))

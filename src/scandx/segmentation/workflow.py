@@ -65,12 +65,17 @@ def _load(
 
 
 def seg_plan_run(
-    data: str | Path, out: str | Path, *, time_budget_s: float | None = None, seed: int = 0
+    data: str | Path,
+    out: str | Path,
+    *,
+    time_budget_s: float | None = None,
+    seed: int = 0,
+    dims: int | None = None,
 ) -> SegPlan:
     manifest = load_seg_source(data)
     assign_seg_splits(manifest, 0.2, seed)
     plan = make_seg_plan(
-        manifest, seg_fingerprint(manifest), time_budget_s=time_budget_s, seed=seed
+        manifest, seg_fingerprint(manifest), time_budget_s=time_budget_s, seed=seed, dims=dims
     )
     Path(out).mkdir(parents=True, exist_ok=True)
     plan.save(Path(out) / "plan.json")
@@ -85,7 +90,10 @@ def seg_train_run(
     seed: int | None = None,
     resume: bool = False,
     plan_path: str | Path | None = None,
+    dims: int | None = None,
 ) -> dict[str, Any]:
+    """Plan (unless resuming or given ``plan_path``), train, choose post-processing and
+    save the model; ``dims`` (2 or 3) overrides the planner's 2D/3D choice."""
     out = Path(out)
     resuming = resume and (out / "checkpoints" / "last.ckpt").exists()
     if not resume and any((out / d).exists() for d in ("model", "checkpoints")):
@@ -101,7 +109,11 @@ def seg_train_run(
     assign_seg_splits(manifest, plan.val_fraction if plan else 0.2, run_seed)
     if plan is None:
         plan = make_seg_plan(
-            manifest, seg_fingerprint(manifest), time_budget_s=time_budget_s, seed=run_seed
+            manifest,
+            seg_fingerprint(manifest),
+            time_budget_s=time_budget_s,
+            seed=run_seed,
+            dims=dims,
         )
     train, _ = _load(manifest.in_split("train"), manifest, plan)
     val, val_raw = _load(manifest.in_split("val"), manifest, plan)
@@ -185,6 +197,7 @@ def save_seg_model(
         "labels": plan.labels,
         "model": plan.model,
         "spatial_dims": plan.spatial_dims,
+        "slice_axis": plan.slice_axis,
         "in_channels": plan.in_channels,
         "postprocessing": post,
         "best_epoch": best.get("epoch"),
@@ -296,10 +309,10 @@ def seg_predict_run(run: str | Path, files: list[str | Path], out_dir: str | Pat
     for f in files:
         case = SegCase(Path(str(f)).name.split(".")[0], [str(f)], None)
         r = read_case_arrays(case)
-        if r.image.shape[0] != plan.in_channels or r.image.ndim - 1 != plan.spatial_dims:
+        if r.image.shape[0] != plan.in_channels or r.image.ndim - 1 != plan.data_dims:
             raise ScandxError(
                 f"image has {r.image.shape[0]} channel(s) and {r.image.ndim - 1} dimensions; the "
-                f"model expects {plan.in_channels} and {plan.spatial_dims}",
+                f"model expects {plan.in_channels} and {plan.data_dims}",
                 f,
             )
         probs = predict_case(model, r, plan)
