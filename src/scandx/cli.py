@@ -182,7 +182,12 @@ def _run_segmentation(args: argparse.Namespace) -> int:
     dims = {"2d": 2, "3d": 3}.get(getattr(args, "dims", None) or "")
     if args.command == "plan":
         plan = seg.seg_plan_run(
-            args.data, args.out, time_budget_s=args.time_budget, seed=args.seed, dims=dims
+            args.data,
+            args.out,
+            time_budget_s=args.time_budget,
+            seed=args.seed,
+            dims=dims,
+            skip_bad=args.skip_bad,
         )
         print(
             f"wrote {args.out}/plan.json: segmentation, patch {plan.patch_size}, "
@@ -201,13 +206,16 @@ def _run_segmentation(args: argparse.Namespace) -> int:
             resume=args.resume,
             plan_path=args.plan,
             dims=dims,
+            skip_bad=args.skip_bad,
         )
         print(
             f"trained {args.out}: best epoch {s['best']['epoch'] + 1}, "
             f"val Dice {s['best']['val_dice']:.4f}"
         )
     elif args.command == "evaluate":
-        m = seg.seg_evaluate_run(args.run, args.data, split=args.split, n_boot=args.bootstrap)
+        m = seg.seg_evaluate_run(
+            args.run, args.data, split=args.split, n_boot=args.bootstrap, skip_bad=args.skip_bad
+        )
         print(f"{m['split']}: {m['cases']} cases (mean over cases, 95% CI)")
         for k in ("dice", "hd95", "nsd", "auc"):
             if isinstance(m.get(k), dict) and m[k]["value"] is not None:
@@ -217,7 +225,7 @@ def _run_segmentation(args: argparse.Namespace) -> int:
     elif args.command == "predict":
         if not args.out:
             raise ScandxError("segmentation predict needs --out DIR for the masks")
-        rows = seg.seg_predict_run(args.run, args.files, args.out)
+        rows = seg.seg_predict_run(args.run, args.files, args.out, skip_bad=args.skip_bad)
         print(f"wrote {len(rows)} mask(s) to {args.out}")
     else:
         raise ScandxError(f"{args.command} is not available for segmentation runs yet")

@@ -111,15 +111,26 @@ class SegPlan:
         return cls(**d)
 
 
-def seg_fingerprint(manifest: SegManifest) -> dict[str, Any]:
-    """Decode every training case once: shapes, spacings, foreground share, intensities."""
+def seg_fingerprint(manifest: SegManifest, skip_bad: bool = False) -> dict[str, Any]:
+    """Decode every training case once: shapes, spacings, foreground share, intensities.
+
+    A case that cannot be used (unreadable, mask and image disagreeing, undeclared label
+    values) raises, or with ``skip_bad`` is dropped from the manifest and listed in
+    ``manifest.skipped``."""
     shapes, spacings, fg, dims, channels = [], [], [], set(), set()
     samples: list[np.ndarray] = []
     rng = np.random.default_rng(0)
-    for case in manifest.cases:
+    for case in list(manifest.cases):
         if case.split == "test":
             continue
-        loaded = read_case_arrays(case, manifest.labels)
+        try:
+            loaded = read_case_arrays(case, manifest.labels)
+        except ScandxError as e:
+            if not skip_bad:
+                raise
+            manifest.cases.remove(case)
+            manifest.skipped.append((case.case_id, e.reason))
+            continue
         if loaded.label is None:
             continue
         if not (loaded.label > 0).any():
@@ -155,6 +166,7 @@ def seg_fingerprint(manifest: SegManifest) -> dict[str, Any]:
         "foreground_percentiles": [float(np.percentile(fgv, 0.5)), float(np.percentile(fgv, 99.5))],
         "foreground_mean": float(fgv.mean()),
         "foreground_std": float(fgv.std() + 1e-8),
+        "skipped": len(manifest.skipped),
     }
 
 

@@ -61,6 +61,7 @@ class SegManifest:
     modality: list[str] = field(default_factory=list)  # per channel, e.g. ["CT"] or ["MR", "MR"]
     layout: str = ""
     regions: dict[str, list[int]] = field(default_factory=dict)  # evaluated unions of labels
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (case, reason): --skip-bad
 
     def in_split(self, split: str) -> list[SegCase]:
         return [c for c in self.cases if c.split == split]

@@ -7,6 +7,7 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from safetensors.torch import load_model, save_model
 from scandx import __version__
 from scandx.errors import ScandxError
 from scandx.inference.model_io import sha256
+from scandx.runs import write_skipped
 from scandx.segmentation.infer import normalize, predict_case, predict_probabilities
 from scandx.segmentation.metrics import case_metrics, dice, summarize
 from scandx.segmentation.plan import SegPlan, make_seg_plan, seg_fingerprint
@@ -47,10 +49,28 @@ def assign_seg_splits(manifest: SegManifest, val_fraction: float, seed: int) -> 
         raise ScandxError("no training cases left after the validation split", manifest.source)
 
 
+def read_cases(
+    cases: list[SegCase], manifest: SegManifest, skip_bad: bool = False
+) -> Iterator[tuple[SegCase, Loaded]]:
+    """Each case read and checked, one at a time; with ``skip_bad`` a case that fails is
+    listed in ``manifest.skipped`` instead of ending the run."""
+    for c in cases:
+        try:
+            loaded = read_case_arrays(c, manifest.labels)
+        except ScandxError as e:
+            if not skip_bad:
+                raise
+            manifest.skipped.append((c.case_id, e.reason))
+            continue
+        yield c, loaded
+
+
 def _load(
-    cases: list[SegCase], manifest: SegManifest, plan: SegPlan
+    cases: list[SegCase], manifest: SegManifest, plan: SegPlan, skip_bad: bool = False
 ) -> tuple[SegData, list[Loaded]]:
-    raw = [read_case_arrays(c, manifest.labels) for c in cases]
+    raw = [r for _, r in read_cases(cases, manifest, skip_bad)]
+    if not raw:
+        raise ScandxError("no usable cases in this split", manifest.source)
     images, labels, fovs = [], [], []
     for r in raw:
         img, lab, fov = normalize(r.image, plan, r.fov), r.label, r.fov
@@ -71,14 +91,15 @@ def seg_plan_run(
     time_budget_s: float | None = None,
     seed: int = 0,
     dims: int | None = None,
+    skip_bad: bool = False,
 ) -> SegPlan:
     manifest = load_seg_source(data)
     assign_seg_splits(manifest, 0.2, seed)
-    plan = make_seg_plan(
-        manifest, seg_fingerprint(manifest), time_budget_s=time_budget_s, seed=seed, dims=dims
-    )
+    fp = seg_fingerprint(manifest, skip_bad=skip_bad)
+    plan = make_seg_plan(manifest, fp, time_budget_s=time_budget_s, seed=seed, dims=dims)
     Path(out).mkdir(parents=True, exist_ok=True)
     plan.save(Path(out) / "plan.json")
+    write_skipped(Path(out), manifest.skipped)
     return plan
 
 
@@ -91,9 +112,11 @@ def seg_train_run(
     resume: bool = False,
     plan_path: str | Path | None = None,
     dims: int | None = None,
+    skip_bad: bool = False,
 ) -> dict[str, Any]:
     """Plan (unless resuming or given ``plan_path``), train, choose post-processing and
-    save the model; ``dims`` (2 or 3) overrides the planner's 2D/3D choice."""
+    save the model; ``dims`` (2 or 3) overrides the planner's 2D/3D choice; ``skip_bad``
+    leaves out unusable cases (listed in RUN/skipped.csv)."""
     out = Path(out)
     resuming = resume and (out / "checkpoints" / "last.ckpt").exists()
     if not resume and any((out / d).exists() for d in ("model", "checkpoints")):
@@ -110,19 +133,20 @@ def seg_train_run(
     if plan is None:
         plan = make_seg_plan(
             manifest,
-            seg_fingerprint(manifest),
+            seg_fingerprint(manifest, skip_bad=skip_bad),
             time_budget_s=time_budget_s,
             seed=run_seed,
             dims=dims,
         )
-    train, _ = _load(manifest.in_split("train"), manifest, plan)
-    val, val_raw = _load(manifest.in_split("val"), manifest, plan)
+    train, _ = _load(manifest.in_split("train"), manifest, plan, skip_bad)
+    val, val_raw = _load(manifest.in_split("val"), manifest, plan, skip_bad)
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     try:
         if not resuming:
             plan.save(out / "plan.json")
             _save_cases(out / "cases.json", manifest)
+            write_skipped(out, manifest.skipped)
         t0 = time.perf_counter()
         result = fit_segmentation(plan, train, val, out, resume=resuming)
     except (KeyboardInterrupt, SystemExit):
@@ -230,29 +254,48 @@ def is_seg_run(run: str | Path) -> bool:
 
 
 def seg_evaluate_run(
-    run: str | Path, data: str | Path, *, split: str = "test", n_boot: int = 1000
+    run: str | Path,
+    data: str | Path,
+    *,
+    split: str = "test",
+    n_boot: int = 1000,
+    skip_bad: bool = False,
 ) -> dict[str, Any]:
+    """Metrics and predicted masks of one split, written to RUN/eval/<split>/ only once
+    every case is done (a failure leaves the previous evaluation, if any, untouched)."""
     run = Path(run)
     model, plan, info = load_seg_run(run)
     manifest = load_seg_source(data)
+    manifest.labels = {int(k): v for k, v in plan.labels.items()}
     _apply_saved_splits(manifest, run / "cases.json")
-    cases = [c for c in manifest.in_split(split) if c.label]
-    if not cases:
+    listed = [c for c in manifest.in_split(split) if c.label]
+    if not listed:
         raise ScandxError(f"no labelled cases in split {split!r}", data)
-    labels = {int(k): v for k, v in plan.labels.items()}
+    labels = manifest.labels
     out = run / "eval" / split
-    masks_dir = out / "masks"
-    masks_dir.mkdir(parents=True, exist_ok=True)
-    per_case = []
-    for c in cases:
-        r = read_case_arrays(c, labels)
-        probs = predict_case(model, r, plan)
-        pred = apply_postprocessing(probs.argmax(0), info["postprocessing"])
-        per_case.append(case_metrics(pred, r.label, labels, r.spacing, probs, r.fov, plan.regions))
-        write_mask(masks_dir, c, pred, r, labels)
+    partial = out.with_name(f".{split}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    masks_dir = partial / "masks"
+    masks_dir.mkdir(parents=True)
+    per_case, cases = [], []
+    try:
+        for c, r in read_cases(listed, manifest, skip_bad):
+            probs = predict_case(model, r, plan)
+            pred = apply_postprocessing(probs.argmax(0), info["postprocessing"])
+            per_case.append(
+                case_metrics(pred, r.label, labels, r.spacing, probs, r.fov, plan.regions)
+            )
+            write_mask(masks_dir, c, pred, r, labels)
+            cases.append(c)
+        if not cases:
+            raise ScandxError(f"no usable cases in split {split!r}", data)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     metrics = {
         "split": split,
         "cases": len(cases),
+        "skipped": len(manifest.skipped),
         "task": "segmentation",
         "labels": plan.labels,
         "field_of_view": bool(plan.use_fov),
@@ -266,7 +309,10 @@ def seg_evaluate_run(
         ),
         "postprocessing": info["postprocessing"],
     }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    (partial / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_skipped(partial, manifest.skipped)
+    shutil.rmtree(out, ignore_errors=True)
+    partial.rename(out)
     return metrics
 
 
@@ -301,20 +347,30 @@ def write_mask(
     return path
 
 
-def seg_predict_run(run: str | Path, files: list[str | Path], out_dir: str | Path) -> list[dict]:
+def seg_predict_run(
+    run: str | Path, files: list[str | Path], out_dir: str | Path, skip_bad: bool = False
+) -> list[dict]:
+    """A mask per input file (or DICOM series folder) in ``out_dir``; with ``skip_bad`` an
+    unusable input is listed in ``out_dir/skipped.csv`` instead of ending the run."""
     run, out_dir = Path(run), Path(out_dir)
     model, plan, info = load_seg_run(run)
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows, skipped = [], []
     for f in files:
         case = SegCase(Path(str(f)).name.split(".")[0], [str(f)], None)
-        r = read_case_arrays(case)
-        if r.image.shape[0] != plan.in_channels or r.image.ndim - 1 != plan.data_dims:
-            raise ScandxError(
-                f"image has {r.image.shape[0]} channel(s) and {r.image.ndim - 1} dimensions; the "
-                f"model expects {plan.in_channels} and {plan.data_dims}",
-                f,
-            )
+        try:
+            r = read_case_arrays(case)
+            if r.image.shape[0] != plan.in_channels or r.image.ndim - 1 != plan.data_dims:
+                raise ScandxError(
+                    f"image has {r.image.shape[0]} channel(s) and {r.image.ndim - 1} "
+                    f"dimensions; the model expects {plan.in_channels} and {plan.data_dims}",
+                    f,
+                )
+        except ScandxError as e:
+            if not skip_bad:
+                raise
+            skipped.append((str(f), e.reason))
+            continue
         probs = predict_case(model, r, plan)
         pred = apply_postprocessing(probs.argmax(0), info["postprocessing"])
         path = write_mask(out_dir, case, pred, r, {int(k): v for k, v in plan.labels.items()})
@@ -329,6 +385,7 @@ def seg_predict_run(run: str | Path, files: list[str | Path], out_dir: str | Pat
                 },
             }
         )
+    write_skipped(out_dir, skipped)
     return rows
 
 
