@@ -66,6 +66,8 @@ class SegPlan:
     lr: float = 2e-3
     weight_decay: float = 1e-4
     flips: bool = True
+    spatial_augment: bool = True  # in-plane rotation and scaling (augment.py)
+    intensity_augment: bool = True  # brightness, contrast, gamma, noise
     tta_flips: bool = True
     val_every: int = 1  # epochs between validations (sliding window over whole cases)
     val_fraction: float = 0.2

@@ -1,4 +1,4 @@
-"""Patch-based U-Net training: foreground oversampling, flips, Dice + cross-entropy,
+"""Patch-based U-Net training: foreground oversampling, flips + augment.py, Dice + CE,
 bf16 autocast on capable CPUs, validation Dice by sliding window, exact resume."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from scandx.models import create_model
+from scandx.segmentation import augment
 from scandx.segmentation.infer import predict_probabilities, roi_box
 from scandx.segmentation.metrics import dice
 from scandx.segmentation.plan import SegPlan
@@ -87,7 +88,12 @@ def sample_batch(
                     x, y = np.flip(x, axis + 1), np.flip(y, axis)
         xs.append(np.ascontiguousarray(x))
         ys.append(np.ascontiguousarray(y))
-    return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))[:, None]
+    xb, yb = torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))[:, None]
+    if plan.spatial_augment:
+        xb, yb = augment.spatial(xb, yb, rng)
+    if plan.intensity_augment:
+        xb = augment.intensity(xb, rng)
+    return xb, yb
 
 
 def validation_dice(model: torch.nn.Module, val: SegData, plan: SegPlan) -> float:

@@ -20,9 +20,9 @@ from scandx.errors import ScandxError
 from scandx.inference.model_io import sha256
 from scandx.runs import write_skipped
 from scandx.segmentation.infer import normalize, predict_case, predict_probabilities
-from scandx.segmentation.metrics import case_metrics, dice, summarize
+from scandx.segmentation.metrics import case_metrics, summarize
 from scandx.segmentation.plan import SegPlan, make_seg_plan, seg_fingerprint
-from scandx.segmentation.postprocess import keep_largest_component
+from scandx.segmentation.postprocess import choose_components, choose_threshold, label_map
 from scandx.segmentation.sources import SegCase, SegManifest, load_seg_source
 from scandx.segmentation.train import SegData, build_seg_model, fit_segmentation
 from scandx.segmentation.volumes import Loaded, read_case_arrays, resample
@@ -156,13 +156,16 @@ def seg_train_run(
             shutil.rmtree(out, ignore_errors=True)
         raise
     model = result["model"]
-    post = choose_postprocessing(model, val, plan)
-    info = save_seg_model(out / "model", model, plan, post, result["best"], manifest)
+    threshold, post = choose_postprocessing(model, val, plan)
+    info = save_seg_model(
+        out / "model", model, plan, post, result["best"], manifest, threshold=threshold
+    )
     summary = {
         "run": str(out),
         "best": result["best"],
         "train_seconds": round(time.perf_counter() - t0, 1),
         "postprocessing": post,
+        "threshold": threshold,
         "sha256": info["sha256"],
         "cases": manifest.summary(),
     }
@@ -170,36 +173,21 @@ def seg_train_run(
     return summary
 
 
-def choose_postprocessing(model: torch.nn.Module, val: SegData, plan: SegPlan) -> dict[str, Any]:
-    """Keep only the largest connected component of a class when that raises the
-    validation Dice of that class (nnU-Net's rule), decided per class."""
-    preds = [
-        predict_probabilities(model, img, plan, fov=fov).argmax(0)
-        for img, fov in zip(val.images, val.fovs, strict=True)
-    ]
-    chosen = {}
-    for k in range(1, plan.n_classes):
-        before, after = [], []
-        for p, lab, fov in zip(preds, val.labels, val.fovs, strict=True):
-            inside = np.ones(lab.shape, bool) if fov is None else fov
-            t = (lab == k) & inside
-            before.append(dice((p == k) & inside, t))
-            after.append(dice(keep_largest_component(p == k) & inside, t))
-        chosen[str(k)] = {
-            "keep_largest_component": bool(np.mean(after) > np.mean(before)),
-            "val_dice_before": float(np.mean(before)),
-            "val_dice_after": float(np.mean(after)),
-        }
-    return chosen
-
-
-def apply_postprocessing(pred: np.ndarray, post: dict[str, Any]) -> np.ndarray:
-    out = pred.copy()
-    for k, rule in post.items():
-        if rule.get("keep_largest_component"):
-            mask = pred == int(k)
-            out[mask & ~keep_largest_component(mask)] = 0
-    return out
+def choose_postprocessing(
+    model: torch.nn.Module, val: SegData, plan: SegPlan
+) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """(binary threshold or None, per-class component rules), both chosen on the
+    validation cases (postprocess.py)."""
+    preds, fg = [], []
+    for img, fov in zip(val.images, val.fovs, strict=True):
+        probs = predict_probabilities(model, img, plan, fov=fov)
+        if plan.n_classes == 2:
+            fg.append(probs[1])
+        preds.append(probs.argmax(0))
+    threshold = choose_threshold(fg, val.labels, val.fovs) if plan.n_classes == 2 else None
+    if threshold:
+        preds = [(p >= threshold["value"]).astype(np.int64) for p in fg]
+    return threshold, choose_components(preds, val.labels, val.fovs, plan.n_classes)
 
 
 def save_seg_model(
@@ -209,6 +197,7 @@ def save_seg_model(
     post: dict,
     best: dict,
     manifest: SegManifest,
+    threshold: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     model_dir.mkdir(parents=True, exist_ok=True)
     weights = model_dir / "weights.safetensors"
@@ -224,6 +213,7 @@ def save_seg_model(
         "slice_axis": plan.slice_axis,
         "in_channels": plan.in_channels,
         "postprocessing": post,
+        "threshold": threshold,  # binary tasks: foreground probability cut, chosen on val
         "best_epoch": best.get("epoch"),
         "val_dice": best.get("val_dice"),
         "training_data": manifest.summary(),
@@ -281,7 +271,7 @@ def seg_evaluate_run(
     try:
         for c, r in read_cases(listed, manifest, skip_bad):
             probs = predict_case(model, r, plan)
-            pred = apply_postprocessing(probs.argmax(0), info["postprocessing"])
+            pred = label_map(probs, info["postprocessing"], info.get("threshold"))
             per_case.append(
                 case_metrics(pred, r.label, labels, r.spacing, probs, r.fov, plan.regions)
             )
@@ -308,6 +298,7 @@ def seg_evaluate_run(
             regions=list(plan.regions),
         ),
         "postprocessing": info["postprocessing"],
+        "threshold": info.get("threshold"),
     }
     (partial / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     write_skipped(partial, manifest.skipped)
@@ -372,7 +363,7 @@ def seg_predict_run(
             skipped.append((str(f), e.reason))
             continue
         probs = predict_case(model, r, plan)
-        pred = apply_postprocessing(probs.argmax(0), info["postprocessing"])
+        pred = label_map(probs, info["postprocessing"], info.get("threshold"))
         path = write_mask(out_dir, case, pred, r, {int(k): v for k, v in plan.labels.items()})
         rows.append(
             {
