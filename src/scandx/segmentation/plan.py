@@ -187,8 +187,8 @@ def target_spacing(fp: dict[str, Any]) -> tuple[list[float] | None, int | None]:
     """(spacing to resample to, None when cases agree; the thick axis of anisotropic
     volumes or None). nnU-Net's rule: the median spacing, but when one axis is more than
     ANISOTROPY times coarser than the others and has few voxels, that axis takes the 10th
-    percentile of its spacings (resampling thick slices to the median would invent
-    slices)."""
+    percentile of its spacings (the median would throw away the through-plane
+    resolution of the finer-sliced cases)."""
     median = list(fp["median_spacing"])
     if fp["spatial_dims"] != 3:
         return (median if fp.get("spacings_differ") else None), None

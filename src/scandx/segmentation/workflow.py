@@ -69,8 +69,9 @@ def _load(
     cases: list[SegCase], manifest: SegManifest, plan: SegPlan, skip_bad: bool = False
 ) -> tuple[SegData, list[Loaded]]:
     raw = [r for _, r in read_cases(cases, manifest, skip_bad)]
-    if not raw:
-        raise ScandxError("no usable cases in this split", manifest.source)
+    if cases and not raw:
+        split = cases[0].split
+        raise ScandxError(f"every {split} case was skipped as unusable", manifest.source)
     images, labels, fovs = [], [], []
     for r in raw:
         img, lab, fov = normalize(r.image, plan, r.fov), r.label, r.fov
