@@ -76,3 +76,12 @@ def test_a_bad_test_case_keeps_the_previous_evaluation_or_is_skipped(tmp_path, c
     files = [str(data / "images" / n) for n in ("c000.png", "c001.png")]
     assert main(["-q", "predict", str(run), *files, "--out", str(out), "--skip-bad"]) == 0
     assert (out / "c000.png").exists() and set(_skipped(out)) == {files[1]}
+
+
+def test_a_single_labelled_case_is_one_line_not_a_traceback(tmp_path, capsys):
+    data = make_ellipse_folders(tmp_path / "one", n=1, size=32)
+    run = tmp_path / "run"
+    assert main(["-q", "train", "--data", str(data), "--out", str(run)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "at least 2 labelled training patients" in err[0]
+    assert not run.exists()

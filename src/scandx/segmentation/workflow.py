@@ -47,6 +47,12 @@ def assign_seg_splits(manifest: SegManifest, val_fraction: float, seed: int) -> 
             c.split = "train" if c.label else "test"
     if not manifest.in_split("train"):
         raise ScandxError("no training cases left after the validation split", manifest.source)
+    if not manifest.in_split("val"):
+        raise ScandxError(
+            "need at least 2 labelled training patients (one is held out to choose the "
+            "checkpoint, threshold and post-processing)",
+            manifest.source,
+        )
 
 
 def read_cases(
