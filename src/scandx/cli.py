@@ -221,7 +221,7 @@ def _run_segmentation(args: argparse.Namespace) -> int:
             if isinstance(m.get(k), dict) and m[k]["value"] is not None:
                 lo, hi = m[k]["ci95"]
                 print(f"  {k:<6} {m[k]['value']:8.4f}   [{lo:.4f}, {hi:.4f}]")
-        print(f"wrote {args.run}/eval/{args.split}/metrics.json and masks/")
+        print(f"wrote {args.run}/eval/{args.split}/: metrics.json, report.html, masks/")
     elif args.command == "predict":
         if not args.out:
             raise ScandxError("segmentation predict needs --out DIR for the masks")

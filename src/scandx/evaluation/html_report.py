@@ -33,7 +33,7 @@ def esc(value: Any) -> str:
     return html.escape(str(value))
 
 
-def _ci(m: Any, digits: int = 3) -> str:
+def ci_text(m: Any, digits: int = 3) -> str:
     if not isinstance(m, dict) or m.get("value") is None:
         return "n/a"
     lo, hi = m.get("ci95") or (None, None)
@@ -41,33 +41,33 @@ def _ci(m: Any, digits: int = 3) -> str:
     return f"{m['value']:.{digits}f}{ci}"
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
+def html_table(header: list[str], rows: list[list[str]]) -> str:
     head = "".join(f"<th>{h}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def headline_section(m: dict[str, Any]) -> str:
-    rows = [[esc(k), _ci(m[k])] for k in HEADLINE if isinstance(m.get(k), dict)]
+    rows = [[esc(k), ci_text(m[k])] for k in HEADLINE if isinstance(m.get(k), dict)]
     per_class = m.get("per_class", {})
     pc_rows = [
         [
             esc(c),
             str(v.get("n", "")),
-            _ci(v.get("auc")),
-            _ci(v.get("sensitivity")),
-            _ci(v.get("specificity")),
+            ci_text(v.get("auc")),
+            ci_text(v.get("sensitivity")),
+            ci_text(v.get("specificity")),
         ]
         for c, v in per_class.items()
     ]
     return (
         "<h2>Metrics</h2>"
-        + _table(["metric", "value (95% CI)"], rows)
+        + html_table(["metric", "value (95% CI)"], rows)
         + "<p class='muted'>95% CIs: percentile bootstrap over patients, "
         f"{m['bootstrap']['replicates']} replicates. Decisions at the operating threshold "
         "chosen on validation.</p>"
         + "<h3>Per class</h3>"
-        + _table(["class", "n", "AUC", "sensitivity", "specificity"], pc_rows)
+        + html_table(["class", "n", "AUC", "sensitivity", "specificity"], pc_rows)
     )
 
 
@@ -166,16 +166,16 @@ def operating_section(
             [
                 esc(OPERATING_RULES.get(r["rule"], r["rule"])),
                 f"{r['threshold']:.4f}",
-                _ci(r["sensitivity"]),
-                _ci(r["specificity"]),
-                _ci(r["ppv"]),
-                _ci(r["npv"]),
+                ci_text(r["sensitivity"]),
+                ci_text(r["specificity"]),
+                ci_text(r["ppv"]),
+                ci_text(r["npv"]),
             ]
             for r in rows
         ]
         out.append(f"<h3>{esc(target)}</h3>")
         out.append(
-            _table(
+            html_table(
                 ["threshold chosen by", "threshold", "sensitivity", "specificity", "PPV", "NPV"],
                 table_rows,
             )
@@ -214,7 +214,7 @@ def calibration_section(
         diagonal="up",
         legend="top left",
     )
-    counts = _table(
+    counts = html_table(
         ["bin", "cases", "mean predicted", "observed"],
         [
             [
@@ -255,9 +255,9 @@ def subgroup_section(subgroups: dict[str, list[dict[str, Any]]] | None) -> str:
         for r in rows:
             cells = [esc(r["value"]), str(r["cases"]), str(r["patients"])]
             cells += [str(r.get("positives", ""))] if has_pos else []
-            cells += [_ci(r.get(k)) for k in ("auc", "accuracy", "sensitivity", "specificity")]
+            cells += [ci_text(r.get(k)) for k in ("auc", "accuracy", "sensitivity", "specificity")]
             body.append(cells)
-        out.append(f"<h3>{esc(column)}</h3>" + _table(header, body))
+        out.append(f"<h3>{esc(column)}</h3>" + html_table(header, body))
     out.append(
         "<p class='muted'>Same operating threshold for every subgroup; CIs by patient bootstrap "
         "within the subgroup. Small subgroups give wide intervals.</p>"

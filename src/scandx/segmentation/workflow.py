@@ -23,6 +23,14 @@ from scandx.segmentation.infer import normalize, predict_case, predict_probabili
 from scandx.segmentation.metrics import case_metrics, summarize
 from scandx.segmentation.plan import SegPlan, make_seg_plan, seg_fingerprint
 from scandx.segmentation.postprocess import choose_components, choose_threshold, label_map
+from scandx.segmentation.report import (
+    case_panel,
+    case_score,
+    pick_gallery,
+    seg_model_card,
+    write_seg_model_card,
+    write_seg_report,
+)
 from scandx.segmentation.sources import SegCase, SegManifest, load_seg_source
 from scandx.segmentation.train import SegData, build_seg_model, fit_segmentation
 from scandx.segmentation.volumes import Loaded, read_case_arrays, resample
@@ -177,6 +185,7 @@ def seg_train_run(
         "cases": manifest.summary(),
     }
     (out / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_seg_model_card(out)
     return summary
 
 
@@ -274,7 +283,7 @@ def seg_evaluate_run(
     shutil.rmtree(partial, ignore_errors=True)
     masks_dir = partial / "masks"
     masks_dir.mkdir(parents=True)
-    per_case, cases = [], []
+    per_case, cases, panels = [], [], {}
     try:
         for c, r in read_cases(listed, manifest, skip_bad):
             probs = predict_case(model, r, plan)
@@ -283,6 +292,7 @@ def seg_evaluate_run(
                 case_metrics(pred, r.label, labels, r.spacing, probs, r.fov, plan.regions)
             )
             write_mask(masks_dir, c, pred, r, labels)
+            panels[c.case_id] = case_panel(r.image, r.label, pred, r.fov, r.affine)
             cases.append(c)
         if not cases:
             raise ScandxError(f"no usable cases in split {split!r}", data)
@@ -309,8 +319,13 @@ def seg_evaluate_run(
     }
     (partial / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     write_skipped(partial, manifest.skipped)
+    scores = {c: case_score(v, list(plan.regions)) for c, v in metrics["per_case"].items()}
+    gallery = [(g, c, scores[c], panels[c]) for g, c in pick_gallery(scores)]
+    card = seg_model_card(run, {split: metrics})
+    write_seg_report(partial / "report.html", metrics, info, plan.notes, gallery, card, run.name)
     shutil.rmtree(out, ignore_errors=True)
     partial.rename(out)
+    write_seg_model_card(run)
     return metrics
 
 
