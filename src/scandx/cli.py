@@ -69,6 +69,13 @@ def _parser() -> argparse.ArgumentParser:
             "(default: planned from the spacing)",
         )
         s.add_argument(
+            "--memory-budget",
+            type=float,
+            metavar="GB",
+            help="segmentation: training memory the patch and batch must fit "
+            "(default: 40%% of the free RAM or GPU memory)",
+        )
+        s.add_argument(
             "--seed", type=int, default=seed_default, help="seed for splits and training"
         )
 
@@ -188,6 +195,7 @@ def _run_segmentation(args: argparse.Namespace) -> int:
             seed=args.seed,
             dims=dims,
             skip_bad=args.skip_bad,
+            memory_budget_gb=args.memory_budget,
         )
         print(
             f"wrote {args.out}/plan.json: segmentation, patch {plan.patch_size}, "
@@ -207,6 +215,7 @@ def _run_segmentation(args: argparse.Namespace) -> int:
             plan_path=args.plan,
             dims=dims,
             skip_bad=args.skip_bad,
+            memory_budget_gb=args.memory_budget,
         )
         print(
             f"trained {args.out}: best epoch {s['best']['epoch'] + 1}, "
@@ -237,8 +246,9 @@ def _run(args: argparse.Namespace) -> int:
 
     if _is_segmentation(args):
         return _run_segmentation(args)
-    if getattr(args, "dims", None):
-        raise ScandxError("--dims applies to segmentation data only")
+    for flag in ("dims", "memory_budget"):
+        if getattr(args, flag, None):
+            raise ScandxError(f"--{flag.replace('_', '-')} applies to segmentation data only")
 
     if args.command == "demo":
         from scandx.demo import run_demo

@@ -11,7 +11,9 @@
   z-score per image and channel, inside the field-of-view mask when one is given;
 - patch: the median image shape, capped (2D 192 px edge, 3D 96 voxels per edge and a
   voxel budget), each edge a multiple of 16 (the U-Net's down-sampling);
-- batch and epochs from a timed probe of the U-Net at that patch and the time budget;
+- patch and batch shrunk until the estimated training memory fits a budget (memory.py;
+  default 40% of the free RAM or GPU memory);
+- epochs and steps from a timed probe of the U-Net at that patch and the time budget;
 - foreground oversampling: a third of the patches are centred on a foreground voxel.
 """
 
@@ -31,6 +33,7 @@ import torch
 from scandx import __version__
 from scandx.errors import ScandxError
 from scandx.planning import detect_device
+from scandx.segmentation.memory import default_budget, estimate_train_bytes
 from scandx.segmentation.sources import SegManifest
 from scandx.segmentation.volumes import read_case_arrays
 
@@ -73,6 +76,7 @@ class SegPlan:
     val_fraction: float = 0.2
     device: str = "cpu"
     precision: str = "fp32"
+    memory_budget_gb: float | None = None  # training memory the patch and batch fit in
     seed: int = 0
     time_budget_s: float = 600.0
     notes: list[str] = field(default_factory=list)
@@ -225,6 +229,36 @@ def unet_layout(patch: list[int], spacing: list[float]) -> tuple[list[list[int]]
     return strides, kernels
 
 
+def fit_memory(
+    patch: list[int], batch: int, spacing: list[float], precision: str, budget: int
+) -> tuple[list[int], int, list[list[int]], list[list[int]], str]:
+    """(patch, batch, strides, kernels, note) whose estimated training memory fits
+    ``budget`` bytes: halve the batch down to 2, then shrink the longest patch edge by
+    16, as nnU-Net shrinks its patch to fit the GPU."""
+    strides, kernels = unet_layout(patch, spacing)
+    est = estimate_train_bytes(patch, strides, batch, precision)
+    shrunk = False
+    while est > budget:
+        if batch > 2:
+            batch = max(2, batch // 2)
+        elif max(patch) > 16:
+            k = int(np.argmax(patch))
+            patch = patch[:k] + [patch[k] - 16] + patch[k + 1 :]
+        else:
+            raise ScandxError(
+                f"a training step needs about {est / 2**30:.2f} GiB even at batch 2 and "
+                f"patch {patch}; the memory budget is {budget / 2**30:.2f} GiB"
+            )
+        shrunk = True
+        strides, kernels = unet_layout(patch, spacing)
+        est = estimate_train_bytes(patch, strides, batch, precision)
+    note = (
+        f"training memory ~{est / 2**30:.2f} GiB estimated for batch {batch} x patch {patch} "
+        f"(budget {budget / 2**30:.1f} GiB{'; patch/batch reduced to fit' if shrunk else ''})"
+    )
+    return patch, batch, strides, kernels, note
+
+
 def make_seg_plan(
     manifest: SegManifest,
     fp: dict[str, Any],
@@ -233,8 +267,10 @@ def make_seg_plan(
     seed: int = 0,
     probe: bool = True,
     dims: int | None = None,
+    memory_budget_gb: float | None = None,
 ) -> SegPlan:
-    """The plan for ``manifest``; ``dims`` (2 or 3) overrides the 2D/3D choice."""
+    """The plan for ``manifest``; ``dims`` (2 or 3) overrides the 2D/3D choice;
+    ``memory_budget_gb`` the training-memory budget (default: 40% of what is free)."""
     notes: list[str] = []
     budget = float(time_budget_s or 600.0)
     device, precision = detect_device()
@@ -268,7 +304,10 @@ def make_seg_plan(
     in_plane = [n for a, n in enumerate(shape) if a != slice_axis]
     patch = _patch(in_plane, dims, anisotropic=thick is not None)
     layout_spacing = [v for a, v in enumerate(spacing) if a != slice_axis]
-    strides, kernels = unet_layout(patch, layout_spacing)
+    mem_budget = int(memory_budget_gb * 2**30) if memory_budget_gb else default_budget(device)
+    patch, batch, strides, kernels, memory_note = fit_memory(
+        patch, 8 if dims == 2 else 2, layout_spacing, precision, mem_budget
+    )
     if slice_axis is not None:
         notes.append(
             f"2D U-Net (DynUNet) slice by slice along axis {slice_axis} ({why}); patch "
@@ -296,7 +335,7 @@ def make_seg_plan(
             f"spacings differ between cases: resample to {target}{rule} (images linear, "
             "labels nearest); predictions go back to each case's own grid"
         )
-    batch = 8 if dims == 2 else 2
+    notes.append(memory_note)
     model_kwargs = {"strides": strides, "kernels": kernels}
     step_s = (
         _probe(fp["channels"], len(manifest.labels), patch, batch, precision, model_kwargs)
@@ -340,6 +379,7 @@ def make_seg_plan(
         in_channels=fp["channels"],
         patch_size=patch,
         model_kwargs=model_kwargs,
+        memory_budget_gb=round(mem_budget / 2**30, 2),
         batch_size=batch,
         normalization="ct" if ct else "zscore_per_image",
         ct_clip=fp["foreground_percentiles"] if ct else None,

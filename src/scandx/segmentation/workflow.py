@@ -107,11 +107,19 @@ def seg_plan_run(
     seed: int = 0,
     dims: int | None = None,
     skip_bad: bool = False,
+    memory_budget_gb: float | None = None,
 ) -> SegPlan:
     manifest = load_seg_source(data)
     assign_seg_splits(manifest, 0.2, seed)
     fp = seg_fingerprint(manifest, skip_bad=skip_bad)
-    plan = make_seg_plan(manifest, fp, time_budget_s=time_budget_s, seed=seed, dims=dims)
+    plan = make_seg_plan(
+        manifest,
+        fp,
+        time_budget_s=time_budget_s,
+        seed=seed,
+        dims=dims,
+        memory_budget_gb=memory_budget_gb,
+    )
     Path(out).mkdir(parents=True, exist_ok=True)
     plan.save(Path(out) / "plan.json")
     write_skipped(Path(out), manifest.skipped)
@@ -128,6 +136,7 @@ def seg_train_run(
     plan_path: str | Path | None = None,
     dims: int | None = None,
     skip_bad: bool = False,
+    memory_budget_gb: float | None = None,
 ) -> dict[str, Any]:
     """Plan (unless resuming or given ``plan_path``), train, choose post-processing and
     save the model; ``dims`` (2 or 3) overrides the planner's 2D/3D choice; ``skip_bad``
@@ -152,6 +161,7 @@ def seg_train_run(
             time_budget_s=time_budget_s,
             seed=run_seed,
             dims=dims,
+            memory_budget_gb=memory_budget_gb,
         )
     train, _ = _load(manifest.in_split("train"), manifest, plan, skip_bad)
     val, val_raw = _load(manifest.in_split("val"), manifest, plan, skip_bad)
