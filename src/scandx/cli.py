@@ -205,7 +205,27 @@ def _run_segmentation(args: argparse.Namespace) -> int:
             print(f"  - {note}")
     elif args.command == "train":
         if getattr(args, "folds", None):
-            raise ScandxError("--folds is not available for segmentation yet")
+            from scandx.segmentation.cross_validation import seg_train_folds
+
+            cv = seg_train_folds(
+                args.data,
+                args.out,
+                args.folds,
+                time_budget_s=args.time_budget,
+                seed=args.seed,
+                resume=args.resume,
+                dims=dims,
+                skip_bad=args.skip_bad,
+                memory_budget_gb=args.memory_budget,
+                plan_path=args.plan,
+            )
+            v = cv["val_dice"]
+            print(
+                f"trained {args.out}: {cv['folds']} folds, validation Dice {v['mean']:.4f} +- "
+                f"{v['sd']:.4f}, out-of-fold Dice {cv['out_of_fold_dice']:.4f}; "
+                f"the ensemble is {args.out}/model"
+            )
+            return 0
         s = seg.seg_train_run(
             args.data,
             args.out,

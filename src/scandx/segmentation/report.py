@@ -229,10 +229,10 @@ def seg_model_card(run: Path, current: dict[str, dict[str, Any]] | None = None) 
         f"- Preprocessing: {plan['normalization']}"
         + (", inside the region-of-interest mask" if plan.get("use_fov") else "")
         + (f"; resampled to {plan['target_spacing']}" if plan.get("target_spacing") else ""),
-        f"- Training: {plan['epochs']} epochs of {plan['steps_per_epoch']} steps planned, best "
-        f"epoch {(info.get('best_epoch') or 0) + 1} (validation Dice {info.get('val_dice'):.3f}), "
-        f"Dice + cross-entropy, AdamW lr {plan['lr']}, batch {plan['batch_size']}, precision "
-        f"{plan['precision']}, seed {plan['seed']} (all in plan.json)",
+        f"- Training: {plan['epochs']} epochs of {plan['steps_per_epoch']} steps planned, "
+        + _selection(info)
+        + f", Dice + cross-entropy, AdamW lr {plan['lr']}, batch {plan['batch_size']}, "
+        f"precision {plan['precision']}, seed {plan['seed']} (all in plan.json)",
         f"- Decision: threshold {t['value']:.2f} chosen on validation"
         if t
         else "- Decision: argmax",
@@ -272,6 +272,20 @@ def write_seg_model_card(run: Path) -> Path:
     path = run / "model" / "MODEL_CARD.md"
     path.write_text(seg_model_card(run))
     return path
+
+
+def _selection(info: dict[str, Any]) -> str:
+    cv = info.get("cross_validation")
+    if cv:
+        d = cv["fold_val_dice"]
+        return (
+            f"{cv['folds']}-fold ensemble (mean of the folds' probabilities; fold validation "
+            f"Dice {np.mean(d):.3f} +- {np.std(d, ddof=1):.3f}, out-of-fold Dice "
+            f"{info['val_dice']:.3f})"
+        )
+    return (
+        f"best epoch {(info.get('best_epoch') or 0) + 1} (validation Dice {info['val_dice']:.3f})"
+    )
 
 
 def ci_plain(m: Any) -> str:

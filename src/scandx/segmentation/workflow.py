@@ -79,9 +79,10 @@ def read_cases(
         yield c, loaded
 
 
-def _load(
+def load_split(
     cases: list[SegCase], manifest: SegManifest, plan: SegPlan, skip_bad: bool = False
 ) -> tuple[SegData, list[Loaded]]:
+    """Cases read, normalised and resampled as the plan says (training and validation)."""
     raw = [r for _, r in read_cases(cases, manifest, skip_bad)]
     if cases and not raw:
         split = cases[0].split
@@ -163,14 +164,27 @@ def seg_train_run(
             dims=dims,
             memory_budget_gb=memory_budget_gb,
         )
-    train, _ = _load(manifest.in_split("train"), manifest, plan, skip_bad)
-    val, val_raw = _load(manifest.in_split("val"), manifest, plan, skip_bad)
+    return train_prepared(manifest, plan, out, resuming=resuming, skip_bad=skip_bad)
+
+
+def train_prepared(
+    manifest: SegManifest,
+    plan: SegPlan,
+    out: Path,
+    *,
+    resuming: bool = False,
+    skip_bad: bool = False,
+) -> dict[str, Any]:
+    """Train on the manifest's train split, select on its val split, save the model and
+    post-processing in ``out`` (a single run, or one fold of ``train --folds``)."""
+    train, _ = load_split(manifest.in_split("train"), manifest, plan, skip_bad)
+    val, _ = load_split(manifest.in_split("val"), manifest, plan, skip_bad)
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     try:
         if not resuming:
             plan.save(out / "plan.json")
-            _save_cases(out / "cases.json", manifest)
+            save_cases(out / "cases.json", manifest)
             write_skipped(out, manifest.skipped)
         t0 = time.perf_counter()
         result = fit_segmentation(plan, train, val, out, resume=resuming)
@@ -251,17 +265,39 @@ def save_seg_model(
 
 
 def load_seg_run(run: Path) -> tuple[torch.nn.Module, SegPlan, dict[str, Any]]:
+    """(model, plan, model.json) of a run; a ``train --folds`` run gives the ensemble of
+    its fold models (mean of their softmax probabilities)."""
     info_path = run / "model" / "model.json"
     if not info_path.exists():
         raise ScandxError("no trained model here (model/model.json missing)", run)
     info = json.loads(info_path.read_text())
     plan = SegPlan.load(run / "plan.json")
-    weights = run / "model" / info["weights"]
-    if sha256(weights) != info["sha256"]:
-        raise ScandxError("model weights do not match the checksum in model.json", weights)
-    model = build_seg_model(plan)
-    load_model(model, str(weights))
-    return model.eval(), plan, info
+    members = []
+    for rel, digest in zip(
+        info.get("ensemble") or [info["weights"]],
+        info.get("member_sha256") or [info["sha256"]],
+        strict=True,
+    ):
+        weights = run / "model" / rel
+        if not weights.exists() or sha256(weights) != digest:
+            raise ScandxError("model weights missing or not matching model.json", weights)
+        model = build_seg_model(plan)
+        load_model(model, str(weights))
+        members.append(model.eval())
+    return (members[0] if len(members) == 1 else SegEnsemble(members)).eval(), plan, info
+
+
+class SegEnsemble(torch.nn.Module):
+    """Members' mean softmax probabilities, returned as log-probabilities so that the
+    softmax applied by inference gives back that mean."""
+
+    def __init__(self, members: list[torch.nn.Module]) -> None:
+        super().__init__()
+        self.members = torch.nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = torch.stack([torch.softmax(m(x).float(), 1) for m in self.members]).mean(0)
+        return torch.log(mean.clamp_min(1e-12))
 
 
 def is_seg_run(run: str | Path) -> bool:
@@ -412,7 +448,7 @@ def seg_predict_run(
     return rows
 
 
-def _save_cases(path: Path, manifest: SegManifest) -> None:
+def save_cases(path: Path, manifest: SegManifest) -> None:
     path.write_text(
         json.dumps(
             {
