@@ -30,7 +30,7 @@ def child(patch: list[int], batch: int, ch: int, k: int, precision: str) -> None
     from monai.losses import DiceCELoss
 
     from scandx.models import create_model
-    from scandx.segmentation.plan import unet_layout
+    from scandx.segmentation.plan import synthetic_step, unet_layout
 
     strides, kernels = unet_layout(patch, [1.0] * len(patch))
     torch.manual_seed(0)
@@ -42,12 +42,7 @@ def child(patch: list[int], batch: int, ch: int, k: int, precision: str) -> None
     x, y = torch.randn(batch, ch, *patch), torch.randint(0, k, (batch, 1, *patch))
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     for _ in range(2):
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-            out = model(x)
-        loss = loss_fn(out.float(), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        synthetic_step(model, opt, loss_fn, x, y, precision)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps({"measured": peak - base, "strides": strides}))
 

@@ -38,15 +38,23 @@ def _fmt(m: dict[str, Any] | None) -> str:
     return f"{m['value']:.3f} ({lo:.3f}-{hi:.3f})" if lo is not None else f"{m['value']:.3f}"
 
 
-def write_model_card(run: Path) -> Path:
-    run = Path(run)
+def read_run_files(run: Path) -> tuple[dict, dict, dict[str, dict]]:
+    """(model.json, plan.json, {split: metrics.json}) of a run; hidden folders (an
+    evaluation being written) are left out."""
     info = json.loads((run / "model" / "model.json").read_text())
     plan = json.loads((run / "plan.json").read_text())
-    data = info.get("training_data", {})
     evals = {
         p.parent.name: json.loads(p.read_text())
         for p in sorted((run / "eval").glob("*/metrics.json"))
+        if not p.parent.name.startswith(".")
     }
+    return info, plan, evals
+
+
+def write_model_card(run: Path) -> Path:
+    run = Path(run)
+    info, plan, evals = read_run_files(run)
+    data = info.get("training_data", {})
     classes = info["classes"]
     target = info.get("positive_class") or ", ".join(classes)
     lines = [

@@ -402,6 +402,17 @@ def _has_fov(manifest: SegManifest) -> bool:
     return any(c.fov for c in manifest.cases)
 
 
+def synthetic_step(model, opt, loss_fn, x, y, precision: str) -> None:
+    """One training step as fit_segmentation takes it (the probe times it, the memory
+    benchmark measures it)."""
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+        out = model(x)
+    loss = loss_fn(out.float(), y)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
 def _probe(
     channels: int,
     classes: int,
@@ -426,12 +437,7 @@ def _probe(
         times = []
         for i in range(3):
             t = time.perf_counter()
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-                out = model(x)
-            loss = loss_fn(out.float(), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            synthetic_step(model, opt, loss_fn, x, y, precision)
             if i:
                 times.append(time.perf_counter() - t)
         return float(min(times))

@@ -10,13 +10,13 @@ negative blue) on the slice with the most reference foreground.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from scandx.evaluation.html_report import CSS, ci_text, esc, html_table, model_card_section
+from scandx.evaluation.model_card import read_run_files
 from scandx.explain.gallery import png_base64
 
 METRICS = ("dice", "hd95", "nsd", "auc")
@@ -207,14 +207,8 @@ def write_seg_report(
 def seg_model_card(run: Path, current: dict[str, dict[str, Any]] | None = None) -> str:
     """Model card markdown from model.json, plan.json and RUN/eval/*/metrics.json, with
     ``current`` ({split: metrics}) standing in for an evaluation not yet in place."""
-    info = json.loads((run / "model" / "model.json").read_text())
-    plan = json.loads((run / "plan.json").read_text())
+    info, plan, evals = read_run_files(run)
     data = info.get("training_data", {})
-    evals = {
-        p.parent.name: json.loads(p.read_text())
-        for p in sorted((run / "eval").glob("*/metrics.json"))
-        if not p.parent.name.startswith(".")
-    }
     evals.update(current or {})
     labels = ", ".join(f"{k} {v}" for k, v in info["labels"].items())
     t = info.get("threshold")
