@@ -18,7 +18,7 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -41,11 +41,14 @@ from scandx.workflow import (
 
 log = logging.getLogger(__name__)
 
+AnyManifest = TypeVar("AnyManifest")
+
 FOLD_METRICS = ("auc", "accuracy", "balanced_accuracy", "sensitivity", "specificity", "ece")
 
 
-def fold_manifest(manifest: Manifest, folds: dict[str, int], i: int) -> Manifest:
-    """A copy of the manifest where fold i is "val", the other pooled folds "train"."""
+def fold_manifest(manifest: AnyManifest, folds: dict[str, int], i: int) -> AnyManifest:
+    """A copy of the manifest where fold i is "val", the other pooled folds "train"
+    (classification or segmentation: cases with ``patient_id`` and ``split``)."""
     m = copy.deepcopy(manifest)
     for c in m.cases:
         if c.patient_id in folds:

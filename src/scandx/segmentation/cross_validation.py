@@ -13,7 +13,6 @@ the out-of-fold Dice. ``--resume`` skips finished folds and continues a started 
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import time
@@ -23,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from scandx import __version__
+from scandx.cross_validation import fold_manifest
 from scandx.errors import ScandxError
 from scandx.runs import write_skipped
 from scandx.segmentation.infer import predict_probabilities
@@ -101,7 +101,7 @@ def seg_train_folds(
             log.info("fold %d already trained; skipped", i)
             summaries.append(json.loads((fold_dir / "train_summary.json").read_text()))
             continue
-        m = _fold_manifest(manifest, assignment, i)
+        m = fold_manifest(manifest, assignment, i)
         resuming = resume and (fold_dir / "checkpoints" / "last.ckpt").exists()
         log.info(
             "fold %d/%d: %d training, %d validation cases",
@@ -112,14 +112,6 @@ def seg_train_folds(
         )
         summaries.append(train_prepared(m, plan, fold_dir, resuming=resuming, skip_bad=skip_bad))
     return _ensemble(out, manifest, plan, assignment, summaries, time.perf_counter() - t0)
-
-
-def _fold_manifest(manifest: SegManifest, assignment: dict[str, int], i: int) -> SegManifest:
-    m = copy.deepcopy(manifest)
-    for c in m.cases:
-        if c.patient_id in assignment:
-            c.split = "val" if assignment[c.patient_id] == i else "train"
-    return m
 
 
 def _ensemble(
@@ -136,7 +128,7 @@ def _ensemble(
     fg, preds, labels, fovs = [], [], [], []
     for i in range(k):
         model, _, _ = load_seg_run(out / "folds" / f"fold{i}")
-        val, _ = load_split(_fold_manifest(manifest, assignment, i).in_split("val"), manifest, plan)
+        val, _ = load_split(fold_manifest(manifest, assignment, i).in_split("val"), manifest, plan)
         for img, fov, lab in zip(val.images, val.fovs, val.labels, strict=True):
             probs = predict_probabilities(model, img, plan, fov=fov)
             fg.append(probs[1] if plan.n_classes == 2 else None)
