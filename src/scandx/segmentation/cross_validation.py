@@ -128,7 +128,7 @@ def _ensemble(
     fg, preds, labels, fovs = [], [], [], []
     for i in range(k):
         model, _, _ = load_seg_run(out / "folds" / f"fold{i}")
-        val, _ = load_split(fold_manifest(manifest, assignment, i).in_split("val"), manifest, plan)
+        val = load_split(fold_manifest(manifest, assignment, i).in_split("val"), manifest, plan)
         for img, fov, lab in zip(val.images, val.fovs, val.labels, strict=True):
             probs = predict_probabilities(model, img, plan, fov=fov)
             fg.append(probs[1] if plan.n_classes == 2 else None)

@@ -81,14 +81,11 @@ def read_cases(
 
 def load_split(
     cases: list[SegCase], manifest: SegManifest, plan: SegPlan, skip_bad: bool = False
-) -> tuple[SegData, list[Loaded]]:
-    """Cases read, normalised and resampled as the plan says (training and validation)."""
-    raw = [r for _, r in read_cases(cases, manifest, skip_bad)]
-    if cases and not raw:
-        split = cases[0].split
-        raise ScandxError(f"every {split} case was skipped as unusable", manifest.source)
+) -> SegData:
+    """Cases read, normalised and resampled as the plan says (training and validation),
+    one at a time, so only the prepared arrays stay in memory."""
     images, labels, fovs = [], [], []
-    for r in raw:
+    for _, r in read_cases(cases, manifest, skip_bad):
         img, lab, fov = normalize(r.image, plan, r.fov), r.label, r.fov
         if plan.target_spacing and tuple(r.spacing) != tuple(plan.target_spacing):
             img = resample(img, r.spacing, plan.target_spacing, label=False)
@@ -97,7 +94,10 @@ def load_split(
         images.append(img)
         labels.append(lab)
         fovs.append(fov)
-    return SegData(images, labels, fovs), raw  # type: ignore[arg-type]
+    if cases and not images:
+        split = cases[0].split
+        raise ScandxError(f"every {split} case was skipped as unusable", manifest.source)
+    return SegData(images, labels, fovs)  # type: ignore[arg-type]
 
 
 def seg_plan_run(
@@ -177,8 +177,8 @@ def train_prepared(
 ) -> dict[str, Any]:
     """Train on the manifest's train split, select on its val split, save the model and
     post-processing in ``out`` (a single run, or one fold of ``train --folds``)."""
-    train, _ = load_split(manifest.in_split("train"), manifest, plan, skip_bad)
-    val, _ = load_split(manifest.in_split("val"), manifest, plan, skip_bad)
+    train = load_split(manifest.in_split("train"), manifest, plan, skip_bad)
+    val = load_split(manifest.in_split("val"), manifest, plan, skip_bad)
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     try:
