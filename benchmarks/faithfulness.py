@@ -21,12 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from scandx import workflow
-from scandx.data.images import preprocess
-from scandx.data.synthetic import make_phantom_dataset
-from scandx.explain.explain import explain_file
-from scandx.explain.faithfulness import deletion_drops, pointing_hit
-from scandx.inference import Predictor
+from scandx.tasks.classification import workflow
+from scandx.tasks.classification.data.images import preprocess
+from scandx.tasks.classification.data.synthetic import make_phantom_dataset
+from scandx.tasks.classification.explain.explain import explain_file
+from scandx.tasks.classification.explain.faithfulness import deletion_drops, pointing_hit
+from scandx.tasks.classification.inference import Predictor
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from scandx import workflow
+from scandx.tasks.classification import workflow
 
 PUBLISHED = {  # PneumoniaMNIST test AUC / ACC, MedMNIST v2 (Yang et al., Scientific Data 2023)
     "ResNet-18 (28)": (0.944, 0.854),

@@ -20,13 +20,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from scandx import workflow
-from scandx.data.images import preprocess, read_case
 from scandx.data.readers import read_image
-from scandx.data.sources import load_source
 from scandx.errors import BadImageError
-from scandx.evaluation.metrics import roc_auc
-from scandx.inference import Predictor
+from scandx.tasks.classification import workflow
+from scandx.tasks.classification.data.images import preprocess, read_case
+from scandx.tasks.classification.data.sources import load_source
+from scandx.tasks.classification.evaluation.metrics import roc_auc
+from scandx.tasks.classification.inference import Predictor
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 

@@ -30,7 +30,7 @@ def child(patch: list[int], batch: int, ch: int, k: int, precision: str) -> None
     from monai.losses import DiceCELoss
 
     from scandx.models import create_model
-    from scandx.segmentation.plan import synthetic_step, unet_layout
+    from scandx.tasks.segmentation.plan import synthetic_step, unet_layout
 
     strides, kernels = unet_layout(patch, [1.0] * len(patch))
     torch.manual_seed(0)
@@ -51,7 +51,7 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         child(*json.loads(sys.argv[2]))
         return
-    from scandx.segmentation.memory import estimate_train_bytes
+    from scandx.tasks.segmentation.memory import estimate_train_bytes
 
     head = ("patch", "batch", "ch", "prec", "estimate MB", "measured MB", "ratio")
     print(

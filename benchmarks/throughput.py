@@ -22,10 +22,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from scandx.config import Plan
 from scandx.models import create_model
-from scandx.planning import detect_device
-from scandx.training.loop import TrainData, fit
+from scandx.tasks.classification.plan import Plan
+from scandx.tasks.classification.planner import detect_device
+from scandx.tasks.classification.training.loop import TrainData, fit
 
 CONFIGS = {
     "resnet18-28px": ("resnet18", 28, 128, {"small_stem": True}),

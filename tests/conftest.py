@@ -32,7 +32,7 @@ needs_shared = pytest.mark.skipif(
 @pytest.fixture(scope="session")
 def phantoms(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small folder-per-class phantom data set (DICOM + PNG), 32 px."""
-    from scandx.data.synthetic import make_phantom_dataset
+    from scandx.tasks.classification.data.synthetic import make_phantom_dataset
 
     return make_phantom_dataset(tmp_path_factory.mktemp("phantoms"), n_patients=60, size=32, seed=1)
 

@@ -266,7 +266,7 @@ def test_unwritable_output_is_one_line(phantoms, tmp_path, capsys):
 def test_predict_applies_the_stored_calibration(quick_run, phantoms, tmp_path, capsys):
     import torch
 
-    from scandx.inference import Predictor
+    from scandx.tasks.classification.inference import Predictor
 
     run = quick_run
     predictor = Predictor.from_run(run)

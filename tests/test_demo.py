@@ -7,8 +7,8 @@ import json
 import numpy as np
 
 from scandx.data.readers import read_image
-from scandx.data.synthetic import phantom, write_dicom, write_png
-from scandx.demo import run_demo
+from scandx.tasks.classification.data.synthetic import phantom, write_dicom, write_png
+from scandx.tasks.classification.demo import run_demo
 
 
 def test_phantom_files_read_back_to_the_values_written(tmp_path):

@@ -175,8 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _is_segmentation(args: argparse.Namespace) -> bool:
-    from scandx.segmentation.sources import is_seg_source
-    from scandx.segmentation.workflow import is_seg_run
+    from scandx.tasks.segmentation.sources import is_seg_source
+    from scandx.tasks.segmentation.workflow import is_seg_run
 
     if args.command in ("plan", "train"):
         return is_seg_source(args.data)
@@ -184,7 +184,7 @@ def _is_segmentation(args: argparse.Namespace) -> bool:
 
 
 def _run_segmentation(args: argparse.Namespace) -> int:
-    from scandx.segmentation import workflow as seg
+    from scandx.tasks.segmentation import workflow as seg
 
     dims = {"2d": 2, "3d": 3}.get(getattr(args, "dims", None) or "")
     if args.command == "plan":
@@ -205,7 +205,7 @@ def _run_segmentation(args: argparse.Namespace) -> int:
             print(f"  - {note}")
     elif args.command == "train":
         if getattr(args, "folds", None):
-            from scandx.segmentation.cross_validation import seg_train_folds
+            from scandx.tasks.segmentation.cross_validation import seg_train_folds
 
             cv = seg_train_folds(
                 args.data,
@@ -262,7 +262,7 @@ def _run_segmentation(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from scandx import workflow
+    from scandx.tasks.classification import workflow
 
     if _is_segmentation(args):
         return _run_segmentation(args)
@@ -271,7 +271,7 @@ def _run(args: argparse.Namespace) -> int:
             raise ScandxError(f"--{flag.replace('_', '-')} applies to segmentation data only")
 
     if args.command == "demo":
-        from scandx.demo import run_demo
+        from scandx.tasks.classification.demo import run_demo
 
         _, table = run_demo(
             args.out, time_budget_s=args.time_budget, seed=args.seed, n_patients=args.patients
@@ -294,7 +294,7 @@ def _run(args: argparse.Namespace) -> int:
         for note in plan.notes:
             print(f"  - {note}")
     elif args.command == "train" and args.folds:
-        from scandx.cross_validation import train_folds
+        from scandx.tasks.classification.cross_validation import train_folds
 
         cv = train_folds(
             args.data,
@@ -360,7 +360,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def format_metrics(m: dict) -> str:
-    from scandx.evaluation.report import metric_rows
+    from scandx.tasks.classification.evaluation.report import metric_rows
 
     head = f"{m['split']}: {m['cases']} cases, {m['patients']} patients (value, 95% CI)"
     return "\n".join([head, *("  " + r for r in metric_rows(m))])

@@ -1,0 +1,97 @@
+"""Device and precision: chosen here, for every task, in one place.
+
+- ``detect_device()``: what a plan should ask for on this machine: CUDA with bf16 AMP
+  (fp16 AMP with gradient scaling on GPUs without bf16), else the CPU with bf16 autocast
+  where the CPU has AVX512-BF16 or AMX, else fp32.
+- ``runtime_device(device, precision)``: what a run actually uses: a CUDA plan on a
+  machine without a GPU falls back to the CPU (with a warning).
+- ``SCANDX_PRECISION=fp32|bf16|fp16`` forces the precision of new plans and of running
+  ones, so a test or benchmark reproduces the other kind of machine (fp32 on an AMX
+  CPU, say); ``SCANDX_DEVICE=cpu`` keeps a GPU machine on the CPU.
+- ``autocast(device, precision)`` and ``grad_scaler(device, precision)``: the training
+  context every task's steps run in. Inference is fp32 (a probability must not depend
+  on the batch it was computed in).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+
+import torch
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISION_ENV = "SCANDX_PRECISION"
+DEVICE_ENV = "SCANDX_DEVICE"
+
+
+def cpu_has_bf16() -> bool:
+    """True when the CPU has native bf16 arithmetic (AVX512-BF16 or AMX)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def forced_precision() -> str | None:
+    value = os.environ.get(PRECISION_ENV, "").strip().lower()
+    if not value:
+        return None
+    if value not in PRECISIONS:
+        from scandx.errors import ScandxError
+
+        raise ScandxError(f"{PRECISION_ENV}={value!r}: choose one of {', '.join(PRECISIONS)}")
+    return value
+
+
+def cuda_usable() -> bool:
+    return os.environ.get(DEVICE_ENV, "").strip().lower() != "cpu" and torch.cuda.is_available()
+
+
+def detect_device() -> tuple[str, str]:
+    """(device, precision) a new plan asks for on this machine."""
+    if cuda_usable():
+        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        device = "cuda"
+    else:
+        device, precision = "cpu", "bf16" if cpu_has_bf16() else "fp32"
+    return device, forced_precision() or precision
+
+
+def runtime_device(device: str, precision: str) -> tuple[str, str]:
+    """The device and precision a run uses: the plan's, unless no GPU is visible (then
+    this CPU's), or ``SCANDX_PRECISION`` forces another precision."""
+    if device.startswith("cuda") and not cuda_usable():
+        precision = "bf16" if cpu_has_bf16() else "fp32"
+        log.warning("plan asks for CUDA but no GPU is visible: running on the CPU in %s", precision)
+        device = "cpu"
+    precision = forced_precision() or precision
+    if device == "cpu" and precision == "fp16":
+        precision = "bf16" if cpu_has_bf16() else "fp32"  # no fp16 autocast on CPUs
+    return device, precision
+
+
+def autocast_dtype(precision: str) -> torch.dtype | None:
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+
+
+@contextlib.contextmanager
+def autocast(device: str, precision: str) -> Iterator[None]:
+    """Mixed precision for the forward pass (bf16 on CPUs that have it, bf16/fp16 on
+    CUDA); a no-op in fp32."""
+    dtype = autocast_dtype(precision)
+    kind = "cuda" if device.startswith("cuda") else "cpu"
+    with torch.autocast(kind, dtype=dtype or torch.float32, enabled=dtype is not None):
+        yield
+
+
+def grad_scaler(device: str, precision: str) -> torch.amp.GradScaler:
+    """Loss scaling for fp16 on CUDA (bf16 and fp32 need none; disabled otherwise)."""
+    kind = "cuda" if device.startswith("cuda") else "cpu"
+    return torch.amp.GradScaler(kind, enabled=precision == "fp16" and kind == "cuda")

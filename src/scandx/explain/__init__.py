@@ -1,5 +1,0 @@
-"""Explanations: Grad-CAM family and occlusion (MONAI), target layers, overlays."""
-
-from scandx.explain.cam import METHODS, explain_tensor, target_layers
-
-__all__ = ["METHODS", "explain_tensor", "target_layers"]

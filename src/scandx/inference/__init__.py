@@ -1,5 +1,0 @@
-"""Inference: the model directory and the Predictor every consumer uses."""
-
-from scandx.inference.predictor import Predictor
-
-__all__ = ["Predictor"]

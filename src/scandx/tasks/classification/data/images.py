@@ -1,0 +1,140 @@
+"""Case pixels and the preprocessing contract shared by training and inference.
+
+``InputContract`` is saved in ``model/model.json``; training, evaluation and
+prediction all call ``preprocess`` with it, so one image always becomes the
+same tensor.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from scandx.data.readers import read_image
+from scandx.errors import BadImageError, ScandxError
+from scandx.tasks.classification.data.manifest import Case
+from scandx.tasks.classification.data.medmnist import load_npz
+
+log = logging.getLogger(__name__)
+
+GREY_TOLERANCE = 2.0 / 255.0  # an "RGB" image whose channels differ by less is grey
+
+
+@dataclass
+class InputContract:
+    """How a file becomes a model input. Saved with the weights."""
+
+    spatial_dims: int = 2
+    channels: int = 1
+    size: list[int] = field(default_factory=lambda: [64, 64])
+    mean: list[float] = field(default_factory=lambda: [0.5])
+    std: list[float] = field(default_factory=lambda: [0.25])
+    resize: str = "letterbox-bilinear-antialias"
+    intensity: str = "display [0,1]: DICOM modality LUT + VOI + MONOCHROME1 inversion; 8-bit/255"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> InputContract:
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+def read_case(case: Case) -> np.ndarray:
+    """Display-space pixels of one case, (C, H, W) or (C, F, H, W) float32 in [0, 1]."""
+    if "npz_key" in case.meta:
+        arr = load_npz(case.path)[case.meta["npz_key"]][int(case.meta["npz_index"])]
+        a = arr.astype(np.float32) / (
+            255.0 if arr.dtype == np.uint8 else max(float(arr.max()), 1.0)
+        )
+        return a[None] if a.ndim == 2 else np.moveaxis(a, -1, 0)
+    return read_image(case.path)[0]
+
+
+def is_grey(arr: np.ndarray) -> bool:
+    """True for one channel, or three channels that carry the same values."""
+    if arr.shape[0] == 1:
+        return True
+    return (
+        arr.shape[0] == 3
+        and float(np.abs(arr[0] - arr[1]).max()) <= GREY_TOLERANCE
+        and float(np.abs(arr[0] - arr[2]).max()) <= GREY_TOLERANCE
+    )
+
+
+def _fit_channels(arr: np.ndarray, channels: int, where: str) -> np.ndarray:
+    c = arr.shape[0]
+    if c == channels:
+        return arr
+    if channels == 1 and c == 3:
+        if not is_grey(arr):
+            raise BadImageError("colour image given to a model trained on greyscale images", where)
+        return arr[:1]
+    if channels == 3 and c == 1:
+        return np.repeat(arr, 3, axis=0)  # a grey image is a colour image without colour
+    raise BadImageError(f"image has {c} channels; the model expects {channels}", where)
+
+
+def preprocess(arr: np.ndarray, contract: InputContract, where: str = "") -> torch.Tensor:
+    """Display-space array -> normalised model input (C, *size), float32."""
+    spatial = arr.ndim - 1
+    if spatial != contract.spatial_dims:
+        kind = f"{arr.shape[1]}-frame image" if spatial == 3 else f"{spatial}D image"
+        raise BadImageError(
+            f"{kind} given to a {contract.spatial_dims}D model (shape {tuple(arr.shape)})", where
+        )
+    arr = _fit_channels(arr, contract.channels, where)
+    x = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+    x = letterbox_resize(x, list(contract.size))
+    mean = torch.tensor(contract.mean, dtype=torch.float32).view(-1, *([1] * contract.spatial_dims))
+    std = torch.tensor(contract.std, dtype=torch.float32).view(-1, *([1] * contract.spatial_dims))
+    return (x - mean) / std
+
+
+def letterbox_resize(x: torch.Tensor, size: list[int]) -> torch.Tensor:
+    """Pad (C, *S) to the target aspect ratio with zeros, centred, then resize."""
+    shape = list(x.shape[1:])
+    if shape == size:
+        return x
+    scale = min(s / t for s, t in zip(shape, size, strict=True))
+    padded = [max(s, int(round(t * scale))) for s, t in zip(shape, size, strict=True)]
+    pads: list[int] = []
+    for s, p in reversed(list(zip(shape, padded, strict=True))):
+        pads += [(p - s) // 2, p - s - (p - s) // 2]
+    if any(pads):
+        x = F.pad(x, pads)
+    mode = "bilinear" if len(size) == 2 else "trilinear"
+    return F.interpolate(
+        x[None], size=size, mode=mode, align_corners=False, antialias=len(size) == 2
+    )[0]
+
+
+def load_cases(
+    cases: list[Case], contract: InputContract, *, skip_bad: bool = False, desc: str = "loading"
+) -> tuple[torch.Tensor, list[Case], list[tuple[str, str]]]:
+    """Read and preprocess every case into one tensor (N, C, *size).
+
+    Returns the tensor, the cases kept, and (path, reason) for each case skipped.
+    Without ``skip_bad`` the first bad image raises BadImageError.
+    """
+    out = torch.empty((len(cases), contract.channels, *contract.size), dtype=torch.float32)
+    kept: list[Case] = []
+    skipped: list[tuple[str, str]] = []
+    for case in tqdm(cases, desc=desc, unit="img", leave=False, disable=None):
+        try:
+            out[len(kept)] = preprocess(read_case(case), contract, case.path)
+        except BadImageError as e:
+            if not skip_bad:
+                raise
+            skipped.append((e.where or case.path, e.reason))
+            continue
+        kept.append(case)
+    if not kept:
+        raise ScandxError("no readable images left", cases[0].path if cases else None)
+    return out[: len(kept)], kept, skipped

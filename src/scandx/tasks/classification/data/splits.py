@@ -1,0 +1,125 @@
+"""Patient-level, stratified, seeded train/val/test splits.
+
+Splits given by the source are kept. Cases without a split are assigned by
+patient: every case of a patient lands in the same split, and patients are
+spread over the splits per stratum (their label) so class balance holds.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+
+import numpy as np
+
+from scandx.errors import ScandxError
+from scandx.tasks.classification.data.manifest import Case, Manifest
+
+log = logging.getLogger(__name__)
+
+
+def _stratum(cases: list[Case], task: str) -> str:
+    if task == "multilabel":
+        pos = np.sum([c.target for c in cases], axis=0)
+        return "none" if pos.sum() == 0 else f"l{int(np.argmax(pos))}"
+    values, counts = np.unique([int(c.target) for c in cases], return_counts=True)  # type: ignore[arg-type]
+    return f"c{int(values[np.argmax(counts)])}"
+
+
+def check_patient_leakage(manifest: Manifest) -> None:
+    """Raise when one patient appears in more than one split."""
+    seen: dict[str, str] = {}
+    for c in manifest.cases:
+        if not c.split:
+            continue
+        other = seen.setdefault(c.patient_id, c.split)
+        if other != c.split:
+            raise ScandxError(
+                f"patient {c.patient_id} appears in both '{other}' and '{c.split}' splits; "
+                "fix the split column, or drop it and let scandx split by patient",
+                c.path,
+            )
+
+
+def assign_splits(
+    manifest: Manifest, seed: int = 0, val_fraction: float = 0.15, test_fraction: float = 0.15
+) -> Manifest:
+    """Fill in missing splits in place (patient-level, stratified, seeded); returns the manifest."""
+    check_patient_leakage(manifest)
+    given = {c.split for c in manifest.cases if c.split}
+    todo = [c for c in manifest.cases if not c.split]
+    rng = np.random.default_rng(seed)
+
+    if todo:
+        # cases without a split: their patients go to train/val/test in proportion,
+        # except that a split the source already provides is not filled again.
+        fractions = {"val": val_fraction, "test": test_fraction}
+        fractions = {k: v for k, v in fractions.items() if k not in given}
+        _assign(todo, manifest.task, fractions, rng)
+    elif "val" not in given and "train" in given:
+        # a source with train/test only: carve validation patients out of train.
+        train = [c for c in manifest.cases if c.split == "train"]
+        for c in train:
+            c.split = ""
+        _assign(train, manifest.task, {"val": val_fraction / (1 - test_fraction)}, rng)
+    missing = [s for s in ("train", "val") if not manifest.in_split(s)]
+    if missing:
+        raise ScandxError(
+            f"no cases in the {' and '.join(missing)} split; need a few patients per split",
+            manifest.source,
+        )
+    check_patient_leakage(manifest)
+    return manifest
+
+
+def _assign(
+    cases: list[Case], task: str, fractions: dict[str, float], rng: np.random.Generator
+) -> None:
+    by_patient: dict[str, list[Case]] = defaultdict(list)
+    for c in cases:
+        by_patient[c.patient_id].append(c)
+    by_stratum: dict[str, list[str]] = defaultdict(list)
+    for pid in sorted(by_patient):
+        by_stratum[_stratum(by_patient[pid], task)].append(pid)
+    for stratum in sorted(by_stratum):
+        patients = by_stratum[stratum]
+        order = rng.permutation(len(patients))
+        n = len(patients)
+        start = 0
+        for split, frac in fractions.items():
+            k = int(round(n * frac))
+            if k == 0 and n >= 3:
+                k = 1  # every split sees every class when there are enough patients
+            for i in order[start : start + k]:
+                for c in by_patient[patients[i]]:
+                    c.split = split
+            start += k
+        for i in order[start:]:
+            for c in by_patient[patients[i]]:
+                c.split = "train"
+
+
+def assign_folds(cases: list[Case], task: str, k: int, seed: int) -> dict[str, int]:
+    """{patient_id: fold} for k patient-level folds, stratified by the patients' labels.
+
+    Patients of each stratum are shuffled (seeded) and dealt round-robin, continuing
+    from where the previous stratum stopped, so fold sizes differ by at most one patient.
+    """
+    if k < 2:
+        raise ScandxError(f"--folds must be at least 2 (got {k})")
+    by_patient: dict[str, list[Case]] = defaultdict(list)
+    for c in cases:
+        by_patient[c.patient_id].append(c)
+    if len(by_patient) < k:
+        raise ScandxError(f"{len(by_patient)} patients cannot make {k} folds")
+    strata: dict[str, list[str]] = defaultdict(list)
+    for pid in sorted(by_patient):
+        strata[_stratum(by_patient[pid], task)].append(pid)
+    rng = np.random.default_rng(seed)
+    folds, turn = {}, 0
+    for name in sorted(strata):
+        pids = strata[name]
+        for i in rng.permutation(len(pids)):
+            folds[pids[i]] = turn % k
+            turn += 1
+    return folds

@@ -1,0 +1,166 @@
+"""``scandx evaluate``: score one split of a data source with a run's Predictor."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from scandx.errors import ScandxError
+from scandx.tasks.classification.data.images import load_cases
+from scandx.tasks.classification.data.sources import load_source
+from scandx.tasks.classification.evaluation.analyses import (
+    curves_for,
+    operating_points_for,
+    reliability_for,
+)
+from scandx.tasks.classification.evaluation.calibration import expected_calibration_error
+from scandx.tasks.classification.evaluation.html_report import write_report
+from scandx.tasks.classification.evaluation.model_card import write_model_card
+from scandx.tasks.classification.evaluation.report import evaluate_predictions
+from scandx.tasks.classification.evaluation.subgroups import resolve_columns, subgroup_metrics
+from scandx.tasks.classification.inference.predictor import Predictor
+from scandx.tasks.classification.runs import apply_run_splits, labels_tensor
+
+log = logging.getLogger(__name__)
+
+
+def evaluate_run(
+    run: str | Path,
+    data: str | Path,
+    *,
+    split: str = "test",
+    image_root: str | Path | None = None,
+    skip_bad: bool = False,
+    n_boot: int = 1000,
+    subgroups: Sequence[str] | None = None,
+    gallery: int = 4,
+) -> dict[str, Any]:
+    """Score a split with the run's Predictor.
+
+    Writes eval/<split>/ metrics.json, predictions.csv, curves.json and report.html, and
+    refreshes model/model_card.md. ``subgroups`` names metadata columns to break the
+    metrics down by (default for DICOM: sex, age band, manufacturer); ``gallery`` is the
+    number of Grad-CAM overlays per category (true/false positive/negative), 0 for none.
+    """
+    run = Path(run)
+    predictor = Predictor.from_run(run)
+    manifest = load_source(data, image_root=image_root, skip_bad=skip_bad)
+    if list(manifest.classes) != list(predictor.classes) or manifest.task != predictor.task:
+        raise ScandxError(
+            f"data classes {manifest.classes} do not match the model's {predictor.classes}", data
+        )
+    apply_run_splits(manifest, run / "manifest.csv", strict=False)
+    cases = manifest.in_split(split)
+    if not cases:
+        have = sorted({c.split for c in manifest.cases})
+        raise ScandxError(f"no cases in split {split!r}; available: {', '.join(have)}", data)
+    columns = resolve_columns(cases, subgroups)  # an unknown column fails before any work
+    x, kept, skipped = load_cases(
+        cases, predictor.contract, skip_bad=skip_bad, desc=f"{split} images"
+    )
+    logits, features = predictor.logits_and_features(x)
+    probs = predictor.to_probabilities(logits)
+    raw_probs = predictor.to_probabilities(logits, calibrated=False)
+    y = labels_tensor(manifest, kept).numpy()
+    task, classes = manifest.task, list(manifest.classes)
+    patients = [c.patient_id for c in kept]
+    calibration = {
+        **(predictor.info.get("calibration") or {"method": "none"}),
+        "ece_before": expected_calibration_error(task, y, raw_probs),
+        "ece_after": expected_calibration_error(task, y, probs),
+        "ece_bins": 15,
+    }
+    ood_scores = predictor.ood_scores(features=features)
+    ood = {"method": "none"}
+    if ood_scores is not None:
+        threshold = predictor.info["ood"]["threshold"]
+        ood = {"threshold": threshold, "flagged_fraction": float(np.mean(ood_scores > threshold))}
+    thresholds = predictor.info["thresholds"]
+    metrics = evaluate_predictions(task, classes, y, probs, thresholds, patients, n_boot=n_boot)
+    curves = curves_for(task, classes, y, probs, patients, n_boot)
+    metrics = {
+        "split": split,
+        "cases": len(kept),
+        "patients": len({c.patient_id for c in kept}),
+        "task": manifest.task,
+        "classes": manifest.classes,
+        "threshold": {
+            **thresholds,
+            "note": "chosen on the validation split at training time; never tuned on test",
+        },
+        **metrics,
+        "average_precision": {k: round(c["pr"]["average_precision"], 6) for k, c in curves.items()},
+        "operating_points": operating_points_for(
+            task, classes, y, probs, patients, predictor.info.get("operating_points"), n_boot
+        ),
+        "calibration": calibration,
+        "ood": ood,
+        "subgroups": subgroup_metrics(
+            task, classes, y, probs, thresholds, kept, columns, n_boot=n_boot
+        ),
+    }
+    if skipped:
+        metrics["skipped"] = [{"path": p, "reason": r} for p, r in skipped]
+    decisions = predictor.decide(probs)
+    shown = None
+    if gallery > 0:
+        from scandx.tasks.classification.explain.gallery import render_gallery, select_gallery
+
+        shown = render_gallery(predictor, kept, select_gallery(task, y, probs, decisions, gallery))
+    out = run / "eval" / split
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    (out / "curves.json").write_text(json.dumps(curves) + "\n")
+    card = write_model_card(run)
+    report = write_report(
+        out / "report.html",
+        {
+            "run_name": run.resolve().name,
+            "metrics": metrics,
+            "info": predictor.info,
+            "curves": curves,
+            "reliability": reliability_for(task, y, raw_probs, probs),
+            "gallery": shown,
+            "gallery_method": next(
+                (it["method"] for items in (shown or {}).values() for it in items), "gradcam"
+            ),
+            "model_card": card.read_text(),
+            "created": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        },
+    )
+    log.info("report: %s", report)
+    with open(out / "predictions.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        label_cols = (
+            ["label"] if manifest.task != "multilabel" else [f"label_{c}" for c in manifest.classes]
+        )
+        w.writerow(
+            [
+                "case_id",
+                "patient_id",
+                "path",
+                *label_cols,
+                *[f"prob_{c}" for c in manifest.classes],
+                "predicted",
+            ]
+        )
+        for c, pr, d, yy in zip(kept, probs, decisions, y, strict=True):
+            labels = (
+                [manifest.classes[int(yy)]]
+                if manifest.task != "multilabel"
+                else [int(v) for v in yy]
+            )
+            pred = (
+                ";".join(n for n, v in zip(manifest.classes, d, strict=True) if v)
+                if manifest.task == "multilabel"
+                else manifest.classes[int(d)]
+            )
+            w.writerow([c.case_id, c.patient_id, c.path, *labels, *[f"{p:.6f}" for p in pr], pred])
+    return metrics

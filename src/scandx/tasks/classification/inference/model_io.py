@@ -1,0 +1,114 @@
+"""``RUN/model/``: weights as safetensors plus ``model.json``, which carries the
+labels, the input contract, the operating thresholds and a checksum, so the
+weights describe themselves and nothing is unpickled on load."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from scandx import __version__
+from scandx.errors import ScandxError
+from scandx.models import create_model
+from scandx.tasks.classification.data.images import InputContract
+from scandx.tasks.classification.plan import Plan
+
+WEIGHTS = "weights.safetensors"
+MODEL_JSON = "model.json"
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def contract_of(plan: Plan) -> InputContract:
+    return InputContract(
+        spatial_dims=plan.spatial_dims,
+        channels=plan.in_channels,
+        size=list(plan.input_size),
+        mean=list(plan.intensity_mean),
+        std=list(plan.intensity_std),
+    )
+
+
+def save_model(
+    model_dir: Path,
+    model: torch.nn.Module,
+    plan: Plan,
+    thresholds: dict[str, Any],
+    extra: dict[str, Any],
+    ood_tensors: dict[str, torch.Tensor] | None = None,
+) -> dict[str, Any]:
+    """Write weights + model.json; returns the model.json content."""
+    model_dir.mkdir(parents=True, exist_ok=True)
+    weights = model_dir / WEIGHTS
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(weights))
+    if ood_tensors is not None:
+        save_file(
+            {k: v.contiguous() for k, v in ood_tensors.items()}, str(model_dir / "ood.safetensors")
+        )
+    info = {
+        "format": "scandx-model/1",
+        "scandx_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "task": plan.task,
+        "classes": list(plan.classes),
+        "positive_class": plan.classes[1] if plan.task == "binary" else None,
+        "model": plan.model,
+        "model_kwargs": plan.model_kwargs,
+        "spatial_dims": plan.spatial_dims,
+        "in_channels": plan.in_channels,
+        "out_channels": len(plan.classes),
+        "input": contract_of(plan).to_dict(),
+        "thresholds": thresholds,
+        "weights": WEIGHTS,
+        "sha256": sha256(weights),
+        **extra,
+    }
+    (model_dir / MODEL_JSON).write_text(json.dumps(info, indent=2) + "\n")
+    return info
+
+
+def read_model_json(model_dir: Path) -> dict[str, Any]:
+    meta_path = model_dir / MODEL_JSON
+    if not meta_path.exists():
+        raise ScandxError(
+            "no trained model here (model/model.json missing); run scandx train first", model_dir
+        )
+    return json.loads(meta_path.read_text())
+
+
+def load_model(model_dir: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Rebuild the network from model.json and load its checked weights."""
+    info = read_model_json(model_dir)
+    if "ensemble" in info:
+        raise ScandxError("an ensemble has no single network; use Predictor.from_run", model_dir)
+    weights = model_dir / info["weights"]
+    if not weights.exists():
+        raise ScandxError("model weights missing", weights)
+    if sha256(weights) != info["sha256"]:
+        raise ScandxError("model weights do not match the checksum in model.json", weights)
+    model = create_model(
+        info["model"],
+        info["spatial_dims"],
+        info["in_channels"],
+        info["out_channels"],
+        input_size=info["input"]["size"],
+        **info.get("model_kwargs", {}),
+    )
+    model.load_state_dict(load_file(str(weights)))
+    model.eval()
+    if info.get("ood"):
+        info["ood_tensors"] = load_file(str(model_dir / info["ood"]["file"]))
+    return model, info

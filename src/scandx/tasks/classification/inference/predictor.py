@@ -1,0 +1,156 @@
+"""The Predictor: a trained run directory -> probabilities and decisions.
+
+Evaluate, predict (and later explain and serve) all go through this class, so
+an image gives the same probability wherever it is scored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from scandx.data.readers import read_image
+from scandx.errors import BadImageError
+from scandx.tasks.classification.data.images import InputContract, preprocess, read_case
+from scandx.tasks.classification.data.manifest import Case
+from scandx.tasks.classification.evaluation.calibration import apply_calibration
+from scandx.tasks.classification.inference.model_io import load_model, read_model_json
+from scandx.tasks.classification.inference.ood import (
+    as_features,
+    capturing_penultimate,
+    mahalanobis,
+    penultimate_features,
+    tta_probabilities,
+)
+from scandx.tasks.classification.training.loop import predict_logits, probabilities
+
+
+class Predictor:
+    def __init__(self, model: torch.nn.Module, info: dict[str, Any], device: str = "cpu"):
+        self.model = model.to(device).eval()
+        self.info = info
+        self.device = device
+        self.contract = InputContract.from_dict(info["input"])
+        self.task: str = info["task"]
+        self.classes: list[str] = info["classes"]
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, device: str = "cpu") -> Predictor:
+        """The run's model; a cross-validated run (``train --folds``) gives its ensemble."""
+        model_dir = Path(run_dir) / "model"
+        info = read_model_json(model_dir)
+        if "ensemble" in info:
+            from scandx.tasks.classification.inference.ensemble import EnsemblePredictor
+
+            return EnsemblePredictor.from_members(model_dir, info, device)
+        model, info = load_model(model_dir)
+        return cls(model, info, device)
+
+    def prepare_file(self, path: str | Path) -> torch.Tensor:
+        arr, _ = read_image(path)
+        return preprocess(arr, self.contract, str(path))
+
+    def prepare_case(self, case: Case) -> torch.Tensor:
+        return preprocess(read_case(case), self.contract, case.path)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Raw (uncalibrated) fp32 logits for a preprocessed batch (N, C, *size)."""
+        return predict_logits(self.model, x, self.device)
+
+    def to_probabilities(self, logits: torch.Tensor, calibrated: bool = True) -> np.ndarray:
+        """Probabilities from logits, through the calibration in model.json by default."""
+        if calibrated:
+            logits = apply_calibration(logits, self.info.get("calibration"))
+        return probabilities(self.task, logits).numpy()
+
+    def probabilities(self, x: torch.Tensor) -> np.ndarray:
+        """Calibrated class (or label) probabilities for a preprocessed batch."""
+        return self.to_probabilities(self.logits(x))
+
+    def logits_and_features(self, x: torch.Tensor) -> tuple[torch.Tensor, np.ndarray | None]:
+        """Raw logits and, when the model has an OOD score, its features, in one pass."""
+        if self.info.get("ood_tensors") is None:
+            return self.logits(x), None
+        with capturing_penultimate(self.model) as captured:
+            logits = self.logits(x)
+        return logits, as_features(captured)
+
+    def ood_scores(
+        self, x: torch.Tensor | None = None, features: np.ndarray | None = None
+    ) -> np.ndarray | None:
+        """Mahalanobis OOD score per image (higher = less like the training data), from a
+        batch or from features already captured by ``logits_and_features``."""
+        tensors = self.info.get("ood_tensors")
+        if tensors is None:
+            return None
+        if features is None:
+            features = penultimate_features(self.model, x.to(self.device))
+        return mahalanobis(features, tensors)
+
+    def uncertainty(
+        self, x: torch.Tensor, n: int = 8, probs: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Spread (std) of the decision probability over seeded test-time augmentations
+        (``probs``: the batch's own probabilities, when already computed)."""
+        tta = tta_probabilities(
+            self.probabilities, x, self.contract.mean, self.contract.std, n, first=probs
+        )
+        if self.task == "binary":
+            return tta[:, :, 1].std(0)
+        if self.task == "multiclass":
+            top = tta[0].argmax(1)
+            return tta[:, np.arange(len(top)), top].std(0)
+        return tta.std(0).mean(1)
+
+    def decide(self, probs: np.ndarray) -> np.ndarray:
+        """Decisions at the saved operating thresholds (chosen on validation data)."""
+        th = self.info["thresholds"]
+        if self.task == "binary":
+            return (probs[:, 1] >= th["positive"]).astype(int)
+        if self.task == "multilabel":
+            t = np.array([th[c] for c in self.classes])
+            return (probs >= t[None]).astype(int)
+        return probs.argmax(1)
+
+    def predict_files(
+        self, paths: Sequence[str | Path], skip_bad: bool = False
+    ) -> list[dict[str, Any]]:
+        """One result dict per readable file (or an error entry when ``skip_bad``)."""
+        rows: list[dict[str, Any]] = []
+        tensors, ok = [], []
+        for p in paths:
+            try:
+                tensors.append(self.prepare_file(p))
+                ok.append(str(p))
+            except BadImageError as e:
+                if not skip_bad:
+                    raise
+                rows.append({"path": str(p), "error": e.reason})
+        if tensors:
+            x = torch.stack(tensors)
+            logits, features = self.logits_and_features(x)
+            probs = self.to_probabilities(logits)
+            spread = self.uncertainty(x, probs=probs)
+            scores = self.ood_scores(features=features)
+            threshold = (self.info.get("ood") or {}).get("threshold")
+            for i, (path, pr, d) in enumerate(zip(ok, probs, self.decide(probs), strict=True)):
+                row = {"path": path, **self._row(pr, d), "uncertainty": float(spread[i])}
+                if scores is not None:
+                    row["ood_score"] = float(scores[i])
+                    row["ood_flag"] = bool(scores[i] > threshold)
+                rows.append(row)
+        return rows
+
+    def _row(self, probs: np.ndarray, decision: Any) -> dict[str, Any]:
+        row: dict[str, Any] = {
+            f"prob_{c}": float(p) for c, p in zip(self.classes, probs, strict=True)
+        }
+        if self.task == "multilabel":
+            row["predicted"] = ";".join(c for c, d in zip(self.classes, decision, strict=True) if d)
+        else:
+            row["predicted"] = self.classes[int(decision)]
+        return row

@@ -1,0 +1,293 @@
+"""One library function per CLI step: plan and train here; evaluate, predict, explain re-exported.
+
+Input problems surface as ScandxError before anything is written: a run
+directory is created only once the data has been read and checked.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from scandx.errors import ScandxError
+from scandx.tasks.classification.data.images import load_cases
+from scandx.tasks.classification.data.manifest import Manifest
+from scandx.tasks.classification.data.sources import load_source
+from scandx.tasks.classification.data.splits import assign_splits
+from scandx.tasks.classification.evaluation.calibration import (
+    apply_calibration,
+    expected_calibration_error,
+    fit_calibration,
+)
+from scandx.tasks.classification.evaluation.curves import choose_operating_points
+from scandx.tasks.classification.evaluation.evaluate import evaluate_run
+from scandx.tasks.classification.evaluation.metrics import youden_threshold
+from scandx.tasks.classification.evaluation.model_card import write_model_card
+from scandx.tasks.classification.inference.commands import explain_run, predict_run
+from scandx.tasks.classification.inference.model_io import contract_of, save_model
+from scandx.tasks.classification.inference.ood import fit_ood
+from scandx.tasks.classification.plan import Plan
+from scandx.tasks.classification.planner import fingerprint, make_plan
+from scandx.tasks.classification.runs import apply_run_splits, labels_tensor, write_skipped
+from scandx.tasks.classification.training.loop import (
+    Hook,
+    TrainData,
+    fit,
+    predict_logits,
+    probabilities,
+)
+
+# evaluate, predict and explain live with their packages; re-exported so that the
+# CLI calls one module for every step
+__all__ = [
+    "evaluate_run",
+    "explain_run",
+    "plan_run",
+    "predict_run",
+    "prepare_manifest",
+    "train_run",
+]
+
+log = logging.getLogger(__name__)
+
+
+def prepare_manifest(
+    data: str | Path,
+    *,
+    image_root: str | Path | None = None,
+    skip_bad: bool = False,
+    seed: int = 0,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+) -> Manifest:
+    manifest = load_source(data, image_root=image_root, skip_bad=skip_bad)
+    return assign_splits(
+        manifest, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction
+    )
+
+
+def plan_run(
+    data: str | Path,
+    out: str | Path | None = None,
+    *,
+    time_budget_s: float | None = None,
+    seed: int = 0,
+    model: str | None = None,
+    image_root: str | Path | None = None,
+    skip_bad: bool = False,
+) -> Plan:
+    """Fingerprint the data and write ``OUT/plan.json`` (when ``out`` is given)."""
+    manifest = prepare_manifest(data, image_root=image_root, skip_bad=skip_bad, seed=seed)
+    fp = fingerprint(manifest, skip_bad=skip_bad)
+    plan = make_plan(manifest, fp, time_budget_s=time_budget_s, seed=seed, model=model)
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        plan.save(out / "plan.json")
+        write_skipped(out, manifest.skipped)
+    return plan
+
+
+def train_run(
+    data: str | Path,
+    out: str | Path,
+    *,
+    plan_path: str | Path | None = None,
+    time_budget_s: float | None = None,
+    seed: int | None = None,
+    model: str | None = None,
+    resume: bool = False,
+    image_root: str | Path | None = None,
+    skip_bad: bool = False,
+    hooks: list[Hook] | None = None,
+) -> dict[str, Any]:
+    """Plan (or reuse a plan), train, choose thresholds on validation, save the model."""
+    out = Path(out)
+    resuming = resume and (out / "checkpoints" / "last.ckpt").exists()
+    if not resume and any((out / d).exists() for d in ("model", "checkpoints")):
+        raise ScandxError("run directory already holds a run; use --resume or a new --out", out)
+    if resuming:
+        plan = Plan.load(out / "plan.json")
+        manifest = load_source(data, image_root=image_root, skip_bad=skip_bad)
+        apply_run_splits(manifest, out / "manifest.csv", strict=True)
+    else:
+        manifest, plan = manifest_and_plan(
+            data,
+            plan_path=plan_path,
+            time_budget_s=time_budget_s,
+            seed=seed,
+            model=model,
+            image_root=image_root,
+            skip_bad=skip_bad,
+        )
+    summary, _ = train_prepared(
+        manifest, plan, out, resuming=resuming, skip_bad=skip_bad, hooks=hooks
+    )
+    return summary
+
+
+def manifest_and_plan(
+    data: str | Path,
+    *,
+    plan_path: str | Path | None = None,
+    time_budget_s: float | None = None,
+    seed: int | None = None,
+    model: str | None = None,
+    image_root: str | Path | None = None,
+    skip_bad: bool = False,
+) -> tuple[Manifest, Plan]:
+    """Load and split the data, fingerprint it, and plan (or check and reuse a plan)."""
+    base = Plan.load(plan_path) if plan_path else None
+    run_seed = seed if seed is not None else (base.seed if base else 0)
+    manifest = prepare_manifest(
+        data,
+        image_root=image_root,
+        skip_bad=skip_bad,
+        seed=run_seed,
+        val_fraction=base.val_fraction if base else 0.15,
+        test_fraction=base.test_fraction if base else 0.15,
+    )
+    # decode every image once, whatever the split: bad files surface (or are
+    # skipped and listed) now, not halfway through training or at evaluation
+    fp = fingerprint(manifest, skip_bad=skip_bad)
+    if not base:
+        plan = make_plan(manifest, fp, time_budget_s=time_budget_s, seed=run_seed, model=model)
+        return manifest, plan
+    _check_plan_matches(base, manifest, plan_path)
+    base.seed = run_seed
+    if model is not None and model != base.model:
+        base.model, base.model_kwargs = model, {}
+        base.notes.append(f"model set to {model} on the command line")
+    if time_budget_s is not None:
+        log.warning("--time-budget is ignored with --plan: the plan's epochs are used")
+    return manifest, base
+
+
+def train_prepared(
+    manifest: Manifest,
+    plan: Plan,
+    out: Path,
+    *,
+    resuming: bool = False,
+    skip_bad: bool = False,
+    hooks: list[Hook] | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Train on a manifest whose splits are set, with a plan; save model, card, summary.
+
+    Returns the summary and the validation outcome ({"cases", "y", "probs"}: calibrated
+    probabilities), which cross-validation collects as out-of-fold predictions.
+    """
+    contract = contract_of(plan)
+    x_tr, tr_cases, bad_tr = load_cases(
+        manifest.in_split("train"), contract, skip_bad=skip_bad, desc="train images"
+    )
+    x_va, va_cases, bad_va = load_cases(
+        manifest.in_split("val"), contract, skip_bad=skip_bad, desc="val images"
+    )
+    skipped = manifest.skipped + bad_tr + bad_va
+    unreadable = {p for p, _ in bad_tr + bad_va}
+    manifest.cases = [c for c in manifest.cases if c.path not in unreadable]
+    data_t = TrainData(
+        x_tr, labels_tensor(manifest, tr_cases), x_va, labels_tensor(manifest, va_cases)
+    )
+
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        if not resuming:
+            plan.save(out / "plan.json")
+            manifest.to_csv(out / "manifest.csv")
+            write_skipped(out, skipped)
+        result = fit(plan, data_t, out, resume=resuming, hooks=hooks)
+    except (KeyboardInterrupt, SystemExit):
+        raise  # keep checkpoints: --resume continues
+    except Exception:
+        if created and not (out / "checkpoints" / "last.ckpt").exists():
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    model_nn = result["model"]
+    y_val = data_t.y_val.numpy()
+    val_logits = predict_logits(model_nn, data_t.x_val, "cpu")
+    calibration = fit_calibration(plan.task, val_logits.numpy(), y_val)
+    val_probs = probabilities(plan.task, apply_calibration(val_logits, calibration)).numpy()
+    raw_probs = probabilities(plan.task, val_logits).numpy()
+    calibration.update(
+        fitted_on="val",
+        ece_val_before=expected_calibration_error(plan.task, y_val, raw_probs),
+        ece_val_after=expected_calibration_error(plan.task, y_val, val_probs),
+    )
+    thresholds = choose_thresholds(plan, y_val, val_probs)  # on calibrated probabilities
+    operating_points = choose_all_operating_points(plan, y_val, val_probs, thresholds)
+    ood_tensors, ood_info = fit_ood(
+        model_nn, data_t.x_train, data_t.y_train.numpy(), data_t.x_val, plan.seed
+    )
+    info = save_model(
+        out / "model",
+        model_nn,
+        plan,
+        thresholds,
+        {
+            "best_epoch": result["best"].get("epoch"),
+            "val_auc": result["best"].get("val_auc"),
+            "calibration": calibration,
+            "operating_points": operating_points,
+            "ood": ood_info,
+            "training_data": manifest.summary(),
+        },
+        ood_tensors,
+    )
+    summary = {
+        "run": str(out),
+        "best": result["best"],
+        "epochs_run": len(result["history"]),
+        "thresholds": thresholds,
+        "sha256": info["sha256"],
+    }
+    (out / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_model_card(out)
+    return summary, {"cases": va_cases, "y": y_val, "probs": val_probs}
+
+
+def choose_thresholds(plan: Plan, y_val: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
+    """Operating thresholds from validation data only (Youden's J), never from test."""
+    base = {"rule": "youden" if plan.task != "multiclass" else "argmax", "chosen_on": "val"}
+    if plan.task == "binary":
+        return {**base, "positive": youden_threshold(y_val == 1, probs[:, 1])}
+    if plan.task == "multilabel":
+        return {
+            **base,
+            **{c: youden_threshold(y_val[:, k], probs[:, k]) for k, c in enumerate(plan.classes)},
+        }
+    return base
+
+
+def choose_all_operating_points(
+    plan: Plan, y_val: np.ndarray, probs: np.ndarray, thresholds: dict[str, Any]
+) -> dict[str, dict[str, float]]:
+    """{target: {rule: threshold}} for the report's operating-point table, chosen on val.
+
+    Binary: the positive class; multi-label: each label; multi-class: none (argmax).
+    """
+    if plan.task == "binary":
+        positive = plan.classes[1]
+        return {positive: choose_operating_points(y_val == 1, probs[:, 1], thresholds["positive"])}
+    if plan.task == "multilabel":
+        return {
+            c: choose_operating_points(y_val[:, k], probs[:, k], thresholds[c])
+            for k, c in enumerate(plan.classes)
+        }
+    return {}
+
+
+def _check_plan_matches(plan: Plan, manifest: Manifest, where: Any) -> None:
+    if plan.task != manifest.task or list(plan.classes) != list(manifest.classes):
+        raise ScandxError(
+            f"plan is for a {plan.task} task with classes {plan.classes}, the data has a "
+            f"{manifest.task} task with classes {manifest.classes}",
+            where,
+        )

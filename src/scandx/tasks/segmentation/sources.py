@@ -1,0 +1,265 @@
+"""Segmentation data sources -> a SegManifest of cases (image channels, label, FOV mask).
+
+Layouts recognised (``load_seg_source``):
+
+- Decathlon / nnU-Net: ``dataset.json`` + ``imagesTr/`` (``<case>_0000.nii.gz`` per
+  channel, or one 4D file per case) + ``labelsTr/`` (+ ``imagesTs/``, the test split,
+  labelled by ``labelsTs/`` when present).
+- Cases listed in a JSON spec or a CSV table (``--data spec.json`` / ``cases.csv``),
+  e.g. per-case folders holding several modalities, as for BraTS: see case_lists.py.
+- DICOM series with DICOM SEG labels: one folder per case holding the series' slices
+  and one SEG object (Modality SEG) whose segments are the labels.
+- Paired folders: ``images/`` + one of ``masks/``, ``labels/``, ``1st_manual/`` (the
+  DRIVE name), optionally ``mask/`` or ``fov/`` (field-of-view masks); files are
+  matched by their case key (the name up to the first ``_`` or ``.``, so
+  ``21_training.tif`` pairs with ``21_manual1.gif`` and ``21_training_mask.gif``).
+  A root holding ``training/`` (or ``train/``) and ``test/`` such folders keeps that
+  split.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from scandx.errors import ScandxError
+
+LABEL_DIRS = ("masks", "labels", "1st_manual", "manual")
+FOV_DIRS = ("mask", "fov", "masks_fov")
+SPLIT_DIRS = {
+    "training": "train",
+    "train": "train",
+    "validation": "val",
+    "val": "val",
+    "test": "test",
+    "testing": "test",
+}
+IMAGE_EXT = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".gif", ".bmp", ".nii", ".nii.gz", ".dcm")
+
+
+@dataclass
+class SegCase:
+    case_id: str
+    images: list[str]  # one file per input channel (or one multi-channel file)
+    label: str | None
+    split: str = ""
+    fov: str | None = None
+    patient_id: str = ""
+
+    def __post_init__(self) -> None:
+        self.patient_id = self.patient_id or self.case_id
+
+
+@dataclass
+class SegManifest:
+    labels: dict[int, str]  # label value -> name, background 0 included
+    cases: list[SegCase]
+    source: str = ""
+    modality: list[str] = field(default_factory=list)  # per channel, e.g. ["CT"] or ["MR", "MR"]
+    layout: str = ""
+    regions: dict[str, list[int]] = field(default_factory=dict)  # evaluated unions of labels
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (case, reason): --skip-bad
+
+    def in_split(self, split: str) -> list[SegCase]:
+        return [c for c in self.cases if c.split == split]
+
+    def summary(self) -> dict[str, Any]:
+        per = {}
+        for c in self.cases:
+            per[c.split or "unsplit"] = per.get(c.split or "unsplit", 0) + 1
+        return {
+            "source": self.source,
+            "layout": self.layout,
+            "cases": len(self.cases),
+            "per_split": per,
+            "labels": {str(k): v for k, v in self.labels.items()},
+        }
+
+
+def case_key(name: str) -> str:
+    """'21_training.tif' -> '21'; 'case_00012_0000.nii.gz' is handled by Decathlon rules."""
+    return re.split(r"[_.]", name, maxsplit=1)[0]
+
+
+def _files(folder: Path) -> list[Path]:
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.name.lower().endswith(IMAGE_EXT)
+    )
+
+
+def is_seg_source(path: Path) -> bool:
+    """True when ``path`` looks like a segmentation data set (used by the CLI to route)."""
+    path = Path(path)
+    if path.is_file() and path.suffix.lower() in (".json", ".csv"):
+        from scandx.tasks.segmentation.case_lists import is_case_list
+
+        return is_case_list(path)
+    if not path.is_dir():
+        return False
+    if (path / "dataset.json").exists():
+        return True
+    if _dicom_seg_case_dirs(path, first_only=True):
+        return True
+    if _paired_root(path) is not None:
+        return True
+    return any(_paired_root(path / d) is not None for d in SPLIT_DIRS if (path / d).is_dir())
+
+
+def _paired_root(path: Path) -> tuple[Path, Path, Path | None] | None:
+    if not (path / "images").is_dir():
+        return None
+    labels = next((path / d for d in LABEL_DIRS if (path / d).is_dir()), None)
+    if labels is None:
+        return None
+    fov = next((path / d for d in FOV_DIRS if (path / d).is_dir()), None)
+    return path / "images", labels, fov
+
+
+def load_seg_source(path: str | Path) -> SegManifest:
+    path = Path(path)
+    if not path.exists():
+        raise ScandxError("data folder not found", path)
+    if path.is_file() and path.suffix.lower() in (".json", ".csv"):
+        from scandx.tasks.segmentation.case_lists import load_case_list
+
+        return load_case_list(path)
+    if (path / "dataset.json").exists():
+        return _load_decathlon(path)
+    if _dicom_seg_case_dirs(path, first_only=True):
+        return _load_dicom_seg(path)
+    roots = (
+        [(path, "")]
+        if _paired_root(path)
+        else [
+            (path / d, s)
+            for d, s in SPLIT_DIRS.items()
+            if (path / d).is_dir() and _paired_root(path / d)
+        ]
+    )
+    if not roots:
+        raise ScandxError(
+            "not a segmentation data set: expected dataset.json (Decathlon/nnU-Net) or "
+            f"images/ with one of {', '.join(LABEL_DIRS)}/ (optionally under training/ and test/)",
+            path,
+        )
+    cases = []
+    for root, split in roots:
+        cases += _paired_cases(root, split)
+    manifest = SegManifest({0: "background", 1: "foreground"}, cases, str(path), [], "paired")
+    if not cases:
+        raise ScandxError("no image/mask pairs found", path)
+    return manifest
+
+
+def _paired_cases(root: Path, split: str) -> list[SegCase]:
+    images, labels, fov = _paired_root(root)  # type: ignore[misc]
+    label_by_key = {case_key(p.name): p for p in _files(labels)}
+    fov_by_key = {case_key(p.name): p for p in _files(fov)} if fov else {}
+    image_files = _files(images)
+    if not image_files:
+        raise ScandxError("images/ holds no image files", images)
+    out = []
+    for img in image_files:
+        key = case_key(img.name)
+        if key not in label_by_key:
+            raise ScandxError(f"no mask for case {key!r} in {labels.name}/", img)
+        if fov and key not in fov_by_key:
+            raise ScandxError(f"no field-of-view mask for case {key!r} in {fov.name}/", img)
+        prefix = f"{split}/" if split else ""
+        out.append(
+            SegCase(
+                case_id=prefix + key,
+                images=[str(img)],
+                label=str(label_by_key[key]),
+                split=split,
+                fov=str(fov_by_key[key]) if fov else None,
+            )
+        )
+    extra = set(label_by_key) - {case_key(p.name) for p in image_files}
+    if extra:
+        raise ScandxError(f"masks without an image: {', '.join(sorted(extra))}", labels)
+    return out
+
+
+def _load_decathlon(path: Path) -> SegManifest:
+    meta = json.loads((path / "dataset.json").read_text())
+    labels_raw = meta.get("labels") or {}
+    # MSD: {"0": "background", "1": "tumour"}; nnU-Net v2: {"background": 0, "tumour": 1}
+    if labels_raw and all(str(k).isdigit() for k in labels_raw):
+        labels = {int(k): str(v) for k, v in labels_raw.items()}
+    else:
+        labels = {int(v): str(k) for k, v in labels_raw.items() if not isinstance(v, list)}
+    if not labels:
+        raise ScandxError("dataset.json declares no labels", path / "dataset.json")
+    modality = meta.get("modality") or meta.get("channel_names") or {"0": "unknown"}
+    channels = [str(modality[k]) for k in sorted(modality, key=int)]
+    ending = meta.get("file_ending", ".nii.gz")
+    cases = []
+    for folder, split in (("imagesTr", ""), ("imagesTs", "test")):
+        d = path / folder
+        if not d.is_dir():
+            continue
+        keys = sorted(
+            {
+                re.sub(r"_\d{4}$", "", p.name[: -len(ending)])
+                for p in d.iterdir()
+                if p.name.endswith(ending) and not p.name.startswith(".")
+            }
+        )
+        for key in keys:
+            files = [d / f"{key}_{i:04d}{ending}" for i in range(len(channels))]
+            if not all(f.exists() for f in files):
+                single = d / f"{key}{ending}"  # MSD style: one 4D file holding every channel
+                if not single.exists():
+                    missing = [f.name for f in files if not f.exists()]
+                    raise ScandxError(f"case {key}: missing channel file(s) {missing}", d)
+                files = [single]
+            label = path / ("labelsTr" if split == "" else "labelsTs") / f"{key}{ending}"
+            if split == "" and not label.exists():
+                raise ScandxError(f"case {key}: no label file in labelsTr/", label)
+            cases.append(
+                SegCase(key, [str(f) for f in files], str(label) if label.exists() else None, split)
+            )
+    if not cases:
+        raise ScandxError("imagesTr/ holds no cases", path)
+    return SegManifest(labels, cases, str(path), channels, "decathlon")
+
+
+def _dicom_seg_case_dirs(path: Path, first_only: bool = False) -> list[tuple[Path, Path]]:
+    """[(case folder, its SEG file)] for folders that hold a DICOM SEG object.
+
+    ``first_only``: a quick layout check (the CLI runs it on every classification data
+    folder too): the first sub-folder, at most 400 files, only their Modality read."""
+    from scandx.tasks.segmentation.dicom_series import series_files
+
+    out = []
+    subdirs = sorted(p for p in path.iterdir() if p.is_dir()) if path.is_dir() else []
+    for d in subdirs[:1] if first_only else subdirs:
+        if (d / "images").is_dir():
+            return []  # a paired-folder layout, not DICOM cases
+        images, segs = series_files(d, limit=400 if first_only else None)
+        if len(segs) > 1:
+            raise ScandxError(f"case {d.name}: {len(segs)} SEG objects; expected one", d)
+        if segs and images:
+            out.append((d, segs[0]))
+    return out
+
+
+def _load_dicom_seg(path: Path) -> SegManifest:
+    import pydicom
+
+    pairs = _dicom_seg_case_dirs(path)
+    if not pairs:
+        raise ScandxError("no case folder holds a DICOM series with a SEG", path)
+    first = pydicom.dcmread(str(pairs[0][1]), stop_before_pixels=True)
+    labels = {0: "background"}
+    labels.update({int(d.SegmentNumber): str(d.SegmentLabel) for d in first.SegmentSequence})
+    cases = [SegCase(d.name, [str(d)], str(seg)) for d, seg in pairs]
+    slice0 = next(f for f in sorted(pairs[0][0].iterdir()) if f.is_file() and f != pairs[0][1])
+    modality = [str(pydicom.dcmread(str(slice0), stop_before_pixels=True).get("Modality", ""))]
+    return SegManifest(labels, cases, str(path), modality, "dicom-seg")
