@@ -15,7 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from scandx.tasks.segmentation.workflow import seg_evaluate_run, seg_train_run
+from scandx.tasks.segmentation.evaluate import seg_evaluate_run
+from scandx.tasks.segmentation.workflow import seg_train_run
 
 SPEC = Path(__file__).resolve().parents[1] / "examples" / "brats2013.json"
 

@@ -12,7 +12,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from scandx.tasks.segmentation.workflow import seg_evaluate_run, seg_train_run
+from scandx.tasks.segmentation.evaluate import seg_evaluate_run
+from scandx.tasks.segmentation.workflow import seg_train_run
 
 PUBLISHED = [  # F1, AUC inside the FOV (../shared/data/README.md)
     ("U-Net", 0.8142, 0.9755),

@@ -22,10 +22,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from scandx.core.device import detect_device
+from scandx.core.engine import fit
+from scandx.core.run_dir import RunDir
 from scandx.models import create_model
 from scandx.tasks.classification.plan import Plan
-from scandx.tasks.classification.planner import detect_device
-from scandx.tasks.classification.training.loop import TrainData, fit
+from scandx.tasks.classification.training.loop import ClassificationTraining, TrainData
 
 CONFIGS = {
     "resnet18-28px": ("resnet18", 28, 128, {"small_stem": True}),
@@ -61,7 +63,7 @@ def bare_loop(model, x, y, batch, epochs, device, precision, seed=0) -> float:
 def scandx_loop(plan: Plan, data: TrainData) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        fit(plan, data, Path(tmp))
+        fit(ClassificationTraining(plan, data), RunDir(Path(tmp)))
         if plan.device == "cuda":
             torch.cuda.synchronize()
         return time.perf_counter() - t0

@@ -155,9 +155,9 @@ def test_plan_then_train_with_edited_plan_evaluate_and_predict_parity(phantoms, 
     with open(r2 / "eval" / "test" / "predictions.csv") as f:
         rows = list(csv.DictReader(f))
     files = [r["path"] for r in rows[:6]]
-    code, io = _run(capsys, "predict", r2, *files, "--out", tmp_path / "p.csv")
+    code, io = _run(capsys, "predict", r2, *files, "--out", tmp_path / "p")
     assert code == 0, io.err
-    with open(tmp_path / "p.csv") as f:
+    with open(tmp_path / "p" / "predictions.csv") as f:
         preds = {r["path"]: float(r["prob_lesion"]) for r in csv.DictReader(f)}
     for r in rows[:6]:
         assert preds[r["path"]] == pytest.approx(float(r["prob_lesion"]), abs=2e-6)

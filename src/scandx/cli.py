@@ -7,12 +7,13 @@ Exit codes: 0 success, 2 bad input (one line on stderr says what and where),
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from scandx import __version__
+from scandx.core.task import Options
 from scandx.errors import ScandxError
 
 log = logging.getLogger("scandx")
@@ -22,7 +23,7 @@ EXAMPLES = {
     "plan": "scandx plan --data pneumoniamnist.npz --out runs/pneu --time-budget 600",
     "train": "scandx train --data pneumoniamnist.npz --out runs/pneu --time-budget 600",
     "evaluate": "scandx evaluate runs/pneu --data chest.csv --split test --subgroups sex,site",
-    "predict": "scandx predict runs/pneu chest1.png chest2.dcm --out preds.csv",
+    "predict": "scandx predict runs/pneu chest1.png chest2.dcm --out preds/",
     "explain": "scandx explain runs/pneu chest1.dcm --method gradcam --out explain/",
 }
 
@@ -30,8 +31,9 @@ EXAMPLES = {
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="scandx",
-        description="Medical image diagnosis: plan, train, evaluate, predict, explain "
-        "(classification; segmentation when --data is a segmentation data set).",
+        description="Medical image diagnosis: plan, train, evaluate, predict, explain. "
+        "The task (classification or segmentation) is recognised from --data, and from "
+        "the run's plan.json afterwards; an option a task does not use is refused.",
     )
     p.add_argument("--version", action="version", version=f"scandx {__version__}")
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
@@ -79,10 +81,16 @@ def _parser() -> argparse.ArgumentParser:
             "--seed", type=int, default=seed_default, help="seed for splits and training"
         )
 
-    s = cmd("demo", "synthetic phantoms written as DICOM and PNG -> plan, train, evaluate, summary")
+    s = cmd(
+        "demo",
+        "synthetic data -> plan, train, evaluate, predict, summary (classification: lesion "
+        "phantoms written as DICOM and PNG; segmentation: ellipses)",
+    )
     s.add_argument("--out", default="demo-run")
-    s.add_argument("--time-budget", type=float, default=90.0, help="training seconds (default 90)")
-    s.add_argument("--patients", type=int, default=400, help="synthetic patients (default 400)")
+    s.add_argument("--task", default="classification", choices=["classification", "segmentation"])
+    s.add_argument(
+        "--time-budget", type=float, help="training seconds (default 90; segmentation 60)"
+    )
     s.add_argument("--seed", type=int, default=0)
 
     s = cmd("plan", "fingerprint the data and write plan.json")
@@ -124,14 +132,23 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--gallery",
         type=int,
-        default=4,
-        help="Grad-CAM overlays per true/false positive/negative in the report (0: none)",
+        help="overlays in the report (default 4; 0: none): classification, Grad-CAM per "
+        "true/false positive/negative; segmentation, worst cases (and half as many median "
+        "and best)",
     )
 
-    s = cmd("predict", "probabilities for image files using the run's saved preprocessing")
+    s = cmd(
+        "predict",
+        "predictions for image files (or DICOM series folders) with the run's saved "
+        "preprocessing: probabilities and decisions, or masks",
+    )
     s.add_argument("run")
     s.add_argument("files", nargs="+")
-    s.add_argument("--out", help="CSV file to write (default: print CSV rows)")
+    s.add_argument(
+        "--out",
+        help="folder for predictions.csv (and, for segmentation, one mask per input in the "
+        "input's format); default for classification: print the CSV rows",
+    )
     s.add_argument(
         "--skip-bad", action="store_true", help="report unreadable files instead of stopping"
     )
@@ -174,200 +191,81 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _is_segmentation(args: argparse.Namespace) -> bool:
-    from scandx.tasks.segmentation.sources import is_seg_source
-    from scandx.tasks.segmentation.workflow import is_seg_run
-
-    if args.command in ("plan", "train"):
-        return is_seg_source(args.data)
-    return args.command != "demo" and is_seg_run(args.run)
-
-
-def _run_segmentation(args: argparse.Namespace) -> int:
-    from scandx.tasks.segmentation import workflow as seg
-
-    dims = {"2d": 2, "3d": 3}.get(getattr(args, "dims", None) or "")
-    if args.command == "plan":
-        plan = seg.seg_plan_run(
-            args.data,
-            args.out,
-            time_budget_s=args.time_budget,
-            seed=args.seed,
-            dims=dims,
-            skip_bad=args.skip_bad,
-            memory_budget_gb=args.memory_budget,
-        )
-        print(
-            f"wrote {args.out}/plan.json: segmentation, patch {plan.patch_size}, "
-            f"{plan.epochs} epochs"
-        )
-        for note in plan.notes:
-            print(f"  - {note}")
-    elif args.command == "train":
-        if getattr(args, "folds", None):
-            from scandx.tasks.segmentation.cross_validation import seg_train_folds
-
-            cv = seg_train_folds(
-                args.data,
-                args.out,
-                args.folds,
-                time_budget_s=args.time_budget,
-                seed=args.seed,
-                resume=args.resume,
-                dims=dims,
-                skip_bad=args.skip_bad,
-                memory_budget_gb=args.memory_budget,
-                plan_path=args.plan,
-            )
-            v = cv["val_dice"]
-            print(
-                f"trained {args.out}: {cv['folds']} folds, validation Dice {v['mean']:.4f} +- "
-                f"{v['sd']:.4f}, out-of-fold Dice {cv['out_of_fold_dice']:.4f}; "
-                f"the ensemble is {args.out}/model"
-            )
-            return 0
-        s = seg.seg_train_run(
-            args.data,
-            args.out,
-            time_budget_s=args.time_budget,
-            seed=args.seed,
-            resume=args.resume,
-            plan_path=args.plan,
-            dims=dims,
-            skip_bad=args.skip_bad,
-            memory_budget_gb=args.memory_budget,
-        )
-        print(
-            f"trained {args.out}: best epoch {s['best']['epoch'] + 1}, "
-            f"val Dice {s['best']['val_dice']:.4f}"
-        )
-    elif args.command == "evaluate":
-        m = seg.seg_evaluate_run(
-            args.run, args.data, split=args.split, n_boot=args.bootstrap, skip_bad=args.skip_bad
-        )
-        print(f"{m['split']}: {m['cases']} cases (mean over cases, 95% CI)")
-        for k in ("dice", "hd95", "nsd", "auc"):
-            if isinstance(m.get(k), dict) and m[k]["value"] is not None:
-                lo, hi = m[k]["ci95"]
-                print(f"  {k:<6} {m[k]['value']:8.4f}   [{lo:.4f}, {hi:.4f}]")
-        print(f"wrote {args.run}/eval/{args.split}/: metrics.json, report.html, masks/")
-    elif args.command == "predict":
-        if not args.out:
-            raise ScandxError("segmentation predict needs --out DIR for the masks")
-        rows = seg.seg_predict_run(args.run, args.files, args.out, skip_bad=args.skip_bad)
-        print(f"wrote {len(rows)} mask(s) to {args.out}")
-    else:
-        raise ScandxError(f"{args.command} is not available for segmentation runs yet")
-    return 0
+def options_from(args: argparse.Namespace) -> Options:
+    """The command's options; flags a command does not have stay None."""
+    get = vars(args).get
+    subgroups = get("subgroups")
+    return Options(
+        time_budget_s=get("time_budget"),
+        seed=get("seed"),
+        model=get("model"),
+        image_root=get("image_root"),
+        skip_bad=bool(get("skip_bad")),
+        dims={"2d": 2, "3d": 3}.get(get("dims") or ""),
+        memory_budget_gb=get("memory_budget"),
+        plan_path=get("plan"),
+        resume=bool(get("resume")),
+        n_boot=get("bootstrap") or 1000,
+        subgroups=[c.strip() for c in subgroups.split(",") if c.strip()] if subgroups else None,
+        gallery=get("gallery"),
+        method=None if get("method") in (None, "auto") else get("method"),
+        class_name=get("class_name"),
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
-    from scandx.tasks.classification import workflow
+    from scandx.core.run_dir import RunDir
+    from scandx.tasks import get_task, task_for_data, task_for_run
 
-    if _is_segmentation(args):
-        return _run_segmentation(args)
-    for flag in ("dims", "memory_budget"):
-        if getattr(args, flag, None):
-            raise ScandxError(f"--{flag.replace('_', '-')} applies to segmentation data only")
-
+    opts = options_from(args)
     if args.command == "demo":
-        from scandx.tasks.classification.demo import run_demo
-
-        _, table = run_demo(
-            args.out, time_budget_s=args.time_budget, seed=args.seed, n_patients=args.patients
-        )
-        print(table)
-    elif args.command == "plan":
-        plan = workflow.plan_run(
-            args.data,
-            args.out,
-            time_budget_s=args.time_budget,
-            seed=args.seed,
-            model=args.model,
-            image_root=args.image_root,
-            skip_bad=args.skip_bad,
-        )
-        print(
-            f"wrote {args.out}/plan.json: {plan.model} {plan.input_size} x{plan.in_channels}, "
-            f"{plan.epochs} epochs, loss {plan.loss}, {plan.precision}"
-        )
-        for note in plan.notes:
-            print(f"  - {note}")
+        print(get_task(args.task).demo(Path(args.out), opts))
+        return 0
+    if args.command in ("plan", "train"):
+        task = task_for_data(args.data)
+    else:
+        task = task_for_run(args.run)
+    task.check_options(opts, args.command)
+    if args.command == "plan":
+        plan = task.plan(args.data, RunDir(args.out), opts)
+        print(f"wrote {args.out}/plan.json: {task.describe_plan(plan)}")
     elif args.command == "train" and args.folds:
-        from scandx.tasks.classification.cross_validation import train_folds
+        from scandx.core.cross_validation import train_folds
 
-        cv = train_folds(
-            args.data,
-            args.out,
-            args.folds,
-            plan_path=args.plan,
-            time_budget_s=args.time_budget,
-            seed=args.seed,
-            model=args.model,
-            resume=args.resume,
-            image_root=args.image_root,
-            skip_bad=args.skip_bad,
-        )
+        cv = train_folds(task, args.data, RunDir(args.out), args.folds, opts)
         print(format_cv(cv, args.out))
     elif args.command == "train":
-        summary = workflow.train_run(
-            args.data,
-            args.out,
-            plan_path=args.plan,
-            time_budget_s=args.time_budget,
-            seed=args.seed,
-            model=args.model,
-            resume=args.resume,
-            image_root=args.image_root,
-            skip_bad=args.skip_bad,
+        s = task.train(args.data, RunDir(args.out), opts)
+        best = s["best"]
+        vals = ", ".join(
+            f"{k} {v:.4f}" for k, v in best.items() if k.startswith("val_") and v is not None
         )
-        best = summary["best"]
-        print(
-            f"trained {args.out}: best epoch {best.get('epoch', 0) + 1}, "
-            f"val AUC {best.get('val_auc', float('nan')):.4f}"
-        )
+        print(f"trained {args.out}: best epoch {best.get('epoch')} of {s['epochs_run']} ({vals})")
     elif args.command == "evaluate":
-        m = workflow.evaluate_run(
-            args.run,
-            args.data,
-            split=args.split,
-            image_root=args.image_root,
-            skip_bad=args.skip_bad,
-            n_boot=args.bootstrap,
-            subgroups=[c.strip() for c in args.subgroups.split(",") if c.strip()]
-            if args.subgroups
-            else None,
-            gallery=args.gallery,
-        )
-        print(format_metrics(m))
-        out = f"{args.run}/eval/{args.split}"
-        print(f"wrote {out}/report.html, metrics.json, curves.json and predictions.csv")
+        m = task.evaluate(RunDir(args.run), args.data, args.split, opts)
+        print(task.format_metrics(m))
+        print(f"wrote {args.run}/eval/{args.split}/: report.html, metrics.json, predictions.csv")
+    elif args.command == "predict":
+        _predict(args)
     elif args.command == "explain":
-        rows = workflow.explain_run(
-            args.run, args.files, args.out, method=args.method, class_name=args.class_name
-        )
+        rows = task.explain(RunDir(args.run), args.files, Path(args.out), opts)
         for r in rows:
             where = r["layer"] or r["method"]
             print(f"{r['path']}: {r['class']} p={r['probability']:.3f} ({where}) -> {r['overlay']}")
-    elif args.command == "predict":
-        rows = workflow.predict_run(args.run, args.files, args.out, skip_bad=args.skip_bad)
-        if args.out:
-            print(f"wrote {len(rows)} prediction(s) to {args.out}")
-        else:
-            for r in rows:
-                print(json.dumps(r))
     return 0
 
 
-def format_metrics(m: dict) -> str:
-    from scandx.tasks.classification.evaluation.report import metric_rows
+def _predict(args: argparse.Namespace) -> None:
+    from scandx.core.predictor import load_predictor
 
-    head = f"{m['split']}: {m['cases']} cases, {m['patients']} patients (value, 95% CI)"
-    return "\n".join([head, *("  " + r for r in metric_rows(m))])
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    if args.out and Path(args.out).suffix.lower() == ".csv":
+        raise ScandxError("--out names a folder (predictions.csv is written inside it)", args.out)
+    predictor = load_predictor(args.run)
+    rows = predictor.predict_files(args.files, args.out, skip_bad=args.skip_bad)
+    if args.out:
+        print(f"wrote {args.out}/predictions.csv: {len(rows)} input(s)")
+    else:
+        sys.stdout.write(predictor.csv_text(rows))
 
 
 def format_cv(cv: dict, out: str) -> str:
@@ -375,9 +273,20 @@ def format_cv(cv: dict, out: str) -> str:
     lines.append(f"  {'metric':<18} " + " ".join(f"fold{f['fold']:<3}" for f in cv["per_fold"]))
     for k, ms in cv["mean_sd"].items():
         vals = " ".join(
-            f"{f[k]:<7.3f}" if f[k] is not None else f"{'n/a':<7}" for f in cv["per_fold"]
+            f"{f[k]:<7.3f}" if isinstance(f.get(k), float) else f"{'n/a':<7}"
+            for f in cv["per_fold"]
         )
-        summary = f"{ms['mean']:.3f} +- {ms['sd']:.3f}" if ms["sd"] is not None else "n/a"
+        if ms["mean"] is None:
+            summary = "n/a"
+        else:
+            sd = f"{ms['sd']:.3f}" if ms["sd"] is not None else "n/a"
+            summary = f"{ms['mean']:.3f} +- {sd}"
         lines.append(f"  {k:<18} {vals} mean {summary}")
+    oof = ", ".join(f"{k} {v:.3f}" for k, v in cv["out_of_fold"].items() if isinstance(v, float))
+    lines.append(f"out of fold: {oof}")
     lines.append(f"ensemble of the {cv['folds']} models: {out}/model (evaluate/predict use it)")
     return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

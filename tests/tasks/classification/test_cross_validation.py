@@ -82,16 +82,16 @@ def test_cross_validation_run_layout_and_summary(cv_run: Path):
 
 def test_ensemble_predicts_the_mean_of_its_members(cv_run: Path, phantoms: Path, tmp_path):
     files = sorted(str(p) for p in phantoms.rglob("img0.*"))[:6]
-    assert main(["-q", "predict", str(cv_run), *files, "--out", str(tmp_path / "e.csv")]) == 0
-    ens = np.array([float(r["prob_lesion"]) for r in _read_csv(tmp_path / "e.csv")])
+    assert main(["-q", "predict", str(cv_run), *files, "--out", str(tmp_path / "e")]) == 0
+    ens = np.array([float(r["prob_lesion"]) for r in _read_csv(tmp_path / "e" / "predictions.csv")])
     members = []
     for i in range(3):
-        out = tmp_path / f"m{i}.csv"
+        out = tmp_path / f"m{i}"
         assert (
             main(["-q", "predict", str(cv_run / "folds" / f"fold{i}"), *files, "--out", str(out)])
             == 0
         )
-        members.append([float(r["prob_lesion"]) for r in _read_csv(out)])
+        members.append([float(r["prob_lesion"]) for r in _read_csv(out / "predictions.csv")])
     np.testing.assert_allclose(ens, np.mean(members, axis=0), atol=1e-6)
     flags = [r["ood_flag"] for r in _read_csv(tmp_path / "e.csv")]
     assert set(flags) <= {"True", "False"}

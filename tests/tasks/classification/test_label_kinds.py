@@ -8,6 +8,7 @@ import json
 import numpy as np
 from PIL import Image
 
+from scandx.core.predictor import predict_run
 from scandx.tasks.classification import workflow
 
 
@@ -55,5 +56,5 @@ def test_multiclass_folder(tmp_path):
     cm = np.array(m["confusion_matrix"]["matrix"])
     assert cm.shape == (3, 3) and cm.sum() == m["cases"]
     assert json.loads((run / "model" / "model.json").read_text())["thresholds"]["rule"] == "argmax"
-    row = workflow.predict_run(run, [data / "c" / "0.png"])[0]
+    row = predict_run(run, [data / "c" / "0.png"])[0]
     assert row["predicted"] == "c" and abs(sum(row[f"prob_{k}"] for k in "abc") - 1) < 1e-5

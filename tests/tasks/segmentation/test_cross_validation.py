@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -12,10 +13,10 @@ from scandx.cli import main
 from scandx.errors import ScandxError
 from scandx.tasks.segmentation.cross_validation import patient_folds
 from scandx.tasks.segmentation.infer import normalize, predict_probabilities
+from scandx.tasks.segmentation.predictor import load_seg_run
 from scandx.tasks.segmentation.sources import load_seg_source
 from scandx.tasks.segmentation.synthetic import make_ellipse_folders
 from scandx.tasks.segmentation.volumes import read_case_arrays
-from scandx.tasks.segmentation.workflow import load_seg_run
 
 
 @pytest.fixture(scope="module")
@@ -33,19 +34,20 @@ def test_folds_partition_the_training_patients_and_hold_out_test(cv_run):
     _, run = cv_run
     val_sets = []
     for i in range(3):
-        cases = json.loads((run / "folds" / f"fold{i}" / "cases.json").read_text())["cases"]
+        with open(run / "folds" / f"fold{i}" / "manifest.csv", newline="") as f:
+            cases = list(csv.DictReader(f))
         val_sets.append({c["case_id"] for c in cases if c["split"] == "val"})
         assert all(c["split"] == "test" for c in cases if c["case_id"].startswith("test/"))
     assert sum(len(v) for v in val_sets) == 12 and len(set().union(*val_sets)) == 12
     assert sorted(len(v) for v in val_sets) == [4, 4, 4]
     cv = json.loads((run / "cv_summary.json").read_text())
-    assert cv["folds"] == 3 and len(cv["per_fold"]) == 3 and cv["out_of_fold_cases"] == 12
+    assert cv["folds"] == 3 and len(cv["per_fold"]) == 3 and cv["out_of_fold"]["cases"] == 12
     d = [f["val_dice"] for f in cv["per_fold"]]
-    assert cv["val_dice"]["mean"] == pytest.approx(np.mean(d))
-    assert cv["val_dice"]["sd"] == pytest.approx(np.std(d, ddof=1))
+    assert cv["mean_sd"]["val_dice"]["mean"] == pytest.approx(np.mean(d))
+    assert cv["mean_sd"]["val_dice"]["sd"] == pytest.approx(np.std(d, ddof=1))
     info = json.loads((run / "model" / "model.json").read_text())
     assert len(info["ensemble"]) == len(info["member_sha256"]) == 3
-    assert "3-fold ensemble" in (run / "model" / "MODEL_CARD.md").read_text()
+    assert "3-fold ensemble" in (run / "model" / "model_card.md").read_text()
 
 
 def test_the_ensemble_is_the_mean_of_its_members_and_evaluates(cv_run):

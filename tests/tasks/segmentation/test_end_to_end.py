@@ -164,8 +164,10 @@ def test_region_metrics_merge_labels_and_stay_out_of_the_class_mean():
 
 
 def test_resume_after_an_interruption_gives_the_same_model(tmp_path):
+    from scandx.core.engine import fit
+    from scandx.core.run_dir import RunDir
     from scandx.tasks.segmentation.plan import SegPlan
-    from scandx.tasks.segmentation.train import SegData, fit_segmentation
+    from scandx.tasks.segmentation.train import SegData, SegTraining
 
     rng = np.random.default_rng(0)
     labels = [(rng.random((32, 32)) > 0.7).astype(np.int64) for _ in range(3)]
@@ -179,17 +181,18 @@ def test_resume_after_an_interruption_gives_the_same_model(tmp_path):
         steps_per_epoch=3,
         tta_flips=False,
     )
-    whole = fit_segmentation(plan, data, data, tmp_path / "a")
-    fit_segmentation(plan, data, data, tmp_path / "b", stop_after=2)
-    resumed = fit_segmentation(plan, data, data, tmp_path / "b", resume=True)
+    a, b = RunDir(tmp_path / "a"), RunDir(tmp_path / "b")
+    whole = fit(SegTraining(plan, data, data), a)
+    fit(SegTraining(plan, data, data), b, stop_after=2)
+    resumed = fit(SegTraining(plan, data, data), b, resume=True)
     same = ("epoch", "train_loss", "val_dice", "lr")
-    assert {k: resumed["best"][k] for k in same} == {k: whole["best"][k] for k in same}
+    assert {k: resumed.best[k] for k in same} == {k: whole.best[k] for k in same}
     for (k, v), w in zip(
-        whole["model"].state_dict().items(), resumed["model"].state_dict().values(), strict=True
+        whole.model.state_dict().items(), resumed.model.state_dict().values(), strict=True
     ):
         assert torch.equal(v, w), k
     log = (tmp_path / "b" / "log.jsonl").read_text().splitlines()
-    assert [json.loads(line)["epoch"] for line in log] == [0, 1, 2, 3]
+    assert [json.loads(line)["epoch"] for line in log] == [1, 2, 3, 4]  # counted from 1
 
 
 def test_mask_with_another_spacing_is_refused(tmp_path):

@@ -14,7 +14,7 @@ from PIL import Image
 from scandx.cli import main
 from scandx.tasks.segmentation.report import case_panel, pick_gallery
 from scandx.tasks.segmentation.synthetic import make_ellipse_folders
-from tests.evaluation.test_report_html import browser_check
+from tests.tasks.classification.evaluation.test_report_html import browser_check
 
 SECTIONS = [
     "Metrics",
@@ -34,8 +34,9 @@ def test_report_and_model_card_after_evaluate(tmp_path: Path):
     data = make_ellipse_folders(tmp_path / "f", n=16, size=48)
     run = tmp_path / "run"
     assert main(["-q", "train", "--data", str(data), "--out", str(run), "--time-budget", "6"]) == 0
-    card = (run / "model" / "MODEL_CARD.md").read_text()
+    card = (run / "model" / "model_card.md").read_text()
     assert "Not evaluated yet" in card
+    assert not (run / "model" / "MODEL_CARD.md").exists()  # one file name for every task
     assert main(["-q", "evaluate", str(run), "--data", str(data), "--split", "val"]) == 0
     out = run / "eval" / "val"
     page = (out / "report.html").read_text()
@@ -45,7 +46,7 @@ def test_report_and_model_card_after_evaluate(tmp_path: Path):
     m = json.loads((out / "metrics.json").read_text())
     assert page.count("data:image/png;base64,") == min(8, m["cases"])
     assert f"{m['dice']['value']:.3f}" in page
-    card = (run / "model" / "MODEL_CARD.md").read_text()
+    card = (run / "model" / "model_card.md").read_text()
     assert f"val ({m['cases']} cases): dice {m['dice']['value']:.3f}" in card
     result = browser_check(out / "report.html", tmp_path / "profile")
     assert result["problems"] == []

@@ -11,6 +11,7 @@ import shutil
 import time
 from pathlib import Path
 
+from scandx.core.predictor import predict_run
 from scandx.errors import ScandxError
 from scandx.tasks.classification import workflow
 from scandx.tasks.classification.data.synthetic import make_phantom_dataset
@@ -41,7 +42,7 @@ def run_demo(
     metrics = workflow.evaluate_run(run, data, split="test")
     pred_csv = (run / "eval" / "test" / "predictions.csv").read_text().splitlines()
     test_files = [line.split(",")[2] for line in pred_csv[1:3]]
-    preds = workflow.predict_run(run, test_files, out / "predictions.csv")
+    preds = predict_run(run, test_files, out)  # -> out/predictions.csv
     elapsed = time.perf_counter() - t0
     table = summary_table(metrics, summary, elapsed, run)
     table += f"\npredict on {len(preds)} test file(s) -> {out / 'predictions.csv'}"

@@ -6,16 +6,12 @@ Every hyperparameter lives here, so editing plan.json and running
 
 from __future__ import annotations
 
-import dataclasses
-import json
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
-from scandx import __version__
+from scandx.core.plan import PlanBase
 from scandx.errors import ScandxError
 
-PRECISIONS = ("fp32", "bf16", "fp16")
 LOSSES = ("ce", "weighted_ce", "focal", "bce", "weighted_bce")
 SAMPLERS = ("shuffle", "balanced")
 
@@ -30,9 +26,10 @@ class Augmentation:
     contrast: float = 0.1
 
 
-@dataclass
-class Plan:
-    task: str
+@dataclass(kw_only=True)
+class Plan(PlanBase):
+    """Classification plan; ``task`` is binary, multiclass or multilabel."""
+
     classes: list[str]
     spatial_dims: int = 2
     in_channels: int = 1
@@ -53,27 +50,17 @@ class Plan:
     warmup_epochs: int = 1
     early_stopping_patience: int = 10
     min_epochs: int = 1  # early stopping never ends a run before this many epochs
-    device: str = "cpu"
-    precision: str = "fp32"
     channels_last: bool = False
-    seed: int = 0
     val_fraction: float = 0.15
     test_fraction: float = 0.15
-    time_budget_s: float | None = None
     threshold_rule: str = "youden"
-    notes: list[str] = field(default_factory=list)
     fingerprint: dict[str, Any] = field(default_factory=dict)
-    scandx_version: str = __version__
 
     def validate(self) -> Plan:
         checks = [
             (self.task in ("binary", "multiclass", "multilabel"), f"task {self.task!r}"),
             (self.loss in LOSSES, f"loss {self.loss!r} (choose from {LOSSES})"),
             (self.sampler in SAMPLERS, f"sampler {self.sampler!r} (choose from {SAMPLERS})"),
-            (
-                self.precision in PRECISIONS,
-                f"precision {self.precision!r} (choose from {PRECISIONS})",
-            ),
             (len(self.input_size) == self.spatial_dims, "input_size length != spatial_dims"),
             (len(self.intensity_mean) == self.in_channels, "intensity_mean length != in_channels"),
             (self.epochs >= 1 and self.batch_size >= 1, "epochs and batch_size must be >= 1"),
@@ -83,33 +70,9 @@ class Plan:
         for ok, what in checks:
             if not ok:
                 raise ScandxError(f"invalid plan: {what}")
-        return self
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def save(self, path: Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        return super().validate()
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], where: str = "plan") -> Plan:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ScandxError(f"unknown plan field(s) {unknown}", where)
-        d = dict(d)
-        aug = d.get("augmentation") or {}
-        try:
-            d["augmentation"] = Augmentation(**aug)
-            return cls(**d).validate()
-        except TypeError as e:
-            raise ScandxError(f"invalid plan ({e})", where) from None
-
-    @classmethod
-    def load(cls, path: str | Path) -> Plan:
-        try:
-            return cls.from_dict(json.loads(Path(path).read_text()), str(path))
-        except FileNotFoundError:
-            raise ScandxError("plan file not found", path) from None
-        except json.JSONDecodeError as e:
-            raise ScandxError(f"plan is not valid JSON ({e})", path) from None
+    def coerce(cls, d: dict[str, Any]) -> dict[str, Any]:
+        d["augmentation"] = Augmentation(**(d.get("augmentation") or {}))
+        return d

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from scandx.core.device import detect_device
 from scandx.errors import BadImageError, ScandxError
 from scandx.models import create_model, min_input_size
 from scandx.tasks.classification.data.images import is_grey, read_case
@@ -97,22 +98,6 @@ def fingerprint(manifest: Manifest, skip_bad: bool = False) -> dict:
         "class_counts": {s: manifest.class_counts(s) for s in ("train", "val", "test")},
         "skipped": len(manifest.skipped),
     }
-
-
-def detect_device() -> tuple[str, str]:
-    """(device, precision) for this machine."""
-    if torch.cuda.is_available():
-        return "cuda", "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "cpu", "bf16" if cpu_has_bf16() else "fp32"
-
-
-def cpu_has_bf16() -> bool:
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = f.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def make_plan(

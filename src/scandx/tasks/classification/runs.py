@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import logging
 from pathlib import Path
 
@@ -36,13 +35,3 @@ def apply_run_splits(manifest: Manifest, manifest_csv: Path, strict: bool) -> No
         elif not c.split:
             c.split = "external"
     check_patient_leakage(manifest)
-
-
-def write_skipped(out: Path, skipped: list[tuple[str, str]]) -> None:
-    if not skipped:
-        return
-    with open(out / "skipped.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["path", "reason"])
-        w.writerows(skipped)
-    log.warning("skipped %d bad file(s); see %s", len(skipped), out / "skipped.csv")

@@ -6,14 +6,14 @@ directory is created only once the data has been read and checked.
 
 from __future__ import annotations
 
-import json
 import logging
-import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from scandx.core.engine import Hook, fit
+from scandx.core.run_dir import RunDir, write_json, write_skipped
 from scandx.errors import ScandxError
 from scandx.tasks.classification.data.images import load_cases
 from scandx.tasks.classification.data.manifest import Manifest
@@ -28,27 +28,18 @@ from scandx.tasks.classification.evaluation.curves import choose_operating_point
 from scandx.tasks.classification.evaluation.evaluate import evaluate_run
 from scandx.tasks.classification.evaluation.metrics import youden_threshold
 from scandx.tasks.classification.evaluation.model_card import write_model_card
-from scandx.tasks.classification.inference.commands import explain_run, predict_run
 from scandx.tasks.classification.inference.model_io import contract_of, save_model
 from scandx.tasks.classification.inference.ood import fit_ood
+from scandx.tasks.classification.inference.scoring import predict_logits, probabilities
 from scandx.tasks.classification.plan import Plan
 from scandx.tasks.classification.planner import fingerprint, make_plan
-from scandx.tasks.classification.runs import apply_run_splits, labels_tensor, write_skipped
-from scandx.tasks.classification.training.loop import (
-    Hook,
-    TrainData,
-    fit,
-    predict_logits,
-    probabilities,
-)
+from scandx.tasks.classification.runs import apply_run_splits, labels_tensor
+from scandx.tasks.classification.training.loop import ClassificationTraining, TrainData
 
-# evaluate, predict and explain live with their packages; re-exported so that the
-# CLI calls one module for every step
+# evaluate lives with its package; re-exported for library users
 __all__ = [
     "evaluate_run",
-    "explain_run",
     "plan_run",
-    "predict_run",
     "prepare_manifest",
     "train_run",
 ]
@@ -86,9 +77,8 @@ def plan_run(
     fp = fingerprint(manifest, skip_bad=skip_bad)
     plan = make_plan(manifest, fp, time_budget_s=time_budget_s, seed=seed, model=model)
     if out is not None:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        plan.save(out / "plan.json")
+        Path(out).mkdir(parents=True, exist_ok=True)
+        plan.save(RunDir(out).plan_json)
         write_skipped(out, manifest.skipped)
     return plan
 
@@ -107,14 +97,13 @@ def train_run(
     hooks: list[Hook] | None = None,
 ) -> dict[str, Any]:
     """Plan (or reuse a plan), train, choose thresholds on validation, save the model."""
-    out = Path(out)
-    resuming = resume and (out / "checkpoints" / "last.ckpt").exists()
-    if not resume and any((out / d).exists() for d in ("model", "checkpoints")):
-        raise ScandxError("run directory already holds a run; use --resume or a new --out", out)
+    run = RunDir(out)
+    run.guard_new(resume)
+    resuming = resume and run.can_resume()
     if resuming:
-        plan = Plan.load(out / "plan.json")
+        plan = Plan.load(run.plan_json)
         manifest = load_source(data, image_root=image_root, skip_bad=skip_bad)
-        apply_run_splits(manifest, out / "manifest.csv", strict=True)
+        apply_run_splits(manifest, run.manifest_csv, strict=True)
     else:
         manifest, plan = manifest_and_plan(
             data,
@@ -126,7 +115,7 @@ def train_run(
             skip_bad=skip_bad,
         )
     summary, _ = train_prepared(
-        manifest, plan, out, resuming=resuming, skip_bad=skip_bad, hooks=hooks
+        manifest, plan, run, resuming=resuming, skip_bad=skip_bad, hooks=hooks
     )
     return summary
 
@@ -171,7 +160,7 @@ def manifest_and_plan(
 def train_prepared(
     manifest: Manifest,
     plan: Plan,
-    out: Path,
+    run: RunDir,
     *,
     resuming: bool = False,
     skip_bad: bool = False,
@@ -196,21 +185,13 @@ def train_prepared(
         x_tr, labels_tensor(manifest, tr_cases), x_va, labels_tensor(manifest, va_cases)
     )
 
-    created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    try:
+    with run.training():
         if not resuming:
-            plan.save(out / "plan.json")
-            manifest.to_csv(out / "manifest.csv")
-            write_skipped(out, skipped)
-        result = fit(plan, data_t, out, resume=resuming, hooks=hooks)
-    except (KeyboardInterrupt, SystemExit):
-        raise  # keep checkpoints: --resume continues
-    except Exception:
-        if created and not (out / "checkpoints" / "last.ckpt").exists():
-            shutil.rmtree(out, ignore_errors=True)
-        raise
-    model_nn = result["model"]
+            plan.save(run.plan_json)
+            manifest.to_csv(run.manifest_csv)
+            write_skipped(run.path, skipped)
+        result = fit(ClassificationTraining(plan, data_t), run, resume=resuming, hooks=hooks)
+    model_nn = result.model
     y_val = data_t.y_val.numpy()
     val_logits = predict_logits(model_nn, data_t.x_val, "cpu")
     calibration = fit_calibration(plan.task, val_logits.numpy(), y_val)
@@ -227,13 +208,13 @@ def train_prepared(
         model_nn, data_t.x_train, data_t.y_train.numpy(), data_t.x_val, plan.seed
     )
     info = save_model(
-        out / "model",
+        run.model_dir,
         model_nn,
         plan,
         thresholds,
         {
-            "best_epoch": result["best"].get("epoch"),
-            "val_auc": result["best"].get("val_auc"),
+            "best_epoch": result.best.get("epoch"),
+            "val_auc": result.best.get("val_auc"),
             "calibration": calibration,
             "operating_points": operating_points,
             "ood": ood_info,
@@ -242,14 +223,17 @@ def train_prepared(
         ood_tensors,
     )
     summary = {
-        "run": str(out),
-        "best": result["best"],
-        "epochs_run": len(result["history"]),
+        "run": str(run),
+        "best": result.best,
+        "epochs_run": len(result.history),
+        "train_seconds": result.seconds,
+        "device": result.device,
+        "precision": result.precision,
         "thresholds": thresholds,
         "sha256": info["sha256"],
     }
-    (out / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    write_model_card(out)
+    write_json(run.train_summary, summary)
+    write_model_card(run.path)
     return summary, {"cases": va_cases, "y": y_val, "probs": val_probs}
 
 

@@ -72,7 +72,8 @@ def _predict(model: torch.nn.Module, image: np.ndarray, plan: SegPlan, tta: bool
     from monai.inferers import sliding_window_inference
 
     model.eval()
-    x = torch.from_numpy(image)[None]
+    device = next(model.parameters()).device  # the Predictor's (or training's) device
+    x = torch.from_numpy(image)[None].to(device)
     tta = plan.tta_flips if tta is None else tta
     flips: list[tuple[int, ...]] = [()]
     if tta:
@@ -98,7 +99,7 @@ def _predict(model: torch.nn.Module, image: np.ndarray, plan: SegPlan, tta: bool
         probs = torch.softmax(logits, 1)
         probs = torch.flip(probs, axes) if axes else probs
         total = probs if total is None else total + probs
-    return (total / len(flips))[0].numpy()
+    return (total / len(flips))[0].cpu().numpy()
 
 
 def predict_case(model: torch.nn.Module, loaded, plan: SegPlan) -> np.ndarray:

@@ -19,20 +19,18 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
-from scandx import __version__
+from scandx.core.device import autocast, detect_device
+from scandx.core.plan import PlanBase
 from scandx.errors import ScandxError
-from scandx.tasks.classification.planner import detect_device
 from scandx.tasks.segmentation.memory import default_budget, estimate_train_bytes
 from scandx.tasks.segmentation.sources import SegManifest
 from scandx.tasks.segmentation.volumes import read_case_arrays
@@ -46,8 +44,11 @@ ANISOTROPY = 3.0  # thick-axis spacing over the finest in-plane spacing
 MIN_3D_SLICES = 16  # fewer slices than this along a thick axis -> slice-wise 2D
 
 
-@dataclass
-class SegPlan:
+@dataclass(kw_only=True)
+class SegPlan(PlanBase):
+    """Segmentation plan (``task`` is "segmentation")."""
+
+    task: str = "segmentation"
     labels: dict[str, str]  # "value" -> name (JSON keys are strings)
     regions: dict[str, list[int]] = field(default_factory=dict)  # evaluated label unions
     spatial_dims: int = 2
@@ -74,15 +75,9 @@ class SegPlan:
     tta_flips: bool = True
     val_every: int = 1  # epochs between validations (sliding window over whole cases)
     val_fraction: float = 0.2
-    device: str = "cpu"
-    precision: str = "fp32"
     memory_budget_gb: float | None = None  # training memory the patch and batch fit in
-    seed: int = 0
     time_budget_s: float = 600.0
-    notes: list[str] = field(default_factory=list)
     fingerprint: dict[str, Any] = field(default_factory=dict)
-    task: str = "segmentation"
-    scandx_version: str = __version__
 
     @property
     def n_classes(self) -> int:
@@ -102,19 +97,12 @@ class SegPlan:
         w.insert(self.slice_axis, 1)
         return w
 
-    def save(self, path: Path) -> None:
-        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
-
-    @classmethod
-    def load(cls, path: str | Path) -> SegPlan:
-        try:
-            d = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise ScandxError(f"cannot read plan ({e})", path) from e
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ScandxError(f"unknown plan keys: {', '.join(sorted(unknown))}", path)
-        return cls(**d)
+    def validate(self) -> SegPlan:
+        if self.epochs < 1 or self.steps_per_epoch < 1 or self.batch_size < 1:
+            raise ScandxError("invalid plan: epochs, steps_per_epoch and batch_size must be >= 1")
+        if len(self.patch_size) != self.spatial_dims:
+            raise ScandxError("invalid plan: patch_size length != spatial_dims")
+        return super().validate()
 
 
 def seg_fingerprint(manifest: SegManifest, skip_bad: bool = False) -> dict[str, Any]:
@@ -403,9 +391,9 @@ def _has_fov(manifest: SegManifest) -> bool:
 
 
 def synthetic_step(model, opt, loss_fn, x, y, precision: str) -> None:
-    """One training step as fit_segmentation takes it (the probe times it, the memory
+    """One training step as the engine takes it (the probe times it, the memory
     benchmark measures it)."""
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+    with autocast("cpu", precision):
         out = model(x)
     loss = loss_fn(out.float(), y)
     opt.zero_grad(set_to_none=True)

@@ -1,7 +1,8 @@
-"""Segmentation evaluation report (``RUN/eval/<split>/report.html``) and model card
-(``RUN/model/MODEL_CARD.md``).
+"""Segmentation sections of the evaluation report (``RUN/eval/<split>/report.html``)
+and of the model card (``RUN/model/model_card.md``).
 
-The page is self-contained like the classification report (no script, PNG inline):
+The page frame and the card skeleton are the shared ones (:mod:`scandx.core.report`,
+:mod:`scandx.core.model_card`); this module adds the segmentation sections:
 headline metrics with CIs, per-class and per-region tables, the choices made on
 validation (threshold, component filtering), every case sorted by Dice, and overlays of
 the worst, median and best cases (true positive green, false positive red, false
@@ -15,15 +16,16 @@ from typing import Any
 
 import numpy as np
 
-from scandx.tasks.classification.evaluation.html_report import (
-    CSS,
+from scandx.core import model_card as core_card
+from scandx.core.model_card import CardSections
+from scandx.core.report import (
     ci_text,
     esc,
     html_table,
     model_card_section,
+    png_base64,
+    write_page,
 )
-from scandx.tasks.classification.evaluation.model_card import read_run_files
-from scandx.tasks.classification.explain.gallery import png_base64
 
 METRICS = ("dice", "hd95", "nsd", "auc")
 PANEL_SIDE = 256
@@ -186,15 +188,12 @@ def write_seg_report(
     title = f"scandx segmentation evaluation: {run_name} on {metrics['split']}"
     skipped = metrics.get("skipped") or 0
     labels = metrics.get("labels", {})
-    page = [
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-        "<meta name='viewport' content='width=device-width, initial-scale=1'>",
-        f"<title>{esc(title)}</title><style>{CSS}</style></head><body>",
-        f"<h1>{esc(title)}</h1>",
-        f"<p class='muted'>{metrics['cases']} cases; labels "
-        f"{esc(', '.join(f'{k} {v}' for k, v in labels.items()))}; model {esc(info['model'])} "
-        f"({info['spatial_dims']}D), weights sha256 {esc(info['sha256'][:16])}&hellip;; "
-        f"scandx {esc(info['scandx_version'])}.</p>",
+    subtitle = (
+        f"{metrics['cases']} cases; labels {', '.join(f'{k} {v}' for k, v in labels.items())}; "
+        f"model {info['model']} ({info['spatial_dims']}D), weights sha256 "
+        f"{info['sha256'][:16]}\u2026; scandx {info['scandx_version']}."
+    )
+    sections = [
         f"<p class='warn'>{skipped} unusable case(s) skipped (skipped.csv).</p>" if skipped else "",
         _metrics_section(metrics),
         _choices_section(metrics, labels),
@@ -202,76 +201,68 @@ def write_seg_report(
         _cases_section(metrics, scores),
         "<h2>Plan</h2><ul>" + "".join(f"<li>{esc(n)}</li>" for n in plan_notes) + "</ul>",
         model_card_section(card_md),
-        "</body></html>",
     ]
-    tmp = path.with_suffix(".html.tmp")
-    tmp.write_text("\n".join(page), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return write_page(path, title, subtitle, sections)
 
 
 def seg_model_card(run: Path, current: dict[str, dict[str, Any]] | None = None) -> str:
     """Model card markdown from model.json, plan.json and RUN/eval/*/metrics.json, with
     ``current`` ({split: metrics}) standing in for an evaluation not yet in place."""
-    info, plan, evals = read_run_files(run)
-    data = info.get("training_data", {})
-    evals.update(current or {})
-    labels = ", ".join(f"{k} {v}" for k, v in info["labels"].items())
-    t = info.get("threshold")
-    lines = [
-        f"# Model card: {run.name}",
-        "",
-        "## Model details",
-        f"- Task: segmentation of {labels}",
-        f"- Network: {info['model']} ({info['spatial_dims']}D"
-        + (f", slice by slice along axis {info['slice_axis']}" if info.get("slice_axis") else "")
-        + f"), {info['in_channels']} input channel(s), patch {plan['patch_size']}",
-        f"- Preprocessing: {plan['normalization']}"
-        + (", inside the region-of-interest mask" if plan.get("use_fov") else "")
-        + (f"; resampled to {plan['target_spacing']}" if plan.get("target_spacing") else ""),
-        f"- Training: {plan['epochs']} epochs of {plan['steps_per_epoch']} steps planned, "
-        + _selection(info)
-        + f", Dice + cross-entropy, AdamW lr {plan['lr']}, batch {plan['batch_size']}, "
-        f"precision {plan['precision']}, seed {plan['seed']} (all in plan.json)",
-        f"- Decision: threshold {t['value']:.2f} chosen on validation"
-        if t
-        else "- Decision: argmax",
-        f"- Weights: model/{info['weights']}, sha256 {info['sha256']}; scandx "
-        f"{info['scandx_version']}, created {info['created']}",
-        "",
-        "## Intended use",
-        "- Research use only; not a medical device. Masks are proposals for review by a "
-        "qualified reader.",
-        "",
-        "## Training data",
-        f"- Source: {data.get('layout', '?')} layout, {data.get('cases', '?')} cases "
-        f"({', '.join(f'{k} {v}' for k, v in (data.get('per_split') or {}).items())})",
-        "",
-        "## Evaluation",
-    ]
-    if not evals:
-        lines.append("- Not evaluated yet: run `scandx evaluate`.")
-    for split, m in evals.items():
-        parts = [f"{k} {ci_plain(m.get(k))}" for k in METRICS if isinstance(m.get(k), dict)]
-        lines.append(f"- {split} ({m['cases']} cases): " + "; ".join(parts))
-    lines += ["", "## Limitations"]
-    small = [s for s, m in evals.items() if m["cases"] < 30]
-    if small:
-        lines.append(
-            f"- Few evaluation cases ({', '.join(small)}): confidence intervals are wide or, "
-            "under 5 cases, not meaningful."
-        )
-    lines.append(
-        "- Evaluated only on data like the training source; other scanners, protocols and "
-        "populations are untested."
-    )
-    return "\n".join(lines) + "\n"
+    return core_card.model_card_text(Path(run), seg_card_sections, current)
 
 
 def write_seg_model_card(run: Path) -> Path:
-    path = run / "model" / "MODEL_CARD.md"
-    path.write_text(seg_model_card(run))
-    return path
+    """Write ``RUN/model/model_card.md`` (the same file name as every task); its path."""
+    return core_card.write_model_card(Path(run), seg_card_sections)
+
+
+def seg_card_sections(
+    info: dict[str, Any], plan: dict[str, Any], evals: dict[str, dict[str, Any]]
+) -> CardSections:
+    """The segmentation sections of the shared model-card skeleton."""
+    data = info.get("training_data", {})
+    labels = ", ".join(f"{k} {v}" for k, v in info["labels"].items())
+    t = info.get("threshold")
+    evaluation = []
+    for split, m in evals.items():
+        parts = [f"{k} {ci_plain(m.get(k))}" for k in METRICS if isinstance(m.get(k), dict)]
+        evaluation.append(f"- {split} ({m['cases']} cases): " + "; ".join(parts))
+    limitations = []
+    small = [s for s, m in evals.items() if m["cases"] < 30]
+    if small:
+        limitations.append(
+            f"- Few evaluation cases ({', '.join(small)}): confidence intervals are wide or, "
+            "under 5 cases, not meaningful."
+        )
+    limitations.append(
+        "- Evaluated only on data like the training source; other scanners, protocols and "
+        "populations are untested."
+    )
+    return CardSections(
+        task=f"segmentation of {labels}",
+        network=f"{info['model']} ({info['spatial_dims']}D"
+        + (f", slice by slice along axis {info['slice_axis']}" if info.get("slice_axis") else "")
+        + f"), {info['in_channels']} input channel(s), patch {plan['patch_size']}",
+        details=[
+            f"- Preprocessing: {plan['normalization']}"
+            + (", inside the region-of-interest mask" if plan.get("use_fov") else "")
+            + (f"; resampled to {plan['target_spacing']}" if plan.get("target_spacing") else ""),
+            f"- Training: {plan['epochs']} epochs of {plan['steps_per_epoch']} steps planned, "
+            + _selection(info)
+            + f", Dice + cross-entropy, AdamW lr {plan['lr']}, batch {plan['batch_size']}, "
+            f"precision {plan['precision']}, seed {plan['seed']} (all in plan.json)",
+            f"- Decision: threshold {t['value']:.2f} chosen on validation"
+            if t
+            else "- Decision: argmax",
+        ],
+        intended_use=["- Masks are proposals for review by a qualified reader."],
+        training_data=[
+            f"- Source: {data.get('layout', '?')} layout, {data.get('cases', '?')} cases "
+            f"({', '.join(f'{k} {v}' for k, v in (data.get('per_split') or {}).items())})"
+        ],
+        evaluation=evaluation,
+        limitations=limitations,
+    )
 
 
 def _selection(info: dict[str, Any]) -> str:

@@ -1,26 +1,22 @@
-"""Patch-based U-Net training: foreground oversampling, flips + augment.py, Dice + CE,
-bf16 autocast on capable CPUs, validation Dice by sliding window, exact resume."""
+"""Patch-based U-Net training through the shared engine (``core/engine.py``):
+foreground oversampling, flips + augment.py, Dice + CE, validation Dice by sliding
+window."""
 
 from __future__ import annotations
 
-import copy
-import json
 import logging
-import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
-from scandx.core.checkpoint import load_checkpoint, save_checkpoint
-from scandx.models import create_model
-from scandx.tasks.classification.training.loop import lr_factor, truncate_log
+from scandx.core.engine import Schedule, TrainingTask
 from scandx.tasks.segmentation import augment
 from scandx.tasks.segmentation.infer import predict_probabilities, roi_box
 from scandx.tasks.segmentation.metrics import dice
 from scandx.tasks.segmentation.plan import SegPlan
+from scandx.tasks.segmentation.predictor import build_seg_model
 
 log = logging.getLogger(__name__)
 
@@ -30,17 +26,6 @@ class SegData:
     images: list[np.ndarray]  # normalised (C, *S)
     labels: list[np.ndarray]  # (*S) int64
     fovs: list[np.ndarray | None]
-
-
-def build_seg_model(plan: SegPlan) -> torch.nn.Module:
-    return create_model(
-        plan.model,
-        plan.spatial_dims,
-        plan.in_channels,
-        plan.n_classes,
-        input_size=plan.patch_size,
-        **plan.model_kwargs,
-    )
 
 
 def _crop(a: np.ndarray, start: list[int], size: list[int]) -> np.ndarray:
@@ -106,93 +91,43 @@ def validation_dice(model: torch.nn.Module, val: SegData, plan: SegPlan) -> floa
     return float(np.mean(scores))
 
 
-def fit_segmentation(
-    plan: SegPlan,
-    train: SegData,
-    val: SegData,
-    out: Path,
-    resume: bool = False,
-    stop_after: int | None = None,
-) -> dict[str, Any]:
-    """Train; writes checkpoints/{last,best}.ckpt and log.jsonl; returns best record + model.
+class SegTraining(TrainingTask):
+    """Segmentation's part of the engine: DynUNet, Dice + CE, patches sampled from
+    (seed, epoch), validation Dice by sliding window every ``val_every`` epochs (and
+    at the last), which is the score that picks the best checkpoint."""
 
-    ``stop_after`` ends this call after that many epochs (as an interruption would); a
-    later call with ``resume`` continues to the same result as one uninterrupted run."""
-    from monai.losses import DiceCELoss
+    def __init__(self, plan: SegPlan, train: SegData, val: SegData) -> None:
+        from monai.losses import DiceCELoss
 
-    torch.manual_seed(plan.seed)
-    model = build_seg_model(plan)
-    opt = torch.optim.AdamW(model.parameters(), lr=plan.lr, weight_decay=plan.weight_decay)
-    total = plan.epochs * plan.steps_per_epoch
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: lr_factor(s, total, plan.steps_per_epoch)
-    )
-    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=True)
-    ckpt_dir = out / "checkpoints"
-    start, best, best_state = 0, {"val_dice": -1.0}, None
-    if resume and (ckpt_dir / "last.ckpt").exists():
-        state = load_checkpoint(ckpt_dir / "last.ckpt")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        start, best = int(state["epoch"]) + 1, json.loads(state["best"])
-        if (ckpt_dir / "best.ckpt").exists():
-            best_state = load_checkpoint(ckpt_dir / "best.ckpt")["model"]
-        truncate_log(out / "log.jsonl", start)
-        log.info("resuming at epoch %d", start + 1)
-    log_path = out / "log.jsonl"
-    amp = plan.precision == "bf16"
-    end = plan.epochs if stop_after is None else min(plan.epochs, start + stop_after)
-    for epoch in range(start, end):
-        t0 = time.perf_counter()
-        rng = np.random.default_rng([plan.seed, epoch])  # exact resume: seeded per epoch
-        torch.manual_seed(plan.seed * 100_003 + epoch)
-        model.train()
-        losses = []
-        for _ in range(plan.steps_per_epoch):
-            x, y = sample_batch(train, plan, rng)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
-                logits = model(x)
-            loss = loss_fn(logits.float(), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            losses.append(float(loss.detach()))
-        validate = (epoch + 1) % plan.val_every == 0 or epoch + 1 == plan.epochs
-        vd = validation_dice(model, val, plan) if validate else float("nan")
-        record = {
-            "epoch": epoch,
-            "train_loss": float(np.mean(losses)),
-            "val_dice": vd if validate else None,  # null in log.jsonl: not validated
-            "lr": opt.param_groups[0]["lr"],
-            "seconds": round(time.perf_counter() - t0, 2),
-        }
-        if validate and vd > best["val_dice"]:
-            best = dict(record)
-            best_state = copy.deepcopy(model.state_dict())
-            save_checkpoint(ckpt_dir / "best.ckpt", {"model": best_state, "epoch": epoch})
-        with open(log_path, "a") as f:
-            f.write(json.dumps(record) + "\n")
-        save_checkpoint(
-            ckpt_dir / "last.ckpt",
-            {
-                "model": model.state_dict(),
-                "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(),
-                "epoch": epoch,
-                "best": json.dumps(best),
-            },
+        self.plan, self.train, self.val = plan, train, val
+        self.seed, self.device, self.precision = plan.seed, plan.device, plan.precision
+        self.schedule = Schedule(
+            epochs=plan.epochs,
+            steps_per_epoch=plan.steps_per_epoch,
+            lr=plan.lr,
+            weight_decay=plan.weight_decay,
+            warmup_steps=plan.steps_per_epoch,
         )
-        log.info(
-            "epoch %d/%d loss %.4f val Dice %.4f (best %.4f) %.1fs",
-            epoch + 1,
-            plan.epochs,
-            record["train_loss"],
-            vd,
-            best["val_dice"],
-            record["seconds"],
+        self.loss_fn = DiceCELoss(
+            to_onehot_y=True, softmax=True, include_background=False, batch=True
         )
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    return {"best": best, "model": model}
+
+    def build_model(self) -> torch.nn.Module:
+        return build_seg_model(self.plan)
+
+    def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.loss_fn(output, target)
+
+    def batches(self, epoch: int, device: str) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        rng = np.random.default_rng([self.plan.seed, epoch])  # exact resume
+        for _ in range(self.plan.steps_per_epoch):
+            yield sample_batch(self.train, self.plan, rng)
+
+    def validate(
+        self, model: torch.nn.Module, epoch: int, device: str, precision: str
+    ) -> dict[str, float] | None:
+        plan = self.plan
+        if (epoch + 1) % plan.val_every and epoch + 1 != plan.epochs:
+            return None
+        vd = validation_dice(model, self.val, plan)
+        return {"val_dice": vd, "score": vd}

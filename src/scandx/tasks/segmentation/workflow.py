@@ -1,11 +1,11 @@
-"""Segmentation steps: train, evaluate, predict, in the same run-directory layout as
-classification (plan.json, manifest, checkpoints/, log.jsonl, model/, eval/<split>/)."""
+"""Segmentation plan and train, in the run-directory layout every task shares
+(``core/run_dir.py``); training runs through the shared engine (``core/engine.py``)."""
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,26 +13,19 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_model, save_model
+from safetensors.torch import save_model
 
 from scandx import __version__
+from scandx.core.engine import Hook, fit
+from scandx.core.predictor import sha256
+from scandx.core.run_dir import RunDir, write_json, write_skipped
 from scandx.errors import ScandxError
-from scandx.tasks.classification.inference.model_io import sha256
-from scandx.tasks.classification.runs import write_skipped
-from scandx.tasks.segmentation.infer import normalize, predict_case, predict_probabilities
-from scandx.tasks.segmentation.metrics import case_metrics, summarize
+from scandx.tasks.segmentation.infer import normalize, predict_probabilities
 from scandx.tasks.segmentation.plan import SegPlan, make_seg_plan, seg_fingerprint
-from scandx.tasks.segmentation.postprocess import choose_components, choose_threshold, label_map
-from scandx.tasks.segmentation.report import (
-    case_panel,
-    case_score,
-    pick_gallery,
-    seg_model_card,
-    write_seg_model_card,
-    write_seg_report,
-)
+from scandx.tasks.segmentation.postprocess import choose_components, choose_threshold
+from scandx.tasks.segmentation.report import write_seg_model_card
 from scandx.tasks.segmentation.sources import SegCase, SegManifest, load_seg_source
-from scandx.tasks.segmentation.train import SegData, build_seg_model, fit_segmentation
+from scandx.tasks.segmentation.train import SegData, SegTraining
 from scandx.tasks.segmentation.volumes import Loaded, read_case_arrays, resample
 
 log = logging.getLogger(__name__)
@@ -122,8 +115,8 @@ def seg_plan_run(
         memory_budget_gb=memory_budget_gb,
     )
     Path(out).mkdir(parents=True, exist_ok=True)
-    plan.save(Path(out) / "plan.json")
-    write_skipped(Path(out), manifest.skipped)
+    plan.save(RunDir(out).plan_json)
+    write_skipped(out, manifest.skipped)
     return plan
 
 
@@ -138,17 +131,19 @@ def seg_train_run(
     dims: int | None = None,
     skip_bad: bool = False,
     memory_budget_gb: float | None = None,
+    hooks: list[Hook] | None = None,
+    stop_after: int | None = None,
+    model: str | None = None,
 ) -> dict[str, Any]:
     """Plan (unless resuming or given ``plan_path``), train, choose post-processing and
     save the model; ``dims`` (2 or 3) overrides the planner's 2D/3D choice; ``skip_bad``
     leaves out unusable cases (listed in RUN/skipped.csv)."""
-    out = Path(out)
-    resuming = resume and (out / "checkpoints" / "last.ckpt").exists()
-    if not resume and any((out / d).exists() for d in ("model", "checkpoints")):
-        raise ScandxError("run directory already holds a run; use --resume or a new --out", out)
+    run = RunDir(out)
+    run.guard_new(resume)
+    resuming = resume and run.can_resume()
     manifest = load_seg_source(data)
     if resuming or plan_path:
-        plan = SegPlan.load(out / "plan.json" if resuming else plan_path)  # type: ignore[arg-type]
+        plan = SegPlan.load(run.plan_json if resuming else plan_path)  # type: ignore[arg-type]
         if seed is not None:
             plan.seed = seed
     else:
@@ -164,52 +159,63 @@ def seg_train_run(
             dims=dims,
             memory_budget_gb=memory_budget_gb,
         )
-    return train_prepared(manifest, plan, out, resuming=resuming, skip_bad=skip_bad)
+    if model and model != plan.model and not resuming:
+        plan.model = model
+        plan.notes.append(f"model set to {model} on the command line")
+    if resuming:
+        apply_saved_splits(manifest, run.manifest_csv)
+    return train_prepared(
+        manifest,
+        plan,
+        run,
+        resuming=resuming,
+        skip_bad=skip_bad,
+        hooks=hooks,
+        stop_after=stop_after,
+    )
 
 
 def train_prepared(
     manifest: SegManifest,
     plan: SegPlan,
-    out: Path,
+    run: RunDir,
     *,
     resuming: bool = False,
     skip_bad: bool = False,
+    hooks: list[Hook] | None = None,
+    stop_after: int | None = None,
 ) -> dict[str, Any]:
     """Train on the manifest's train split, select on its val split, save the model and
-    post-processing in ``out`` (a single run, or one fold of ``train --folds``)."""
+    post-processing in ``run`` (a single run, or one fold of ``train --folds``)."""
     train = load_split(manifest.in_split("train"), manifest, plan, skip_bad)
     val = load_split(manifest.in_split("val"), manifest, plan, skip_bad)
-    created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    try:
+    with run.training():
         if not resuming:
-            plan.save(out / "plan.json")
-            save_cases(out / "cases.json", manifest)
-            write_skipped(out, manifest.skipped)
-        t0 = time.perf_counter()
-        result = fit_segmentation(plan, train, val, out, resume=resuming)
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except Exception:
-        if created and not (out / "checkpoints" / "last.ckpt").exists():
-            shutil.rmtree(out, ignore_errors=True)
-        raise
-    model = result["model"]
+            plan.save(run.plan_json)
+            write_manifest(run.manifest_csv, manifest)
+            write_skipped(run.path, manifest.skipped)
+        result = fit(
+            SegTraining(plan, train, val), run, resume=resuming, hooks=hooks, stop_after=stop_after
+        )
+    if not run.model_dir.exists() and len(result.history) < plan.epochs and stop_after:
+        return {"run": str(run), "stopped_after": len(result.history)}
+    model = result.model
     threshold, post = choose_postprocessing(model, val, plan)
-    info = save_seg_model(
-        out / "model", model, plan, post, result["best"], manifest, threshold=threshold
-    )
+    info = save_seg_model(run.model_dir, model, plan, post, result.best, manifest, threshold)
     summary = {
-        "run": str(out),
-        "best": result["best"],
-        "train_seconds": round(time.perf_counter() - t0, 1),
+        "run": str(run),
+        "best": result.best,
+        "epochs_run": len(result.history),
+        "train_seconds": result.seconds,
+        "device": result.device,
+        "precision": result.precision,
         "postprocessing": post,
         "threshold": threshold,
         "sha256": info["sha256"],
         "cases": manifest.summary(),
     }
-    (out / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    write_seg_model_card(out)
+    write_json(run.train_summary, summary)
+    write_seg_model_card(run.path)
     return summary
 
 
@@ -254,7 +260,7 @@ def save_seg_model(
         "in_channels": plan.in_channels,
         "postprocessing": post,
         "threshold": threshold,  # binary tasks: foreground probability cut, chosen on val
-        "best_epoch": best.get("epoch"),
+        "best_epoch": best.get("epoch"),  # counted from 1
         "val_dice": best.get("val_dice"),
         "training_data": manifest.summary(),
         "weights": weights.name,
@@ -264,206 +270,23 @@ def save_seg_model(
     return info
 
 
-def load_seg_run(run: Path) -> tuple[torch.nn.Module, SegPlan, dict[str, Any]]:
-    """(model, plan, model.json) of a run; a ``train --folds`` run gives the ensemble of
-    its fold models (mean of their softmax probabilities)."""
-    info_path = run / "model" / "model.json"
-    if not info_path.exists():
-        raise ScandxError("no trained model here (model/model.json missing)", run)
-    info = json.loads(info_path.read_text())
-    plan = SegPlan.load(run / "plan.json")
-    members = []
-    for rel, digest in zip(
-        info.get("ensemble") or [info["weights"]],
-        info.get("member_sha256") or [info["sha256"]],
-        strict=True,
-    ):
-        weights = run / "model" / rel
-        if not weights.exists() or sha256(weights) != digest:
-            raise ScandxError("model weights missing or not matching model.json", weights)
-        model = build_seg_model(plan)
-        load_model(model, str(weights))
-        members.append(model.eval())
-    return (members[0] if len(members) == 1 else SegEnsemble(members)).eval(), plan, info
-
-
-class SegEnsemble(torch.nn.Module):
-    """Members' mean softmax probabilities, returned as log-probabilities so that the
-    softmax applied by inference gives back that mean."""
-
-    def __init__(self, members: list[torch.nn.Module]) -> None:
-        super().__init__()
-        self.members = torch.nn.ModuleList(members)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mean = torch.stack([torch.softmax(m(x).float(), 1) for m in self.members]).mean(0)
-        return torch.log(mean.clamp_min(1e-12))
-
-
-def is_seg_run(run: str | Path) -> bool:
-    p = Path(run) / "plan.json"
-    return p.exists() and json.loads(p.read_text()).get("task") == "segmentation"
-
-
-def seg_evaluate_run(
-    run: str | Path,
-    data: str | Path,
-    *,
-    split: str = "test",
-    n_boot: int = 1000,
-    skip_bad: bool = False,
-) -> dict[str, Any]:
-    """Metrics and predicted masks of one split, written to RUN/eval/<split>/ only once
-    every case is done (a failure leaves the previous evaluation, if any, untouched)."""
-    run = Path(run)
-    model, plan, info = load_seg_run(run)
-    manifest = load_seg_source(data)
-    manifest.labels = {int(k): v for k, v in plan.labels.items()}
-    _apply_saved_splits(manifest, run / "cases.json")
-    listed = [c for c in manifest.in_split(split) if c.label]
-    if not listed:
-        raise ScandxError(f"no labelled cases in split {split!r}", data)
-    labels = manifest.labels
-    out = run / "eval" / split
-    partial = out.with_name(f".{split}.partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    masks_dir = partial / "masks"
-    masks_dir.mkdir(parents=True)
-    per_case, cases, panels = [], [], {}
-    try:
-        for c, r in read_cases(listed, manifest, skip_bad):
-            probs = predict_case(model, r, plan)
-            pred = label_map(probs, info["postprocessing"], info.get("threshold"))
-            per_case.append(
-                case_metrics(pred, r.label, labels, r.spacing, probs, r.fov, plan.regions)
+def write_manifest(path: Path, manifest: SegManifest) -> None:
+    """manifest.csv: every case with its patient, split and files (the same file name and
+    first columns as classification's)."""
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["case_id", "patient_id", "split", "images", "label", "fov"])
+        for c in manifest.cases:
+            w.writerow(
+                [c.case_id, c.patient_id, c.split, ";".join(c.images), c.label or "", c.fov or ""]
             )
-            write_mask(masks_dir, c, pred, r, labels)
-            panels[c.case_id] = case_panel(r.image, r.label, pred, r.fov, r.affine)
-            cases.append(c)
-        if not cases:
-            raise ScandxError(f"no usable cases in split {split!r}", data)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    metrics = {
-        "split": split,
-        "cases": len(cases),
-        "skipped": len(manifest.skipped),
-        "task": "segmentation",
-        "labels": plan.labels,
-        "field_of_view": bool(plan.use_fov),
-        "regions": plan.regions,
-        **summarize(
-            per_case,
-            [c.case_id for c in cases],
-            [c.patient_id for c in cases],
-            n_boot,
-            regions=list(plan.regions),
-        ),
-        "postprocessing": info["postprocessing"],
-        "threshold": info.get("threshold"),
-    }
-    (partial / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    write_skipped(partial, manifest.skipped)
-    scores = {c: case_score(v, list(plan.regions)) for c, v in metrics["per_case"].items()}
-    gallery = [(g, c, scores[c], panels[c]) for g, c in pick_gallery(scores)]
-    card = seg_model_card(run, {split: metrics})
-    write_seg_report(partial / "report.html", metrics, info, plan.notes, gallery, card, run.name)
-    shutil.rmtree(out, ignore_errors=True)
-    partial.rename(out)
-    write_seg_model_card(run)
-    return metrics
 
 
-def write_mask(
-    folder: Path,
-    case: SegCase,
-    pred: np.ndarray,
-    loaded: Loaded,
-    labels: dict[int, str] | None = None,
-) -> Path:
-    """The predicted label map in the input's geometry: NIfTI with the image's affine for
-    NIfTI and DICOM-series inputs (the latter also as a DICOM SEG referencing the
-    series), else PNG (labels scaled to 0..255 for a binary task)."""
-    name = case.case_id.replace("/", "_")
-    if loaded.affine is not None:  # NIfTI or DICOM series: NIfTI with the same affine
-        import nibabel as nib
-
-        path = folder / f"{name}.nii.gz"
-        nib.save(nib.Nifti1Image(pred.astype(np.uint8), loaded.affine), str(path))
-        if Path(case.images[0]).is_dir():  # DICOM in, DICOM out: also a SEG on the series
-            from scandx.tasks.segmentation.dicom_seg import write_dicom_seg
-
-            write_dicom_seg(
-                Path(case.images[0]), pred, labels or {1: "foreground"}, folder / f"{name}.seg.dcm"
-            )
-        return path
-    from PIL import Image
-
-    path = folder / f"{name}.png"
-    scale = 255 if pred.max() <= 1 else 1
-    Image.fromarray((pred * scale).astype(np.uint8)).save(path)
-    return path
-
-
-def seg_predict_run(
-    run: str | Path, files: list[str | Path], out_dir: str | Path, skip_bad: bool = False
-) -> list[dict]:
-    """A mask per input file (or DICOM series folder) in ``out_dir``; with ``skip_bad`` an
-    unusable input is listed in ``out_dir/skipped.csv`` instead of ending the run."""
-    run, out_dir = Path(run), Path(out_dir)
-    model, plan, info = load_seg_run(run)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    rows, skipped = [], []
-    for f in files:
-        case = SegCase(Path(str(f)).name.split(".")[0], [str(f)], None)
-        try:
-            r = read_case_arrays(case)
-            if r.image.shape[0] != plan.in_channels or r.image.ndim - 1 != plan.data_dims:
-                raise ScandxError(
-                    f"image has {r.image.shape[0]} channel(s) and {r.image.ndim - 1} "
-                    f"dimensions; the model expects {plan.in_channels} and {plan.data_dims}",
-                    f,
-                )
-        except ScandxError as e:
-            if not skip_bad:
-                raise
-            skipped.append((str(f), e.reason))
-            continue
-        probs = predict_case(model, r, plan)
-        pred = label_map(probs, info["postprocessing"], info.get("threshold"))
-        path = write_mask(out_dir, case, pred, r, {int(k): v for k, v in plan.labels.items()})
-        rows.append(
-            {
-                "path": str(f),
-                "mask": str(path),
-                **{
-                    f"fraction_{v}": float((pred == int(k)).mean())
-                    for k, v in plan.labels.items()
-                    if k != "0"
-                },
-            }
-        )
-    write_skipped(out_dir, skipped)
-    return rows
-
-
-def save_cases(path: Path, manifest: SegManifest) -> None:
-    path.write_text(
-        json.dumps(
-            {
-                "labels": {str(k): v for k, v in manifest.labels.items()},
-                "cases": [{"case_id": c.case_id, "split": c.split} for c in manifest.cases],
-            },
-            indent=2,
-        )
-        + "\n"
-    )
-
-
-def _apply_saved_splits(manifest: SegManifest, path: Path) -> None:
+def apply_saved_splits(manifest: SegManifest, path: Path) -> None:
+    """Give each case the split the run recorded; unknown cases keep theirs or "external"."""
     if not path.exists():
         return
-    saved = {c["case_id"]: c["split"] for c in json.loads(path.read_text())["cases"]}
+    with open(path, newline="") as f:
+        saved = {row["case_id"]: row["split"] for row in csv.DictReader(f)}
     for c in manifest.cases:
         c.split = saved.get(c.case_id, c.split or "external")

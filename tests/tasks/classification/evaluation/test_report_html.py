@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from scandx.cli import main
+from scandx.core.model_card import HEADINGS
 from scandx.tasks.classification.evaluation.html_report import model_card_section, subgroup_section
 
 SECTIONS = (
@@ -81,6 +82,8 @@ def test_report_is_complete_and_self_contained(evaluated: Path):
     card = (evaluated / "model" / "model_card.md").read_text()
     assert "test, by sex:" in card and "Not assessed" not in card
     assert "Subgroup performance (sex, age, site, device) has not been assessed" not in card
+    card_headings = re.findall(r"^## (.*)$", card, flags=re.M)
+    assert [h for h in card_headings if h in HEADINGS] == list(HEADINGS)  # the shared skeleton
 
 
 def _chromium() -> str:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import torch
 
+from scandx.core.device import runtime_device
+from scandx.core.engine import fit, lr_factor
+from scandx.core.run_dir import RunDir
 from scandx.tasks.classification.plan import Augmentation, Plan
 from scandx.tasks.classification.training.augment import augment_batch
-from scandx.tasks.classification.training.loop import TrainData, fit, lr_factor, runtime_device
+from scandx.tasks.classification.training.loop import ClassificationTraining, TrainData
 
 
 def _plan(**kw):
@@ -26,13 +29,13 @@ def _plan(**kw):
 def test_cuda_plan_without_gpu_trains_on_cpu(tmp_path):
     plan = _plan(device="cuda", precision="fp16")
     if torch.cuda.is_available():  # pragma: no cover - only on GPU machines
-        assert runtime_device(plan) == ("cuda", "fp16")
+        assert runtime_device(plan.device, plan.precision) == ("cuda", "fp16")
         return
-    device, precision = runtime_device(plan)
+    device, precision = runtime_device(plan.device, plan.precision)
     assert device == "cpu" and precision in ("bf16", "fp32")
     x, y = torch.randn(32, 1, 16, 16), torch.randint(0, 2, (32,))
-    out = fit(plan, TrainData(x, y, x[:8], y[:8]), tmp_path)
-    assert len(out["history"]) == 1
+    out = fit(ClassificationTraining(plan, TrainData(x, y, x[:8], y[:8])), RunDir(tmp_path))
+    assert len(out.history) == 1 and out.device == "cpu"
 
 
 def test_schedule_warms_up_then_decays_to_one_percent():

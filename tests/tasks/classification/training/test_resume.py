@@ -38,7 +38,7 @@ def test_resume_matches_uninterrupted(phantoms, plan_file, tmp_path):
     train_run(phantoms, full, plan_path=plan_file)
 
     def stop_after_second_epoch(epoch, record):
-        if epoch == 1:
+        if epoch == 2:  # epochs count from 1
             raise KeyboardInterrupt  # what Ctrl-C does in the middle of a run
 
     cut = tmp_path / "cut"
@@ -48,7 +48,7 @@ def test_resume_matches_uninterrupted(phantoms, plan_file, tmp_path):
     train_run(phantoms, cut, resume=True)
 
     a, b = _log(full), _log(cut)
-    assert [r["epoch"] for r in b] == [0, 1, 2, 3]
+    assert [r["epoch"] for r in b] == [1, 2, 3, 4]
     for ra, rb in zip(a, b, strict=True):
         assert ra["val_auc"] == rb["val_auc"] and ra["train_loss"] == rb["train_loss"]
     wa = load_file(str(full / "model" / "weights.safetensors"))
@@ -63,7 +63,7 @@ def test_best_checkpoint_is_a_copy(phantoms, plan_file, tmp_path):
     last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     best_epoch = max(r["epoch"] for r in _log(run) if r["best"])
     assert best["epoch"] == best_epoch
-    if best_epoch != 3:  # the live model moved on after the best epoch; the copy did not
+    if best_epoch != 4:  # the live model moved on after the best epoch; the copy did not
         assert any(not torch.equal(best["model"][k], last["model"][k]) for k in best["model"])
     saved = load_file(str(run / "model" / "weights.safetensors"))
     assert all(torch.equal(saved[k], best["model"][k]) for k in saved)

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from scandx.core.run_dir import RunDir
 from scandx.errors import ScandxError
 from scandx.tasks.classification.data.images import load_cases
 from scandx.tasks.classification.data.sources import load_source
@@ -114,53 +115,57 @@ def evaluate_run(
         from scandx.tasks.classification.explain.gallery import render_gallery, select_gallery
 
         shown = render_gallery(predictor, kept, select_gallery(task, y, probs, decisions, gallery))
-    out = run / "eval" / split
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    (out / "curves.json").write_text(json.dumps(curves) + "\n")
-    card = write_model_card(run)
-    report = write_report(
-        out / "report.html",
-        {
-            "run_name": run.resolve().name,
-            "metrics": metrics,
-            "info": predictor.info,
-            "curves": curves,
-            "reliability": reliability_for(task, y, raw_probs, probs),
-            "gallery": shown,
-            "gallery_method": next(
-                (it["method"] for items in (shown or {}).values() for it in items), "gradcam"
-            ),
-            "model_card": card.read_text(),
-            "created": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        },
-    )
-    log.info("report: %s", report)
-    with open(out / "predictions.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        label_cols = (
-            ["label"] if manifest.task != "multilabel" else [f"label_{c}" for c in manifest.classes]
+    with RunDir(run).atomic_eval(split) as out:  # swapped in only when complete
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        (out / "curves.json").write_text(json.dumps(curves) + "\n")
+        card = write_model_card(run)
+        report = write_report(
+            out / "report.html",
+            {
+                "run_name": run.resolve().name,
+                "metrics": metrics,
+                "info": predictor.info,
+                "curves": curves,
+                "reliability": reliability_for(task, y, raw_probs, probs),
+                "gallery": shown,
+                "gallery_method": next(
+                    (it["method"] for items in (shown or {}).values() for it in items), "gradcam"
+                ),
+                "model_card": card.read_text(),
+                "created": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            },
         )
-        w.writerow(
-            [
-                "case_id",
-                "patient_id",
-                "path",
-                *label_cols,
-                *[f"prob_{c}" for c in manifest.classes],
-                "predicted",
-            ]
-        )
-        for c, pr, d, yy in zip(kept, probs, decisions, y, strict=True):
-            labels = (
-                [manifest.classes[int(yy)]]
+        log.info("report: %s", report)
+        with open(out / "predictions.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            label_cols = (
+                ["label"]
                 if manifest.task != "multilabel"
-                else [int(v) for v in yy]
+                else [f"label_{c}" for c in manifest.classes]
             )
-            pred = (
-                ";".join(n for n, v in zip(manifest.classes, d, strict=True) if v)
-                if manifest.task == "multilabel"
-                else manifest.classes[int(d)]
+            w.writerow(
+                [
+                    "case_id",
+                    "patient_id",
+                    "path",
+                    *label_cols,
+                    *[f"prob_{c}" for c in manifest.classes],
+                    "predicted",
+                ]
             )
-            w.writerow([c.case_id, c.patient_id, c.path, *labels, *[f"{p:.6f}" for p in pr], pred])
+            for c, pr, d, yy in zip(kept, probs, decisions, y, strict=True):
+                labels = (
+                    [manifest.classes[int(yy)]]
+                    if manifest.task != "multilabel"
+                    else [int(v) for v in yy]
+                )
+                pred = (
+                    ";".join(n for n, v in zip(manifest.classes, d, strict=True) if v)
+                    if manifest.task == "multilabel"
+                    else manifest.classes[int(d)]
+                )
+                w.writerow(
+                    [c.case_id, c.patient_id, c.path, *labels, *[f"{p:.6f}" for p in pr], pred]
+                )
+    write_model_card(run)  # now with this split's metrics
     return metrics

@@ -1,5 +1,7 @@
-"""``RUN/eval/<split>/report.html``: one self-contained page (inline SVG and PNG, no script).
+"""Classification sections of ``RUN/eval/<split>/report.html``.
 
+The page frame (head, CSS, title, self-containment check, atomic write) is the shared
+one of :mod:`scandx.core.report`; this module builds the classification sections.
 Everything shown comes from the evaluation just run (metrics, curves, gallery) and the
 run's own files (model card). Text from the data (class names, metadata values, file
 names) is HTML-escaped.
@@ -7,44 +9,13 @@ names) is HTML-escaped.
 
 from __future__ import annotations
 
-import html
 from pathlib import Path
 from typing import Any
 
+from scandx.core.report import ci_text, esc, html_table, model_card_section, write_page
 from scandx.tasks.classification.evaluation.curves import OPERATING_RULES
 from scandx.tasks.classification.evaluation.report import HEADLINE
 from scandx.tasks.classification.evaluation.svg import PALETTE, Series, unit_chart
-
-CSS = """
-body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:24px auto;
-max-width:1180px;color:#222;line-height:1.4;padding:0 16px}
-h1{font-size:1.6em;margin-bottom:4px}h2{border-bottom:2px solid #ddd;padding-bottom:4px;
-margin-top:32px}table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;
-padding:4px 8px;text-align:right}th{background:#f4f4f4}td:first-child,th:first-child{
-text-align:left}.muted{color:#666;font-size:.9em}.charts{display:flex;flex-wrap:wrap;gap:12px}
-.charts svg{font-size:11px;font-family:inherit}.gallery{display:flex;flex-wrap:wrap;gap:10px}
-figure{margin:0;width:200px}figure img{max-width:192px;image-rendering:auto;border:1px solid #999}
-figcaption{font-size:.8em;word-break:break-all}.card{background:#fafafa;border:1px solid #ddd;
-padding:4px 16px}.warn{color:#a40}
-"""
-
-
-def esc(value: Any) -> str:
-    return html.escape(str(value))
-
-
-def ci_text(m: Any, digits: int = 3) -> str:
-    if not isinstance(m, dict) or m.get("value") is None:
-        return "n/a"
-    lo, hi = m.get("ci95") or (None, None)
-    ci = f" ({lo:.{digits}f}&ndash;{hi:.{digits}f})" if lo is not None and hi is not None else ""
-    return f"{m['value']:.{digits}f}{ci}"
-
-
-def html_table(header: list[str], rows: list[list[str]]) -> str:
-    head = "".join(f"<th>{h}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def headline_section(m: dict[str, Any]) -> str:
@@ -291,17 +262,6 @@ def gallery_section(gallery: dict[str, list[dict[str, Any]]] | None, method: str
     return "".join(out)
 
 
-def model_card_section(card_md: str | None) -> str:
-    if not card_md:
-        return ""
-    import markdown
-
-    body = markdown.markdown(html.escape(card_md, quote=False), extensions=["tables"])
-    body = body.replace("<h1>", "<h3>").replace("</h1>", "</h3>")
-    body = body.replace("<h2>", "<h3>").replace("</h2>", "</h3>")
-    return f"<h2>Model card</h2><div class='card'>{body}</div>"
-
-
 def write_report(path: Path, data: dict[str, Any]) -> Path:
     """Write the report; ``data`` holds metrics, curves, reliability, gallery, card."""
     m = data["metrics"]
@@ -321,15 +281,12 @@ def write_report(path: Path, data: dict[str, Any]) -> Path:
         else ""
     )
     title = f"scandx evaluation: {data['run_name']} on {m['split']}"
-    page = [
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-        "<meta name='viewport' content='width=device-width, initial-scale=1'>",
-        f"<title>{esc(title)}</title><style>{CSS}</style></head><body>",
-        f"<h1>{esc(title)}</h1>",
-        f"<p class='muted'>{m['cases']} images from {m['patients']} patients; task "
-        f"{esc(m['task'])} ({esc(', '.join(m['classes']))}); model {esc(info['model'])}, "
-        f"weights sha256 {esc(info['sha256'][:16])}&hellip;; scandx {esc(info['scandx_version'])}"
-        f"; written {esc(data['created'])}.</p>",
+    subtitle = (
+        f"{m['cases']} images from {m['patients']} patients; task {m['task']} "
+        f"({', '.join(m['classes'])}); model {info['model']}, weights sha256 "
+        f"{info['sha256'][:16]}\u2026; scandx {info['scandx_version']}; written {data['created']}."
+    )
+    sections = [
         ood_line,
         skipped_line,
         headline_section(m),
@@ -340,10 +297,5 @@ def write_report(path: Path, data: dict[str, Any]) -> Path:
         subgroup_section(m.get("subgroups")),
         gallery_section(data.get("gallery"), data.get("gallery_method", "gradcam")),
         model_card_section(data.get("model_card")),
-        "</body></html>",
     ]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".html.tmp")
-    tmp.write_text("\n".join(page), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return write_page(path, title, subtitle, sections)

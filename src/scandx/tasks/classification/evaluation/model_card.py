@@ -1,17 +1,21 @@
-"""``RUN/model/model_card.md``, written from the run's own files.
+"""Classification sections of the model card (``RUN/model/model_card.md``).
 
-Written at the end of ``train`` and refreshed by every ``evaluate``: model details,
-intended use, training data, evaluation per split with CIs, calibration, operating
-threshold, out-of-distribution screening, limitations, and where each reporting
-item that TRIPOD+AI and CLAIM ask for can be found. Nothing is typed in by hand.
+Written at the end of ``train`` and refreshed by every ``evaluate``. The shared
+skeleton (:mod:`scandx.core.model_card`) gives the common headings (model details,
+intended use, training data, evaluation, limitations, how to reproduce); this module
+adds what is particular to classification: the per-class split counts, the headline
+metrics per split with CIs, calibration, operating threshold, out-of-distribution
+screening, subgroups, cross-validation, and where each reporting item that TRIPOD+AI
+and CLAIM ask for can be found. Nothing is typed in by hand.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+from scandx.core import model_card as core_card
+from scandx.core.model_card import CardSections
 from scandx.tasks.classification.evaluation.report import HEADLINE
 
 CHECKLIST = [  # (reporting item, as TRIPOD+AI / CLAIM name it, where this card answers it)
@@ -22,7 +26,7 @@ CHECKLIST = [  # (reporting item, as TRIPOD+AI / CLAIM name it, where this card 
     ("Sample size per class and partition", "Training data"),
     ("Handling of unusable data", "Training data (files skipped)"),
     ("Model description and preprocessing", "Model details"),
-    ("Training procedure and hyperparameters", "Model details; plan.json"),
+    ("Training procedure and hyperparameters", "Model details; How to reproduce (plan.json)"),
     ("Performance metrics with confidence intervals", "Evaluation"),
     ("Calibration", "Calibration"),
     ("Operating threshold and how it was chosen", "Operating threshold"),
@@ -38,54 +42,26 @@ def _fmt(m: dict[str, Any] | None) -> str:
     return f"{m['value']:.3f} ({lo:.3f}-{hi:.3f})" if lo is not None else f"{m['value']:.3f}"
 
 
-def read_run_files(run: Path) -> tuple[dict, dict, dict[str, dict]]:
-    """(model.json, plan.json, {split: metrics.json}) of a run; hidden folders (an
-    evaluation being written) are left out."""
-    info = json.loads((run / "model" / "model.json").read_text())
-    plan = json.loads((run / "plan.json").read_text())
-    evals = {
-        p.parent.name: json.loads(p.read_text())
-        for p in sorted((run / "eval").glob("*/metrics.json"))
-        if not p.parent.name.startswith(".")
-    }
-    return info, plan, evals
-
-
 def write_model_card(run: Path) -> Path:
-    run = Path(run)
-    info, plan, evals = read_run_files(run)
+    """Write ``RUN/model/model_card.md`` from the run's files; returns its path."""
+    return core_card.write_model_card(Path(run), card_sections)
+
+
+def card_sections(info: dict, plan: dict, evals: dict[str, dict]) -> CardSections:
+    """The classification sections of the shared model-card skeleton."""
     data = info.get("training_data", {})
     classes = info["classes"]
     target = info.get("positive_class") or ", ".join(classes)
-    lines = [
-        f"# Model card: {run.name}",
-        "",
-        "## Model details",
-        f"- Task: {info['task']} classification of {', '.join(classes)}"
-        + (f" (positive class: {info['positive_class']})" if info.get("positive_class") else ""),
-        f"- Network: {info['model']} {info.get('model_kwargs') or ''}, {info['spatial_dims']}D, "
-        f"{info['in_channels']} input channel(s), input {info['input']['size']} "
-        f"({info['input']['resize']})",
+    details = [
         f"- Preprocessing: {info['input']['intensity']}; z-score with mean {info['input']['mean']} "
         f"and std {info['input']['std']} of the training images",
         f"- Training: {plan['epochs']} epochs planned, best epoch {_epoch(info)}, loss "
         f"{plan['loss']}, AdamW lr {plan['lr']}, batch {plan['batch_size']}, "
         f"precision {plan['precision']}, seed {plan['seed']} (all in plan.json)",
-        f"- Weights: model/{info['weights']}, sha256 {info['sha256']}; "
-        f"scandx {info['scandx_version']}, created {info['created']}"
-        if "ensemble" not in info
-        else f"- Ensemble: {info['combine']} of {', '.join(info['ensemble'])} (member sha256 "
-        f"{', '.join(s[:12] for s in info['member_sha256'])}); scandx {info['scandx_version']}, "
-        f"created {info['created']}",
-        "",
-        "## Intended use",
-        f"- Research use: estimating the probability of {target} in images like the "
-        "training data (same modality, acquisition and population).",
-        "- Not a medical device and not validated for clinical decisions; a human reader decides.",
-        "- Images unlike the training data are flagged (`ood_flag` in predictions); such "
-        "predictions should not be used.",
-        "",
-        "## Training data",
+    ]
+    if info.get("ensemble"):
+        details.append(f"- Ensemble: {info['combine']}")
+    training = [
         f"- Source: {data.get('source') or 'see manifest.csv'}; {data.get('cases', '?')} cases "
         f"from {data.get('patients', '?')} patients; labels as given by the source.",
         "- Splits: patient-level (no patient in two splits), stratified by label, seeded; splits "
@@ -95,65 +71,86 @@ def write_model_card(run: Path) -> Path:
         "|---|" + "---|" * len(classes),
     ]
     for split, counts in data.get("per_split", {}).items():
-        lines.append(f"| {split} | " + " | ".join(str(counts.get(c, 0)) for c in classes) + " |")
-    skipped = run / "skipped.csv"
-    n_skipped = max(0, len(skipped.read_text().splitlines()) - 1) if skipped.exists() else 0
-    lines += ["", f"- Files skipped as unreadable: {n_skipped} (listed in skipped.csv)", ""]
-
-    lines += _cross_validation_lines(info.get("cross_validation"))
-    lines += ["## Evaluation", ""]
-    if not evals:
-        lines.append("Not evaluated yet: run `scandx evaluate RUN --data SRC --split test`.")
-    else:
-        lines += [
-            "| split | cases | patients | " + " | ".join(HEADLINE) + " |",
-            "|---|---|---|" + "---|" * len(HEADLINE),
-        ]
-        for split, m in evals.items():
-            cells = [_fmt(m.get(k)) for k in HEADLINE]
-            lines.append(
-                f"| {split} | {m['cases']} | {m['patients']} | " + " | ".join(cells) + " |"
+        training.append(f"| {split} | " + " | ".join(str(counts.get(c, 0)) for c in classes) + " |")
+    cv = _cross_validation_lines(info.get("cross_validation"))
+    return CardSections(
+        task=f"{info['task']} classification of {', '.join(classes)}"
+        + (f" (positive class: {info['positive_class']})" if info.get("positive_class") else ""),
+        network=f"{' '.join(str(x) for x in (info['model'], info.get('model_kwargs')) if x)}, "
+        f"{info['spatial_dims']}D, "
+        f"{info['in_channels']} input channel(s), input {info['input']['size']} "
+        f"({info['input']['resize']})",
+        details=details,
+        intended_use=[
+            f"- Estimates the probability of {target} in images like the training data (same "
+            "modality, acquisition and population).",
+            "- Images unlike the training data are flagged (`ood_flag` in predictions); such "
+            "predictions should not be used.",
+        ],
+        training_data=training,
+        evaluation=_evaluation_lines(evals),
+        limitations=_limitations(info, plan, evals),
+        before_evaluation=[("Cross-validation", cv)] if cv else [],
+        after_evaluation=[
+            ("Calibration", _calibration_lines(info, evals)),
+            ("Operating threshold", _threshold_lines(info)),
+            ("Out-of-distribution screening", _ood_lines(info, evals)),
+            ("Subgroups", _subgroup_lines(evals)),
+        ],
+        appendix=[
+            (
+                "Reporting checklist (TRIPOD+AI, CLAIM)",
+                ["", "| item | where |", "|---|---|"]
+                + [f"| {item} | {where} |" for item, where in CHECKLIST],
             )
-        lines += ["", "Values with 95% CIs from a 1,000-replicate bootstrap over patients."]
+        ],
+    )
+
+
+def _evaluation_lines(evals: dict[str, dict]) -> list[str]:
+    lines = [
+        "| split | cases | patients | " + " | ".join(HEADLINE) + " |",
+        "|---|---|---|" + "---|" * len(HEADLINE),
+    ]
+    for split, m in evals.items():
+        cells = [_fmt(m.get(k)) for k in HEADLINE]
+        lines.append(f"| {split} | {m['cases']} | {m['patients']} | " + " | ".join(cells) + " |")
+    return lines + ["", "Values with 95% CIs from a 1,000-replicate bootstrap over patients."]
+
+
+def _calibration_lines(info: dict, evals: dict[str, dict]) -> list[str]:
     cal = info.get("calibration") or {}
-    lines += [
-        "",
-        "## Calibration",
+    lines = [
         f"- Method: {cal.get('method', 'none')}, fitted on the validation split"
         if "ensemble" not in info
         else "- Each member calibrated on its own validation fold; the ensemble averages "
-        "the calibrated probabilities (so before = after below)",
+        "the calibrated probabilities (so before = after below)"
     ]
     for split, m in evals.items():
         c = m.get("calibration", {})
         if "ece_before" in c:
             lines.append(f"- {split}: ECE {c['ece_before']:.3f} before, {c['ece_after']:.3f} after")
+    return lines
+
+
+def _threshold_lines(info: dict) -> list[str]:
     th = info.get("thresholds", {})
-    lines += [
-        "",
-        "## Operating threshold",
+    return [
         f"- Rule: {th.get('rule')}, chosen on {th.get('chosen_on')} data, never on test"
-        + (f"; P({info['positive_class']}) >= {th['positive']:.3f}" if "positive" in th else ""),
+        + (f"; P({info['positive_class']}) >= {th['positive']:.3f}" if "positive" in th else "")
     ]
+
+
+def _ood_lines(info: dict, evals: dict[str, dict]) -> list[str]:
     ood = info.get("ood") or {}
-    lines += [
-        "",
-        "## Out-of-distribution screening",
+    lines = [
         f"- {ood.get('method', 'none')}; threshold {ood.get('threshold', float('nan')):.3f} "
-        "(flags about 5% of validation images)",
+        "(flags about 5% of validation images)"
     ]
     for split, m in evals.items():
         if "flagged_fraction" in m.get("ood", {}):
             lines.append(f"- {split}: {m['ood']['flagged_fraction']:.1%} of images flagged")
-    lines += ["", "## Subgroups"]
-    lines += _subgroup_lines(evals)
-    lines += ["", "## Limitations"]
-    lines += _limitations(info, plan, evals)
-    lines += ["", "## Reporting checklist (TRIPOD+AI, CLAIM)", "", "| item | where |", "|---|---|"]
-    lines += [f"| {item} | {where} |" for item, where in CHECKLIST]
-    out = run / "model" / "model_card.md"
-    out.write_text("\n".join(lines) + "\n")
-    return out
+    return lines
 
 
 def _epoch(info: dict) -> str:
@@ -233,7 +230,6 @@ def _cross_validation_lines(cv: dict | None) -> list[str]:
         return []
     keys = list(cv["mean_sd"])
     lines = [
-        "## Cross-validation",
         f"- {cv['folds']} patient-level folds of the train + val patients (test held out); "
         "each model validated on its own fold; thresholds of the ensemble chosen on the pooled "
         "out-of-fold predictions.",
@@ -249,4 +245,4 @@ def _cross_validation_lines(cv: dict | None) -> list[str]:
         for v in cv["mean_sd"].values()
     ]
     lines.append("| mean +- sd | | " + " | ".join(cells) + " |")
-    return lines + [""]
+    return lines

@@ -9,21 +9,18 @@ explaining its predicted class. Within a category the most confident cases come 
 
 from __future__ import annotations
 
-import base64
-import io
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from scandx.core.report import png_base64
 from scandx.errors import ScandxError
 from scandx.tasks.classification.data.images import read_case
 from scandx.tasks.classification.data.manifest import Case
 from scandx.tasks.classification.explain.explain import explain_display
 from scandx.tasks.classification.explain.overlay import overlay, peak_slice
 from scandx.tasks.classification.inference.predictor import Predictor
-
-THUMBNAIL = 192
 
 
 def select_gallery(
@@ -92,21 +89,3 @@ def render_gallery(
             items.append({**item, "png_base64": png_base64(overlay(shown, heat))})
         out[category] = items
     return out
-
-
-def png_base64(rgb: np.ndarray, max_side: int = THUMBNAIL) -> str:
-    from PIL import Image
-
-    img = Image.fromarray(rgb, mode="RGB")
-    scale = max_side / max(img.size)
-    if scale < 1:
-        img = img.resize(
-            (max(1, round(img.width * scale)), max(1, round(img.height * scale))),
-            Image.Resampling.BILINEAR,
-        )
-    elif scale > 2:  # MedMNIST-sized images: enlarge so that the reader can see them
-        f = int(scale)
-        img = img.resize((img.width * f, img.height * f), Image.Resampling.NEAREST)
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return base64.b64encode(buf.getvalue()).decode("ascii")

@@ -1,4 +1,4 @@
-"""``scandx predict`` and ``scandx explain`` on image files, through a run's Predictor."""
+"""``scandx explain`` on image files, through a run's Predictor."""
 
 from __future__ import annotations
 
@@ -7,40 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from scandx.tasks.classification.inference.predictor import Predictor
-
-
-def predict_run(
-    run: str | Path,
-    files: list[str | Path],
-    out_csv: str | Path | None = None,
-    *,
-    skip_bad: bool = False,
-) -> list[dict[str, Any]]:
-    """Probabilities and decisions for image files, via the run's saved input contract."""
-    predictor = Predictor.from_run(run)
-    rows = predictor.predict_files(files, skip_bad=skip_bad)
-    if out_csv:
-        Path(out_csv).parent.mkdir(parents=True, exist_ok=True)
-        keys = [
-            "path",
-            *[f"prob_{c}" for c in predictor.classes],
-            "predicted",
-            "uncertainty",
-            "ood_score",
-            "ood_flag",
-            "error",
-        ]
-        with open(out_csv, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=keys)
-            w.writeheader()
-            for r in rows:
-                w.writerow(
-                    {
-                        k: (f"{r[k]:.6f}" if isinstance(r.get(k), float) else r.get(k, ""))
-                        for k in keys
-                    }
-                )
-    return rows
 
 
 def explain_run(

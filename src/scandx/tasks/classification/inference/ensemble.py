@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from scandx.core.predictor import ensemble_members
 from scandx.tasks.classification.inference.model_io import load_model
 from scandx.tasks.classification.inference.predictor import Predictor
 
@@ -28,8 +29,8 @@ class EnsemblePredictor(Predictor):
     @classmethod
     def from_members(cls, model_dir: Path, info: dict[str, Any], device: str = "cpu"):
         members = []
-        for rel in info["ensemble"]:
-            model, member_info = load_model((model_dir / rel).resolve())
+        for member_dir in ensemble_members(model_dir, info):  # each checked by sha256
+            model, member_info = load_model(member_dir)
             members.append(Predictor(model, member_info, device))
         return cls(members, info, device)
 

@@ -4,7 +4,6 @@ weights describe themselves and nothing is unpickled on load."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -14,6 +13,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from scandx import __version__
+from scandx.core.predictor import checked_weights, read_model_json, sha256
 from scandx.errors import ScandxError
 from scandx.models import create_model
 from scandx.tasks.classification.data.images import InputContract
@@ -21,14 +21,6 @@ from scandx.tasks.classification.plan import Plan
 
 WEIGHTS = "weights.safetensors"
 MODEL_JSON = "model.json"
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def contract_of(plan: Plan) -> InputContract:
@@ -80,25 +72,12 @@ def save_model(
     return info
 
 
-def read_model_json(model_dir: Path) -> dict[str, Any]:
-    meta_path = model_dir / MODEL_JSON
-    if not meta_path.exists():
-        raise ScandxError(
-            "no trained model here (model/model.json missing); run scandx train first", model_dir
-        )
-    return json.loads(meta_path.read_text())
-
-
 def load_model(model_dir: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Rebuild the network from model.json and load its checked weights."""
     info = read_model_json(model_dir)
     if "ensemble" in info:
         raise ScandxError("an ensemble has no single network; use Predictor.from_run", model_dir)
-    weights = model_dir / info["weights"]
-    if not weights.exists():
-        raise ScandxError("model weights missing", weights)
-    if sha256(weights) != info["sha256"]:
-        raise ScandxError("model weights do not match the checksum in model.json", weights)
+    weights = checked_weights(model_dir, info)
     model = create_model(
         info["model"],
         info["spatial_dims"],

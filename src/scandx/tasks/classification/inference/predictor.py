@@ -1,24 +1,26 @@
-"""The Predictor: a trained run directory -> probabilities and decisions.
+"""The classification Predictor (``core/predictor.py`` protocol): a trained run
+directory -> calibrated probabilities, decisions at the validation-chosen thresholds,
+test-time-augmentation spread and an out-of-distribution score.
 
-Evaluate, predict (and later explain and serve) all go through this class, so
-an image gives the same probability wherever it is scored.
+Evaluate, predict and explain all go through this class, so an image gives the same
+probability wherever it is scored.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from scandx.core.predictor import Predictor as PredictorProtocol
+from scandx.core.predictor import read_model_json
 from scandx.data.readers import read_image
-from scandx.errors import BadImageError
 from scandx.tasks.classification.data.images import InputContract, preprocess, read_case
 from scandx.tasks.classification.data.manifest import Case
 from scandx.tasks.classification.evaluation.calibration import apply_calibration
-from scandx.tasks.classification.inference.model_io import load_model, read_model_json
+from scandx.tasks.classification.inference.model_io import load_model
 from scandx.tasks.classification.inference.ood import (
     as_features,
     capturing_penultimate,
@@ -26,10 +28,10 @@ from scandx.tasks.classification.inference.ood import (
     penultimate_features,
     tta_probabilities,
 )
-from scandx.tasks.classification.training.loop import predict_logits, probabilities
+from scandx.tasks.classification.inference.scoring import predict_logits, probabilities
 
 
-class Predictor:
+class Predictor(PredictorProtocol):
     def __init__(self, model: torch.nn.Module, info: dict[str, Any], device: str = "cpu"):
         self.model = model.to(device).eval()
         self.info = info
@@ -39,8 +41,11 @@ class Predictor:
         self.classes: list[str] = info["classes"]
 
     @classmethod
-    def from_run(cls, run_dir: str | Path, device: str = "cpu") -> Predictor:
+    def from_run(cls, run_dir: str | Path, device: str | None = None) -> Predictor:
         """The run's model; a cross-validated run (``train --folds``) gives its ensemble."""
+        from scandx.core.device import detect_device, runtime_device
+
+        device = runtime_device(device or detect_device()[0], "fp32")[0]
         model_dir = Path(run_dir) / "model"
         info = read_model_json(model_dir)
         if "ensemble" in info:
@@ -116,34 +121,33 @@ class Predictor:
             return (probs >= t[None]).astype(int)
         return probs.argmax(1)
 
-    def predict_files(
-        self, paths: Sequence[str | Path], skip_bad: bool = False
-    ) -> list[dict[str, Any]]:
-        """One result dict per readable file (or an error entry when ``skip_bad``)."""
-        rows: list[dict[str, Any]] = []
-        tensors, ok = [], []
-        for p in paths:
-            try:
-                tensors.append(self.prepare_file(p))
-                ok.append(str(p))
-            except BadImageError as e:
-                if not skip_bad:
-                    raise
-                rows.append({"path": str(p), "error": e.reason})
-        if tensors:
-            x = torch.stack(tensors)
-            logits, features = self.logits_and_features(x)
-            probs = self.to_probabilities(logits)
-            spread = self.uncertainty(x, probs=probs)
-            scores = self.ood_scores(features=features)
-            threshold = (self.info.get("ood") or {}).get("threshold")
-            for i, (path, pr, d) in enumerate(zip(ok, probs, self.decide(probs), strict=True)):
-                row = {"path": path, **self._row(pr, d), "uncertainty": float(spread[i])}
-                if scores is not None:
-                    row["ood_score"] = float(scores[i])
-                    row["ood_flag"] = bool(scores[i] > threshold)
-                rows.append(row)
-        return rows
+    def prepare(self, path: str | Path) -> torch.Tensor:
+        return self.prepare_file(path)
+
+    def columns(self) -> list[str]:
+        probs = [f"prob_{c}" for c in self.classes]
+        return [*probs, "predicted", "uncertainty", "ood_score", "ood_flag"]
+
+    def score(self, prepared: list[torch.Tensor]) -> list[dict[str, Any]]:
+        """Probabilities, decision, TTA spread and OOD score per prepared image."""
+        x = torch.stack(prepared)
+        logits, features = self.logits_and_features(x)
+        probs = self.to_probabilities(logits)
+        spread = self.uncertainty(x, probs=probs)
+        scores = self.ood_scores(features=features)
+        threshold = (self.info.get("ood") or {}).get("threshold")
+        out = []
+        for i, (pr, d) in enumerate(zip(probs, self.decide(probs), strict=True)):
+            row = {**self._row(pr, d), "uncertainty": float(spread[i])}
+            if scores is not None:
+                row["ood_score"] = float(scores[i])
+                row["ood_flag"] = bool(scores[i] > threshold)
+            out.append(row)
+        return out
+
+    def write(self, path: str | Path, output: dict[str, Any], out_dir: Path | None) -> dict:
+        """A classifier's prediction is its row of predictions.csv (no file per input)."""
+        return output
 
     def _row(self, probs: np.ndarray, decision: Any) -> dict[str, Any]:
         row: dict[str, Any] = {

@@ -1,0 +1,7 @@
+"""``python -m scandx``: the command line."""
+
+import sys
+
+from scandx.cli import main
+
+sys.exit(main())

@@ -1,0 +1,90 @@
+"""The plan base: the fields every task's plan has, and one loader for any plan.json.
+
+Each task's plan (``tasks/<task>/plan.py``) is a keyword-only dataclass that extends
+``PlanBase`` with its own hyperparameters. ``load_plan(path)`` reads a plan.json and
+returns the right type, dispatching on its ``task`` field through the task registry.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from scandx import __version__
+from scandx.core.device import PRECISIONS
+from scandx.errors import ScandxError
+
+P = TypeVar("P", bound="PlanBase")
+
+
+@dataclass(kw_only=True)
+class PlanBase:
+    task: str
+    seed: int = 0
+    device: str = "cpu"
+    precision: str = "fp32"
+    time_budget_s: float | None = None
+    notes: list[str] = field(default_factory=list)
+    scandx_version: str = __version__
+
+    def validate(self: P) -> P:
+        """Check the common fields; a task's plan adds its own checks (and calls this)."""
+        if self.precision not in PRECISIONS:
+            raise ScandxError(f"invalid plan: precision {self.precision!r} (choose {PRECISIONS})")
+        if not (self.device == "cpu" or self.device.startswith("cuda")):
+            raise ScandxError(f"invalid plan: device {self.device!r} (cpu or cuda)")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        """Write plan.json atomically (a kill never leaves half a plan)."""
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        os.replace(tmp, path)
+
+    @classmethod
+    def coerce(cls, d: dict[str, Any]) -> dict[str, Any]:
+        """Turn nested JSON values into the dataclass's own types (override per task)."""
+        return d
+
+    @classmethod
+    def from_dict(cls: type[P], d: dict[str, Any], where: str = "plan") -> P:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ScandxError(f"unknown plan field(s) {unknown}", where)
+        try:
+            return cls(**cls.coerce(dict(d))).validate()
+        except TypeError as e:
+            raise ScandxError(f"invalid plan ({e})", where) from None
+
+    @classmethod
+    def load(cls: type[P], path: str | Path) -> P:
+        return cls.from_dict(read_plan_json(path), str(path))
+
+
+def read_plan_json(path: str | Path) -> dict[str, Any]:
+    try:
+        d = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ScandxError("plan file not found", path) from None
+    except (OSError, json.JSONDecodeError) as e:
+        raise ScandxError(f"plan is not valid JSON ({e})", path) from None
+    if not isinstance(d, dict) or "task" not in d:
+        raise ScandxError("plan has no 'task' field", path)
+    return d
+
+
+def load_plan(path: str | Path) -> PlanBase:
+    """Any task's plan.json, as that task's plan type."""
+    from scandx.tasks import task_for_plan
+
+    d = read_plan_json(path)
+    return task_for_plan(d, str(path)).plan_type.from_dict(d, str(path))

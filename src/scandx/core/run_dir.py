@@ -1,0 +1,183 @@
+"""The run directory: every path of the run-directory contract, for every task.
+
+```
+RUN/
+  plan.json            the plan used (editable; reuse with --plan)
+  manifest.csv         every case: id, patient, split, inputs, label(s)
+  skipped.csv          inputs left out with --skip-bad, and why
+  log.jsonl            one line per epoch (epochs counted from 1)
+  train_summary.json   best epoch (from 1), its validation record, seconds
+  checkpoints/         last.ckpt (resume), best.ckpt (a copy of the best weights)
+  model/               model.json + weights.safetensors + model_card.md
+  folds/fold<i>/       train --folds: one complete run per fold
+  cv_summary.json      train --folds: per-fold validation, mean +- sd, out of fold
+  eval/<split>/        metrics.json, report.html, predictions.csv (+ the task's files)
+```
+
+``RunDir`` owns these names, the "already holds a run" guard, the clean-up of a run
+that failed before its first checkpoint, and atomic writes: files via a temporary
+name and ``os.replace``, evaluation folders via a hidden partial folder swapped in
+only when complete (a failure leaves the previous evaluation untouched).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import logging
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from scandx.errors import ScandxError
+
+log = logging.getLogger(__name__)
+
+
+class RunDir:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    # the contract's paths
+    @property
+    def plan_json(self) -> Path:
+        return self.path / "plan.json"
+
+    @property
+    def manifest_csv(self) -> Path:
+        return self.path / "manifest.csv"
+
+    @property
+    def skipped_csv(self) -> Path:
+        return self.path / "skipped.csv"
+
+    @property
+    def log_jsonl(self) -> Path:
+        return self.path / "log.jsonl"
+
+    @property
+    def train_summary(self) -> Path:
+        return self.path / "train_summary.json"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def last_ckpt(self) -> Path:
+        return self.checkpoints / "last.ckpt"
+
+    @property
+    def best_ckpt(self) -> Path:
+        return self.checkpoints / "best.ckpt"
+
+    @property
+    def model_dir(self) -> Path:
+        return self.path / "model"
+
+    @property
+    def model_json(self) -> Path:
+        return self.model_dir / "model.json"
+
+    @property
+    def model_card(self) -> Path:
+        return self.model_dir / "model_card.md"
+
+    @property
+    def cv_summary(self) -> Path:
+        return self.path / "cv_summary.json"
+
+    def fold(self, i: int) -> RunDir:
+        return RunDir(self.path / "folds" / f"fold{i}")
+
+    def eval_dir(self, split: str) -> Path:
+        return self.path / "eval" / split
+
+    # state
+    def has_model(self) -> bool:
+        return self.model_json.exists()
+
+    def can_resume(self) -> bool:
+        return self.last_ckpt.exists()
+
+    def guard_new(self, resume: bool) -> None:
+        """Refuse to train over a run unless resuming."""
+        if resume:
+            return
+        held = [d for d in ("model", "checkpoints", "folds") if (self.path / d).exists()]
+        if held:
+            raise ScandxError(
+                "run directory already holds a run; use --resume or a new --out", self.path
+            )
+
+    def read_json(self, path: Path) -> dict[str, Any]:
+        try:
+            return json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ScandxError(f"{path.name} missing", path) from None
+
+    @contextlib.contextmanager
+    def training(self) -> Iterator[RunDir]:
+        """Create the run folder; if training fails before its first checkpoint, remove
+        the folder again when this call created it (an interruption keeps it: --resume)."""
+        created = not self.path.exists()
+        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            yield self
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException:
+            if created and not self.last_ckpt.exists():
+                shutil.rmtree(self.path, ignore_errors=True)
+            raise
+
+    @contextlib.contextmanager
+    def atomic_folder(self, final: Path) -> Iterator[Path]:
+        """A hidden partial folder beside ``final``, swapped in when the block ends
+        without error (removed otherwise)."""
+        partial = final.with_name(f".{final.name}.partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        try:
+            yield partial
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
+        old = final.with_name(f".{final.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        if final.exists():
+            final.rename(old)
+        partial.rename(final)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def atomic_eval(self, split: str) -> contextlib.AbstractContextManager[Path]:
+        return self.atomic_folder(self.eval_dir(split))
+
+
+def write_json(path: Path, data: Any) -> None:
+    """JSON written to a temporary name, then renamed into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def write_skipped(folder: str | Path, skipped: list[tuple[str, str]]) -> None:
+    """``folder/skipped.csv``: what --skip-bad left out and why (nothing when none)."""
+    if not skipped:
+        return
+    path = Path(folder) / "skipped.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "reason"])
+        w.writerows(skipped)
+    log.warning("skipped %d bad input(s); see %s", len(skipped), path)
