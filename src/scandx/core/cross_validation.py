@@ -77,7 +77,7 @@ def train_folds(
         per_fold.append({"fold": i, "epochs_run": summary.get("epochs_run"), **metrics})
         oof.append(outcome)
     task_fields, oof_metrics = task.cv_ensemble(setup, oof, run)
-    names = [n for n in per_fold[0] if n not in ("fold", "epochs_run", "val_cases")]
+    names = [n for n in per_fold[0] if n not in ("fold", "epochs_run", "val_cases", "best_epoch")]
     cv = {
         "folds": k,
         "unit": "patient",

@@ -268,14 +268,14 @@ def seg_card_sections(
 def _selection(info: dict[str, Any]) -> str:
     cv = info.get("cross_validation")
     if cv:
-        d = cv["fold_val_dice"]
+        d = [f["val_dice"] for f in cv["per_fold"] if f.get("val_dice") is not None]
         return (
             f"{cv['folds']}-fold ensemble (mean of the folds' probabilities; fold validation "
             f"Dice {np.mean(d):.3f} +- {np.std(d, ddof=1):.3f}, out-of-fold Dice "
             f"{info['val_dice']:.3f})"
         )
     return (
-        f"best epoch {(info.get('best_epoch') or 0) + 1} (validation Dice {info['val_dice']:.3f})"
+        f"best epoch {info.get('best_epoch') or '?'} (validation Dice {info['val_dice']:.3f})"
     )
 
 

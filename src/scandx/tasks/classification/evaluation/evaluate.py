@@ -23,7 +23,8 @@ from scandx.tasks.classification.evaluation.analyses import (
 )
 from scandx.tasks.classification.evaluation.calibration import expected_calibration_error
 from scandx.tasks.classification.evaluation.html_report import write_report
-from scandx.tasks.classification.evaluation.model_card import write_model_card
+from scandx.core import model_card as core_card
+from scandx.tasks.classification.evaluation.model_card import card_sections, write_model_card
 from scandx.tasks.classification.evaluation.report import evaluate_predictions
 from scandx.tasks.classification.evaluation.subgroups import resolve_columns, subgroup_metrics
 from scandx.tasks.classification.inference.predictor import Predictor
@@ -118,7 +119,7 @@ def evaluate_run(
     with RunDir(run).atomic_eval(split) as out:  # swapped in only when complete
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         (out / "curves.json").write_text(json.dumps(curves) + "\n")
-        card = write_model_card(run)
+        card = core_card.model_card_text(run, card_sections, current={split: metrics})
         report = write_report(
             out / "report.html",
             {
@@ -131,7 +132,7 @@ def evaluate_run(
                 "gallery_method": next(
                     (it["method"] for items in (shown or {}).values() for it in items), "gradcam"
                 ),
-                "model_card": card.read_text(),
+                "model_card": card,
                 "created": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             },
         )

@@ -155,7 +155,7 @@ def _ood_lines(info: dict, evals: dict[str, dict]) -> list[str]:
 
 def _epoch(info: dict) -> str:
     e = info.get("best_epoch")
-    return "?" if e is None else str(int(e) + 1)
+    return "?" if e is None else str(int(e))  # counted from 1
 
 
 def _limitations(info: dict, plan: dict, evals: dict) -> list[str]:
