@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from scandx.cli import main
-from scandx.tasks.segmentation.plan import seg_fingerprint, target_spacing, unet_layout
+from scandx.tasks.segmentation.fingerprint import seg_fingerprint
+from scandx.tasks.segmentation.plan import target_spacing, unet_layout
 from scandx.tasks.segmentation.sources import load_seg_source
 from scandx.tasks.segmentation.synthetic import make_ellipsoid_decathlon
 

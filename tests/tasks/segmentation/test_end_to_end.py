@@ -14,8 +14,8 @@ import torch
 
 from scandx.cli import main
 from scandx.errors import ScandxError
+from scandx.tasks.segmentation.fingerprint import seg_fingerprint
 from scandx.tasks.segmentation.metrics import case_metrics, dice
-from scandx.tasks.segmentation.plan import seg_fingerprint
 from scandx.tasks.segmentation.sources import load_seg_source
 from scandx.tasks.segmentation.synthetic import make_ellipse_folders, make_ellipsoid_decathlon
 from scandx.tasks.segmentation.volumes import read_case_arrays

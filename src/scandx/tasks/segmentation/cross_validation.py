@@ -21,9 +21,10 @@ from scandx.core.cross_validation import fold_manifest
 from scandx.core.run_dir import RunDir, write_skipped
 from scandx.core.task import Options
 from scandx.errors import ScandxError
+from scandx.tasks.segmentation.fingerprint import seg_fingerprint
 from scandx.tasks.segmentation.infer import predict_probabilities
 from scandx.tasks.segmentation.metrics import dice
-from scandx.tasks.segmentation.plan import SegPlan, make_seg_plan, seg_fingerprint
+from scandx.tasks.segmentation.plan import SegPlan, make_seg_plan
 from scandx.tasks.segmentation.postprocess import (
     apply_postprocessing,
     choose_components,

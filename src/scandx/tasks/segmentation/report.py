@@ -274,9 +274,7 @@ def _selection(info: dict[str, Any]) -> str:
             f"Dice {np.mean(d):.3f} +- {np.std(d, ddof=1):.3f}, out-of-fold Dice "
             f"{info['val_dice']:.3f})"
         )
-    return (
-        f"best epoch {info.get('best_epoch') or '?'} (validation Dice {info['val_dice']:.3f})"
-    )
+    return f"best epoch {info.get('best_epoch') or '?'} (validation Dice {info['val_dice']:.3f})"
 
 
 def ci_plain(m: Any) -> str:

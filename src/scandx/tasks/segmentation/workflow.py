@@ -20,8 +20,9 @@ from scandx.core.engine import Hook, fit
 from scandx.core.predictor import sha256
 from scandx.core.run_dir import RunDir, write_json, write_skipped
 from scandx.errors import ScandxError
+from scandx.tasks.segmentation.fingerprint import seg_fingerprint
 from scandx.tasks.segmentation.infer import normalize, predict_probabilities
-from scandx.tasks.segmentation.plan import SegPlan, make_seg_plan, seg_fingerprint
+from scandx.tasks.segmentation.plan import SegPlan, make_seg_plan
 from scandx.tasks.segmentation.postprocess import choose_components, choose_threshold
 from scandx.tasks.segmentation.report import write_seg_model_card
 from scandx.tasks.segmentation.sources import SegCase, SegManifest, load_seg_source

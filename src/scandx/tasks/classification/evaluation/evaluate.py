@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from scandx.core import model_card as core_card
 from scandx.core.run_dir import RunDir
 from scandx.errors import ScandxError
 from scandx.tasks.classification.data.images import load_cases
@@ -23,7 +24,6 @@ from scandx.tasks.classification.evaluation.analyses import (
 )
 from scandx.tasks.classification.evaluation.calibration import expected_calibration_error
 from scandx.tasks.classification.evaluation.html_report import write_report
-from scandx.core import model_card as core_card
 from scandx.tasks.classification.evaluation.model_card import card_sections, write_model_card
 from scandx.tasks.classification.evaluation.report import evaluate_predictions
 from scandx.tasks.classification.evaluation.subgroups import resolve_columns, subgroup_metrics
