@@ -24,9 +24,13 @@ BUDGET = "6"
 
 
 def tour_lines(readme: str) -> list[str]:
-    tour = readme.split("## Five-minute tour", 1)[1].split("## Supported inputs", 1)[0]
+    tour = readme.split("## Five-minute tour", 1)[1].split("\n## ", 1)[0]
+    return bash_lines(tour)
+
+
+def bash_lines(text: str) -> list[str]:
     lines = []
-    for block in re.findall(r"```bash\n(.*?)```", tour, flags=re.S):
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
         for line in block.splitlines():
             line = re.sub(r"\s+#.*$", "", line).strip()
             if line and not line.startswith("source "):
@@ -48,11 +52,23 @@ def test_tour_lines_are_found_and_cover_both_tasks():
     text = "\n".join(lines)
     for cmd in ("scandx plan", "scandx train", "scandx evaluate", "scandx predict"):
         assert cmd in text
-    assert "scandx explain" in text and "drive" in text and "brats2013" in text
+    assert "scandx explain" in text and "drive" in text
+
+
+def test_every_scandx_line_of_the_readme_parses():
+    """Lines outside the tour (e.g. the 3D BraTS runs, minutes each) are not run here
+    (benchmarks/brats.py runs them); their commands and flags must still exist."""
+    from scandx.cli import _parser
+
+    lines = [x for x in bash_lines((ROOT / "README.md").read_text()) if x.startswith("scandx ")]
+    assert any("brats2013" in x for x in lines)
+    for line in lines:
+        args = ["X" if a.startswith("$") else a for a in line.split()[1:]]
+        _parser().parse_args(args)  # SystemExit (test failure) on an unknown flag
 
 
 @needs_shared
-@pytest.mark.timeout(1500)
+@pytest.mark.timeout(900)
 def test_readme_tour_runs_as_written(tmp_path):
     work = tmp_path / "checkout"
     work.mkdir()
@@ -74,8 +90,6 @@ def test_readme_tour_runs_as_written(tmp_path):
         "runs/drive/eval/test/metrics.json",
         "masks/01_test.png",
         "masks/predictions.csv",
-        "runs/brats/model/model_card.md",
-        "runs/brats-csv/model/model.json",
     ):
         assert (work / path).exists(), path
     assert r.stdout.count("path,prob_") == 1  # predict without --out printed CSV rows

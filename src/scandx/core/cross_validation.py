@@ -84,7 +84,6 @@ def train_folds(
         "per_fold": per_fold,
         "mean_sd": {n: mean_sd([f.get(n) for f in per_fold]) for n in names},
         "out_of_fold": oof_metrics,
-        "seconds": round(time.perf_counter() - t0, 1),
     }
     _write_ensemble(run, setup.plan, k, task_fields, cv)
     write_json(run.cv_summary, cv)
@@ -95,6 +94,7 @@ def train_folds(
             "run": str(run),
             "folds": k,
             "epochs_run": int(np.mean([f["epochs_run"] or 0 for f in per_fold])),
+            "seconds_this_call": round(time.perf_counter() - t0, 1),
             "best": {score: cv["mean_sd"].get(score, {}).get("mean")},
             "sha256": task_fields["sha256"],
         },

@@ -93,7 +93,7 @@ def test_ensemble_predicts_the_mean_of_its_members(cv_run: Path, phantoms: Path,
         )
         members.append([float(r["prob_lesion"]) for r in _read_csv(out / "predictions.csv")])
     np.testing.assert_allclose(ens, np.mean(members, axis=0), atol=1e-6)
-    flags = [r["ood_flag"] for r in _read_csv(tmp_path / "e.csv")]
+    flags = [r["ood_flag"] for r in _read_csv(tmp_path / "e" / "predictions.csv")]
     assert set(flags) <= {"True", "False"}
 
 

@@ -14,7 +14,9 @@ from scandx.tasks.classification import workflow
 
 def _short_plan(data, tmp_path, epochs):
     plan = workflow.plan_run(data, time_budget_s=10, model="simple-cnn")
-    plan.epochs, plan.early_stopping_patience = epochs, 100
+    # every schedule setting fixed: the planner derives warm-up from the epochs this CPU
+    # fits in the budget, and the AUCs asserted below must not depend on this CPU
+    plan.epochs, plan.early_stopping_patience, plan.warmup_epochs = epochs, 100, 1
     path = tmp_path / "plan.json"
     plan.save(path)
     return path

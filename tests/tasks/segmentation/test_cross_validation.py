@@ -24,9 +24,16 @@ def cv_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("cv")
     make_ellipse_folders(root / "data" / "training", n=12, size=48, seed=1)
     make_ellipse_folders(root / "data" / "test", n=4, size=48, seed=2)
+    # fixed epochs and steps, not a time budget: the ensemble's Dice asserted below must
+    # not depend on this CPU's speed, its load or its bf16 support
+    assert main(["-q", "plan", "--data", str(root / "data"), "--out", str(root / "p")]) == 0
+    plan_path = root / "p" / "plan.json"
+    plan = json.loads(plan_path.read_text())
+    plan.update(epochs=6, steps_per_epoch=10, val_every=3)  # ensemble test Dice 0.96
+    plan_path.write_text(json.dumps(plan))
     run = root / "run"
     args = ["-q", "train", "--data", str(root / "data"), "--out", str(run), "--folds", "3"]
-    assert main([*args, "--time-budget", "12"]) == 0
+    assert main([*args, "--plan", str(plan_path)]) == 0
     return root / "data", run
 
 
@@ -81,7 +88,7 @@ def test_resume_skips_finished_folds_and_a_changed_member_is_refused(cv_run, cap
         weights.write_bytes(saved[:-8] + b"\0" * 8)
         capsys.readouterr()
         assert main(["-q", "evaluate", str(run), "--data", str(data)]) == 2
-        assert "not matching model.json" in capsys.readouterr().err
+        assert "do not match the checksum in model.json" in capsys.readouterr().err
     finally:
         weights.write_bytes(saved)
 

@@ -47,6 +47,8 @@ class Setup:
 def patient_folds(manifest: SegManifest, k: int, seed: int) -> dict[str, int]:
     """{patient: fold} for the labelled non-test patients, dealt round-robin after a
     seeded shuffle (fold sizes differ by at most one patient)."""
+    if k < 2:
+        raise ScandxError(f"--folds must be at least 2 (got {k})")
     patients = sorted({c.patient_id for c in manifest.cases if c.label and c.split != "test"})
     if len(patients) < k:
         raise ScandxError(f"{len(patients)} labelled patients cannot make {k} folds")
