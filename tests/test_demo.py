@@ -59,3 +59,19 @@ def test_demo_runs_end_to_end(tmp_path, monkeypatch):
     assert "by manufacturer:" in card  # DICOM subgroups reported by default
     saved = json.loads((run / "eval" / "test" / "metrics.json").read_text())
     assert saved["auc"] == metrics["auc"]
+
+
+def test_segmentation_demo_runs_end_to_end(tmp_path, capsys):
+    """``scandx demo --task segmentation``: ellipses -> train -> evaluate -> predict."""
+    from scandx.cli import main
+
+    out = tmp_path / "seg-demo"
+    assert (
+        main(["-q", "demo", "--task", "segmentation", "--out", str(out), "--time-budget", "4"]) == 0
+    )
+    printed = capsys.readouterr().out
+    assert "validation Dice" in printed
+    for path in ("run/plan.json", "run/model/model_card.md", "run/eval/val/report.html"):
+        assert (out / path).exists(), path
+    assert len((out / "masks" / "predictions.csv").read_text().splitlines()) == 3
+    assert main(["-q", "demo", "--task", "segmentation", "--out", str(tmp_path)]) == 2  # not a demo

@@ -266,7 +266,7 @@ def make_seg_plan(
     notes.append(memory_note)
     model_kwargs = {"strides": strides, "kernels": kernels}
     step_s = (
-        _probe(fp["channels"], len(manifest.labels), patch, batch, precision, model_kwargs)
+        _probe(fp["channels"], len(manifest.labels), patch, batch, precision, model_kwargs, device)
         if probe
         else None
     )
@@ -330,10 +330,10 @@ def _has_fov(manifest: SegManifest) -> bool:
     return any(c.fov for c in manifest.cases)
 
 
-def synthetic_step(model, opt, loss_fn, x, y, precision: str) -> None:
+def synthetic_step(model, opt, loss_fn, x, y, precision: str, device: str = "cpu") -> None:
     """One training step as the engine takes it (the probe times it, the memory
     benchmark measures it)."""
-    with autocast("cpu", precision):
+    with autocast(device, precision):
         out = model(x)
     loss = loss_fn(out.float(), y)
     opt.zero_grad(set_to_none=True)
@@ -348,7 +348,9 @@ def _probe(
     batch: int,
     precision: str,
     model_kwargs: dict[str, Any],
+    device: str = "cpu",
 ) -> float | None:
+    """Seconds per training step at this patch and batch, on the plan's device."""
     from monai.losses import DiceCELoss
 
     from scandx.models import create_model
@@ -357,15 +359,17 @@ def _probe(
         torch.manual_seed(0)
         model = create_model(
             "dynunet", len(patch), channels, classes, input_size=patch, **model_kwargs
-        )
+        ).to(device)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
         loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
-        x = torch.randn(batch, channels, *patch)
-        y = torch.randint(0, classes, (batch, 1, *patch))
+        x = torch.randn(batch, channels, *patch, device=device)
+        y = torch.randint(0, classes, (batch, 1, *patch), device=device)
         times = []
         for i in range(3):
             t = time.perf_counter()
-            synthetic_step(model, opt, loss_fn, x, y, precision)
+            synthetic_step(model, opt, loss_fn, x, y, precision, device)
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
             if i:
                 times.append(time.perf_counter() - t)
         return float(min(times))
