@@ -102,6 +102,12 @@ class RunDir:
     def eval_dir(self, split: str) -> Path:
         return self.path / "eval" / split
 
+    def save_plan(self, plan: Any, skipped: list[tuple[str, str]]) -> None:
+        """plan.json (atomically) and skipped.csv: what ``scandx plan`` leaves."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        plan.save(self.plan_json)
+        write_skipped(self.path, skipped)
+
     # state
     def has_model(self) -> bool:
         return self.model_json.exists()
@@ -181,3 +187,16 @@ def write_skipped(folder: str | Path, skipped: list[tuple[str, str]]) -> None:
         w.writerow(["path", "reason"])
         w.writerows(skipped)
     log.warning("skipped %d bad input(s); see %s", len(skipped), path)
+
+
+def fresh_demo_folder(out: str | Path) -> Path:
+    """An empty folder for ``scandx demo``: created, or emptied when an earlier demo made
+    it (marked), never anything else."""
+    out = Path(out)
+    if out.exists():
+        if not (out / "demo.marker").exists():
+            raise ScandxError("exists and is not a scandx demo folder; choose another --out", out)
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    (out / "demo.marker").write_text("created by scandx demo\n")
+    return out

@@ -7,12 +7,11 @@ data would.
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from pathlib import Path
 
 from scandx.core.predictor import predict_run
-from scandx.errors import ScandxError
+from scandx.core.run_dir import fresh_demo_folder
 from scandx.tasks.classification import workflow
 from scandx.tasks.classification.data.synthetic import make_phantom_dataset
 from scandx.tasks.classification.evaluation.report import metric_rows
@@ -27,13 +26,7 @@ def run_demo(
 
     Returns the test metrics and a printable summary table.
     """
-    out = Path(out)
-    if out.exists():
-        if not (out / "demo.marker").exists():
-            raise ScandxError("exists and is not a scandx demo folder; choose another --out", out)
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    (out / "demo.marker").write_text("created by scandx demo\n")
+    out = fresh_demo_folder(out)
     t0 = time.perf_counter()
     data = make_phantom_dataset(out / "phantoms", n_patients=n_patients, seed=seed)
     log.info("wrote synthetic phantoms (DICOM + PNG) to %s", data)

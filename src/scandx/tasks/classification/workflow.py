@@ -77,9 +77,7 @@ def plan_run(
     fp = fingerprint(manifest, skip_bad=skip_bad)
     plan = make_plan(manifest, fp, time_budget_s=time_budget_s, seed=seed, model=model)
     if out is not None:
-        Path(out).mkdir(parents=True, exist_ok=True)
-        plan.save(RunDir(out).plan_json)
-        write_skipped(out, manifest.skipped)
+        RunDir(out).save_plan(plan, manifest.skipped)
     return plan
 
 

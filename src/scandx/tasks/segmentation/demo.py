@@ -4,12 +4,11 @@ train -> evaluate -> predict, through the same library functions a user's data w
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from pathlib import Path
 
 from scandx.core.predictor import predict_run
-from scandx.errors import ScandxError
+from scandx.core.run_dir import fresh_demo_folder
 from scandx.tasks.segmentation.evaluate import seg_evaluate_run
 from scandx.tasks.segmentation.synthetic import make_ellipse_folders
 from scandx.tasks.segmentation.workflow import seg_train_run
@@ -18,13 +17,7 @@ log = logging.getLogger(__name__)
 
 
 def run_seg_demo(out: str | Path, time_budget_s: float | None = None, seed: int = 0) -> str:
-    out = Path(out)
-    if out.exists():
-        if not (out / "demo.marker").exists():
-            raise ScandxError("exists and is not a scandx demo folder; choose another --out", out)
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    (out / "demo.marker").write_text("created by scandx demo\n")
+    out = fresh_demo_folder(out)
     t0 = time.perf_counter()
     data = make_ellipse_folders(out / "ellipses", n=24, size=64, seed=seed)
     run = out / "run"

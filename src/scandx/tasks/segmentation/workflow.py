@@ -115,9 +115,7 @@ def seg_plan_run(
         dims=dims,
         memory_budget_gb=memory_budget_gb,
     )
-    Path(out).mkdir(parents=True, exist_ok=True)
-    plan.save(RunDir(out).plan_json)
-    write_skipped(out, manifest.skipped)
+    RunDir(out).save_plan(plan, manifest.skipped)
     return plan
 
 
