@@ -72,7 +72,9 @@ def test_best_checkpoint_is_a_copy(phantoms, plan_file, tmp_path):
 def test_sigkill_then_resume_matches(phantoms, plan_file, tmp_path):
     """A real kill -9 of the CLI mid-run, then --resume: same final log as a clean run."""
     edited = json.loads(plan_file.read_text())
-    edited.update(model="simple-cnn", model_kwargs={}, epochs=6)
+    # 12 epochs: after the second, ten more plus calibration stand between the kill and a
+    # finished run, so even a fast machine is still training when it is killed
+    edited.update(model="simple-cnn", model_kwargs={}, epochs=12)
     plan = tmp_path / "plan.json"
     plan.write_text(json.dumps(edited))
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
