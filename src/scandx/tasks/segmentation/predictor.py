@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_model
 
 from scandx.core.device import detect_device, runtime_device
 from scandx.core.predictor import Predictor, checked_weights, ensemble_members, read_model_json
+from scandx.core.weights import load_weights
 from scandx.errors import ScandxError
 from scandx.models import create_model
 from scandx.tasks.segmentation.infer import predict_case
@@ -41,7 +41,7 @@ def build_seg_model(plan: SegPlan) -> torch.nn.Module:
 def _load_member(model_dir: Path, plan: SegPlan) -> torch.nn.Module:
     info = read_model_json(model_dir)
     model = build_seg_model(plan)
-    load_model(model, str(checked_weights(model_dir, info)))
+    load_weights(model, checked_weights(model_dir, info))
     return model.eval()
 
 

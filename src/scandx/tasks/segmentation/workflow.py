@@ -13,12 +13,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import save_model
 
 from scandx import __version__
 from scandx.core.engine import Hook, fit
 from scandx.core.predictor import sha256
 from scandx.core.run_dir import RunDir, write_json, write_skipped
+from scandx.core.weights import save_weights
 from scandx.errors import ScandxError
 from scandx.tasks.segmentation.fingerprint import seg_fingerprint
 from scandx.tasks.segmentation.infer import normalize, predict_probabilities
@@ -246,7 +246,7 @@ def save_seg_model(
 ) -> dict[str, Any]:
     model_dir.mkdir(parents=True, exist_ok=True)
     weights = model_dir / "weights.safetensors"
-    save_model(model, str(weights))  # DynUNet shares tensors between submodules
+    save_weights(model, weights)  # DynUNet shares tensors between submodules
     info = {
         "format": "scandx-segmentation/1",
         "scandx_version": __version__,
