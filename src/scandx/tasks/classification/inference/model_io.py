@@ -76,7 +76,9 @@ def load_model(model_dir: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Rebuild the network from model.json and load its checked weights."""
     info = read_model_json(model_dir)
     if "ensemble" in info:
-        raise ScandxError("an ensemble has no single network; use Predictor.from_run", model_dir)
+        raise ScandxError(
+            "an ensemble has no single network; use scandx.core.predictor.load_predictor", model_dir
+        )
     weights = checked_weights(model_dir, info)
     model = create_model(
         info["model"],
