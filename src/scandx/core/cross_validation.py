@@ -17,6 +17,7 @@ import copy
 import hashlib
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -30,6 +31,16 @@ from scandx.errors import ScandxError
 log = logging.getLogger(__name__)
 
 M = TypeVar("M")
+
+
+@dataclass
+class FoldSetup:
+    """What a task's ``cv_prepare`` returns: its manifest (splits set, test held out),
+    the one plan every fold trains with, and {patient: fold}."""
+
+    manifest: Any
+    plan: Any
+    folds: dict[str, int]
 
 
 def fold_manifest(manifest: M, folds: dict[str, int], i: int) -> M:
@@ -85,7 +96,7 @@ def train_folds(
         "mean_sd": {n: mean_sd([f.get(n) for f in per_fold]) for n in names},
         "out_of_fold": oof_metrics,
     }
-    _write_ensemble(run, setup.plan, k, task_fields, cv)
+    info = _write_ensemble(run, setup.plan, k, task_fields, cv)
     write_json(run.cv_summary, cv)
     score = task_fields.get("selection_metric", names[0])
     write_json(
@@ -96,7 +107,7 @@ def train_folds(
             "epochs_run": int(np.mean([f["epochs_run"] or 0 for f in per_fold])),
             "seconds_this_call": round(time.perf_counter() - t0, 1),
             "best": {score: cv["mean_sd"].get(score, {}).get("mean")},
-            "sha256": task_fields["sha256"],
+            "sha256": info["sha256"],
         },
     )
     task.write_model_card(run)
@@ -105,9 +116,9 @@ def train_folds(
 
 def _write_ensemble(
     run: RunDir, plan: Any, k: int, task_fields: dict[str, Any], cv: dict[str, Any]
-) -> None:
+) -> dict[str, Any]:
+    """RUN/model/model.json of the ensemble; its sha256 is that of its members' digests."""
     shas = [run.fold(i).read_json(run.fold(i).model_json)["sha256"] for i in range(k)]
-    task_fields["sha256"] = hashlib.sha256("".join(shas).encode()).hexdigest()
     info = {
         "format": "scandx-ensemble/1",
         "scandx_version": __version__,
@@ -116,6 +127,7 @@ def _write_ensemble(
         "ensemble": [f"../folds/fold{i}/model" for i in range(k)],
         "member_sha256": shas,
         "weights": "members",
+        "sha256": hashlib.sha256("".join(shas).encode()).hexdigest(),
         **task_fields,
         "cross_validation": {
             "folds": k,
@@ -125,3 +137,4 @@ def _write_ensemble(
         },
     }
     write_json(run.model_json, info)
+    return info

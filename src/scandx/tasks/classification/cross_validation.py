@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import csv
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from scandx.core.cross_validation import fold_manifest
+from scandx.core.cross_validation import FoldSetup, fold_manifest
 from scandx.core.run_dir import RunDir
 from scandx.core.task import Options
 from scandx.tasks.classification.data.manifest import Manifest
@@ -26,7 +25,6 @@ from scandx.tasks.classification.data.splits import assign_folds
 from scandx.tasks.classification.evaluation.calibration import expected_calibration_error
 from scandx.tasks.classification.evaluation.report import flat_metrics, json_number
 from scandx.tasks.classification.inference.model_io import contract_of
-from scandx.tasks.classification.plan import Plan
 from scandx.tasks.classification.planner import DEFAULT_BUDGET_S
 from scandx.tasks.classification.runs import labels_tensor
 from scandx.tasks.classification.workflow import (
@@ -41,14 +39,7 @@ log = logging.getLogger(__name__)
 FOLD_METRICS = ("auc", "accuracy", "balanced_accuracy", "sensitivity", "specificity", "ece")
 
 
-@dataclass
-class Setup:
-    manifest: Manifest
-    plan: Plan
-    folds: dict[str, int]
-
-
-def prepare(data: str | Path, k: int, options: Options, resume_plan: Path | None) -> Setup:
+def prepare(data: str | Path, k: int, options: Options, resume_plan: Path | None) -> FoldSetup:
     plan_path = resume_plan or options.plan_path  # resume: the plan every fold used
     manifest, plan = manifest_and_plan(
         data,
@@ -67,20 +58,22 @@ def prepare(data: str | Path, k: int, options: Options, resume_plan: Path | None
     folds = assign_folds(pool, manifest.task, k, plan.seed)
     for c in pool:
         c.meta["fold"] = folds[c.patient_id]
-    return Setup(manifest, plan, folds)
+    return FoldSetup(manifest, plan, folds)
 
 
-def write_run_files(setup: Setup, run: RunDir) -> None:
+def write_run_files(setup: FoldSetup, run: RunDir) -> None:
     setup.manifest.to_csv(run.manifest_csv)
 
 
-def train_fold(setup: Setup, i: int, fold_run: RunDir, resuming: bool, options: Options) -> None:
+def train_fold(
+    setup: FoldSetup, i: int, fold_run: RunDir, resuming: bool, options: Options
+) -> None:
     m = fold_manifest(setup.manifest, setup.folds, i)
     _, val = train_prepared(m, setup.plan, fold_run, resuming=resuming, skip_bad=options.skip_bad)
     _write_val_predictions(fold_run.path, val)
 
 
-def fold_outcome(setup: Setup, i: int, fold_run: RunDir) -> tuple[dict[str, Any], Any]:
+def fold_outcome(setup: FoldSetup, i: int, fold_run: RunDir) -> tuple[dict[str, Any], Any]:
     plan = setup.plan
     val = _read_val_predictions(fold_run.path, setup.manifest)
     thresholds = fold_run.read_json(fold_run.train_summary)["thresholds"]
@@ -90,7 +83,7 @@ def fold_outcome(setup: Setup, i: int, fold_run: RunDir) -> tuple[dict[str, Any]
     return row, val
 
 
-def ensemble(setup: Setup, oof: list[Any], run: RunDir) -> tuple[dict[str, Any], dict]:
+def ensemble(setup: FoldSetup, oof: list[Any], run: RunDir) -> tuple[dict[str, Any], dict]:
     plan, k = setup.plan, len(oof)
     y = np.concatenate([v["y"] for v in oof])
     probs = np.concatenate([v["probs"] for v in oof])

@@ -11,13 +11,12 @@ by the fold model that did not train on it).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from scandx.core.cross_validation import fold_manifest
+from scandx.core.cross_validation import FoldSetup, fold_manifest
 from scandx.core.run_dir import RunDir, write_skipped
 from scandx.core.task import Options
 from scandx.errors import ScandxError
@@ -32,16 +31,14 @@ from scandx.tasks.segmentation.postprocess import (
 )
 from scandx.tasks.segmentation.predictor import load_seg_run
 from scandx.tasks.segmentation.sources import SegManifest, load_seg_source
-from scandx.tasks.segmentation.workflow import load_split, train_prepared, write_manifest
+from scandx.tasks.segmentation.workflow import (
+    load_split,
+    train_prepared,
+    use_model,
+    write_manifest,
+)
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Setup:
-    manifest: SegManifest
-    plan: SegPlan
-    folds: dict[str, int]
 
 
 def patient_folds(manifest: SegManifest, k: int, seed: int) -> dict[str, int]:
@@ -56,7 +53,7 @@ def patient_folds(manifest: SegManifest, k: int, seed: int) -> dict[str, int]:
     return {patients[j]: n % k for n, j in enumerate(order)}
 
 
-def prepare(data: str | Path, k: int, options: Options, resume_plan: Path | None) -> Setup:
+def prepare(data: str | Path, k: int, options: Options, resume_plan: Path | None) -> FoldSetup:
     manifest = load_seg_source(data)
     for c in manifest.cases:  # the CV pool: every labelled case outside the test split
         if c.split != "test":
@@ -77,15 +74,18 @@ def prepare(data: str | Path, k: int, options: Options, resume_plan: Path | None
             memory_budget_gb=options.memory_budget_gb,
         )
         plan.notes.append(f"{k}-fold cross-validation: {budget:.0f}s per fold")
-    return Setup(manifest, plan, patient_folds(manifest, k, plan.seed))
+        use_model(plan, options.model)
+    return FoldSetup(manifest, plan, patient_folds(manifest, k, plan.seed))
 
 
-def write_run_files(setup: Setup, run: RunDir) -> None:
+def write_run_files(setup: FoldSetup, run: RunDir) -> None:
     write_manifest(run.manifest_csv, setup.manifest)
     write_skipped(run.path, setup.manifest.skipped)
 
 
-def train_fold(setup: Setup, i: int, fold_run: RunDir, resuming: bool, options: Options) -> None:
+def train_fold(
+    setup: FoldSetup, i: int, fold_run: RunDir, resuming: bool, options: Options
+) -> None:
     m = fold_manifest(setup.manifest, setup.folds, i)
     log.info(
         "fold %d: %d training, %d validation cases",
@@ -96,7 +96,7 @@ def train_fold(setup: Setup, i: int, fold_run: RunDir, resuming: bool, options: 
     train_prepared(m, setup.plan, fold_run, resuming=resuming, skip_bad=options.skip_bad)
 
 
-def fold_outcome(setup: Setup, i: int, fold_run: RunDir) -> tuple[dict[str, Any], Any]:
+def fold_outcome(setup: FoldSetup, i: int, fold_run: RunDir) -> tuple[dict[str, Any], Any]:
     """This fold's validation Dice (as selected in training) and its out-of-fold
     probabilities on its validation cases (predicted again by the fold's model)."""
     plan = setup.plan
@@ -117,7 +117,7 @@ def fold_outcome(setup: Setup, i: int, fold_run: RunDir) -> tuple[dict[str, Any]
     return row, {"fg": fg, "preds": preds, "labels": val.labels, "fovs": val.fovs}
 
 
-def ensemble(setup: Setup, oof: list[Any], run: RunDir) -> tuple[dict[str, Any], dict]:
+def ensemble(setup: FoldSetup, oof: list[Any], run: RunDir) -> tuple[dict[str, Any], dict]:
     plan = setup.plan
     fg = [p for o in oof for p in o["fg"]]
     preds = [p for o in oof for p in o["preds"]]

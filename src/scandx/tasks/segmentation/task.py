@@ -31,34 +31,21 @@ class SegmentationTask(Task):
 
         return is_seg_source(Path(data))
 
-    def _set_model(self, plan: SegPlan, model: str | None) -> SegPlan:
-        if model and model != plan.model:
-            from scandx.models import list_models
-
-            choices = list_models("segmenter")
-            if model not in choices:
-                raise ScandxError(
-                    f"--model {model!r} is not a segmentation network; choose from {choices}"
-                )
-            plan.model = model
-            plan.notes.append(f"model set to {model} on the command line")
-        return plan
-
     def plan(self, data: str | Path, run: RunDir | None, options: Options) -> SegPlan:
-        from scandx.tasks.segmentation.workflow import seg_plan_run
+        from scandx.tasks.segmentation.workflow import check_segmenter, seg_plan_run
 
-        plan = seg_plan_run(
+        if options.model:
+            check_segmenter(options.model)  # before any work
+        return seg_plan_run(
             data,
-            run.path if run else Path("."),
+            run.path if run else None,
             time_budget_s=options.time_budget_s,
             seed=options.seed or 0,
             dims=options.dims,
             skip_bad=options.skip_bad,
             memory_budget_gb=options.memory_budget_gb,
+            model=options.model,
         )
-        if options.model and run:
-            self._set_model(plan, options.model).save(run.plan_json)
-        return plan
 
     def describe_plan(self, plan: SegPlan) -> str:
         head = (
@@ -69,10 +56,10 @@ class SegmentationTask(Task):
         return "\n".join([head, *(f"  - {n}" for n in plan.notes)])
 
     def train(self, data: str | Path, run: RunDir, options: Options) -> dict[str, Any]:
-        from scandx.tasks.segmentation.workflow import seg_train_run
+        from scandx.tasks.segmentation.workflow import check_segmenter, seg_train_run
 
-        if options.model:  # refused here, before any work, unless a segmenter
-            self._set_model(SegPlan(labels={"0": "background", "1": "x"}), options.model)
+        if options.model:
+            check_segmenter(options.model)  # before any work
         return seg_train_run(
             data,
             run.path,

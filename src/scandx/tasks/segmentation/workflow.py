@@ -96,14 +96,16 @@ def load_split(
 
 def seg_plan_run(
     data: str | Path,
-    out: str | Path,
+    out: str | Path | None = None,
     *,
     time_budget_s: float | None = None,
     seed: int = 0,
     dims: int | None = None,
     skip_bad: bool = False,
     memory_budget_gb: float | None = None,
+    model: str | None = None,
 ) -> SegPlan:
+    """Fingerprint and plan; writes ``OUT/plan.json`` (when ``out`` is given)."""
     manifest = load_seg_source(data)
     assign_seg_splits(manifest, 0.2, seed)
     fp = seg_fingerprint(manifest, skip_bad=skip_bad)
@@ -115,8 +117,27 @@ def seg_plan_run(
         dims=dims,
         memory_budget_gb=memory_budget_gb,
     )
-    RunDir(out).save_plan(plan, manifest.skipped)
+    use_model(plan, model)
+    if out is not None:
+        RunDir(out).save_plan(plan, manifest.skipped)
     return plan
+
+
+def check_segmenter(model: str) -> None:
+    """Refuse a --model that is not a registered segmentation network."""
+    from scandx.models import list_models
+
+    choices = list_models("segmenter")
+    if model not in choices:
+        raise ScandxError(f"--model {model!r} is not a segmentation network; choose from {choices}")
+
+
+def use_model(plan: SegPlan, model: str | None) -> None:
+    """The network asked for on the command line, recorded in the plan's notes."""
+    if model and model != plan.model:
+        check_segmenter(model)
+        plan.model = model
+        plan.notes.append(f"model set to {model} on the command line")
 
 
 def seg_train_run(
@@ -131,7 +152,6 @@ def seg_train_run(
     skip_bad: bool = False,
     memory_budget_gb: float | None = None,
     hooks: list[Hook] | None = None,
-    stop_after: int | None = None,
     model: str | None = None,
 ) -> dict[str, Any]:
     """Plan (unless resuming or given ``plan_path``), train, choose post-processing and
@@ -158,9 +178,8 @@ def seg_train_run(
             dims=dims,
             memory_budget_gb=memory_budget_gb,
         )
-    if model and model != plan.model and not resuming:
-        plan.model = model
-        plan.notes.append(f"model set to {model} on the command line")
+    if not resuming:
+        use_model(plan, model)
     if resuming:
         apply_saved_splits(manifest, run.manifest_csv)
     return train_prepared(
@@ -170,7 +189,6 @@ def seg_train_run(
         resuming=resuming,
         skip_bad=skip_bad,
         hooks=hooks,
-        stop_after=stop_after,
     )
 
 
@@ -182,7 +200,6 @@ def train_prepared(
     resuming: bool = False,
     skip_bad: bool = False,
     hooks: list[Hook] | None = None,
-    stop_after: int | None = None,
 ) -> dict[str, Any]:
     """Train on the manifest's train split, select on its val split, save the model and
     post-processing in ``run`` (a single run, or one fold of ``train --folds``)."""
@@ -193,11 +210,7 @@ def train_prepared(
             plan.save(run.plan_json)
             write_manifest(run.manifest_csv, manifest)
             write_skipped(run.path, manifest.skipped)
-        result = fit(
-            SegTraining(plan, train, val), run, resume=resuming, hooks=hooks, stop_after=stop_after
-        )
-    if not run.model_dir.exists() and len(result.history) < plan.epochs and stop_after:
-        return {"run": str(run), "stopped_after": len(result.history)}
+        result = fit(SegTraining(plan, train, val), run, resume=resuming, hooks=hooks)
     model = result.model
     threshold, post = choose_postprocessing(model, val, plan)
     info = save_seg_model(run.model_dir, model, plan, post, result.best, manifest, threshold)

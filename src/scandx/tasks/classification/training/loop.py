@@ -89,9 +89,7 @@ class ClassificationTraining(TrainingTask):
     def validate(
         self, model: torch.nn.Module, epoch: int, device: str, precision: str
     ) -> dict[str, float]:
-        from scandx.core.device import autocast_dtype
-
-        logits = predict_logits(model, self.data.x_val, device, autocast_dtype(precision))
+        logits = predict_logits(model, self.data.x_val, device, precision)
         probs = probabilities(self.plan.task, logits).numpy()
         val_loss = float(self.loss(logits.to(device), self.data.y_val.to(device)).item())
         val_auc = macro_auc(self.plan.task, self.data.y_val.numpy(), probs)
