@@ -80,6 +80,18 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument(
             "--seed", type=int, default=seed_default, help="seed for splits and training"
         )
+        s.add_argument(
+            "--precision",
+            choices=("fp32", "bf16", "fp16"),
+            help="force the training precision (default: what this machine does best; "
+            "fp32 reproduces a CPU without bf16 anywhere)",
+        )
+        s.add_argument(
+            "--positive-class",
+            metavar="NAME",
+            help="binary classification: the class that counts as positive (default: the "
+            "class not named like normal / no finding / negative / healthy / benign / 0)",
+        )
 
     s = cmd(
         "demo",
@@ -92,6 +104,9 @@ def _parser() -> argparse.ArgumentParser:
         "--time-budget", type=float, help="training seconds (default 90; segmentation 60)"
     )
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument(
+        "--precision", choices=("fp32", "bf16", "fp16"), help="force the training precision"
+    )
 
     s = cmd("plan", "fingerprint the data and write plan.json")
     data_args(s)
@@ -210,14 +225,24 @@ def options_from(args: argparse.Namespace) -> Options:
         gallery=get("gallery"),
         method=None if get("method") in (None, "auto") else get("method"),
         class_name=get("class_name"),
+        precision=get("precision"),
+        positive_class=get("positive_class"),
     )
 
 
 def _run(args: argparse.Namespace) -> int:
+
+    from scandx.core.device import force_precision
+
+    opts = options_from(args)
+    with force_precision(opts.precision):
+        return _dispatch(args, opts)
+
+
+def _dispatch(args: argparse.Namespace, opts: Options) -> int:
     from scandx.core.run_dir import RunDir
     from scandx.tasks import get_task, task_for_data, task_for_run
 
-    opts = options_from(args)
     if args.command == "demo":
         print(get_task(args.task).demo(Path(args.out), opts))
         return 0

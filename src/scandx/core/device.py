@@ -5,7 +5,8 @@
   where the CPU has AVX512-BF16 or AMX, else fp32.
 - ``runtime_device(device, precision)``: what a run actually uses: a CUDA plan on a
   machine without a GPU falls back to the CPU (with a warning).
-- ``SCANDX_PRECISION=fp32|bf16|fp16`` forces the precision of new plans and of running
+- ``force_precision(p)`` (the CLI's ``--precision``) and
+  ``SCANDX_PRECISION=fp32|bf16|fp16`` force the precision of new plans and of running
   ones, so a test or benchmark reproduces the other kind of machine (fp32 on an AMX
   CPU, say); ``SCANDX_DEVICE=cpu`` keeps a GPU machine on the CPU.
 - ``autocast(device, precision)`` and ``grad_scaler(device, precision)``: the training
@@ -39,7 +40,35 @@ def cpu_has_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+_FORCED: list[str] = []  # innermost force_precision() last
+
+
+@contextlib.contextmanager
+def force_precision(precision: str | None) -> Iterator[None]:
+    """Within this block, plans and runs use ``precision`` (``--precision``); None: no
+    change. Takes precedence over ``SCANDX_PRECISION``."""
+    if precision is None:
+        yield
+        return
+    check_precision(precision)
+    _FORCED.append(precision)
+    try:
+        yield
+    finally:
+        _FORCED.pop()
+
+
+def check_precision(value: str) -> str:
+    if value not in PRECISIONS:
+        from scandx.errors import ScandxError
+
+        raise ScandxError(f"precision {value!r}: choose one of {', '.join(PRECISIONS)}")
+    return value
+
+
 def forced_precision() -> str | None:
+    if _FORCED:
+        return _FORCED[-1]
     value = os.environ.get(PRECISION_ENV, "").strip().lower()
     if not value:
         return None

@@ -30,6 +30,8 @@ FLAGS = {
     "gallery": "--gallery",
     "method": "--method",
     "class_name": "--class",
+    "precision": "--precision",
+    "positive_class": "--positive-class",
 }
 
 
@@ -52,6 +54,8 @@ class Options:
     gallery: int | None = None
     method: str | None = None
     class_name: str | None = None
+    precision: str | None = None  # fp32 | bf16 | fp16, forced; None: the machine's best
+    positive_class: str | None = None  # binary classification only
 
 
 class Task(ABC):

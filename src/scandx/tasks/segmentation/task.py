@@ -24,6 +24,7 @@ class SegmentationTask(Task):
         "are relative to the table)",
         "subgroups": "segmentation metrics are reported per class and region, not per "
         "metadata subgroup (not implemented)",
+        "positive_class": "segmentation classes are the mask's labels; background is label 0",
     }
 
     def recognises(self, data: str | Path) -> bool:
