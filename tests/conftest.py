@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# measured machine speed (core/speed.py) is cached per test session, never in ~/.cache
+os.environ.setdefault("SCANDX_CACHE_DIR", tempfile.mkdtemp(prefix="scandx-speed-"))
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = (ROOT / ".." / "shared" / "data").resolve()

@@ -16,8 +16,10 @@ better, or ``None`` on epochs it skips). The engine owns everything else:
   and ``checkpoints/best.ckpt`` (a copy of the best weights), written atomically and
   loaded with ``weights_only=True``; ``--resume`` continues from last.ckpt;
 - early stopping after ``patience`` validated epochs without improvement (never
-  before ``min_epochs``); ``log.jsonl``, one line per epoch, epochs counted from 1;
-  a progress bar per epoch; ``hooks`` called with each epoch's record.
+  before ``min_epochs``); ``deadline_s``: no epoch starts that would end past the
+  training seconds the budget allows; ``log.jsonl``, one line per epoch, from 1;
+- health (``core/health.py``): gradient-norm clipping; recovery from divergence and
+  collapse, in the epoch's log line and ``FitResult.recoveries``.
 
 Multi-process (DDP) training belongs here and only here: wrapping the model, giving
 ``batches`` a rank and world size, and letting rank 0 write checkpoints and logs.
@@ -32,7 +34,6 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,10 +42,19 @@ from tqdm import tqdm
 
 from scandx.core.checkpoint import load_checkpoint, save_checkpoint
 from scandx.core.device import autocast, grad_scaler, runtime_device
+from scandx.core.health import (
+    Health,
+    TrainingDiverged,
+    collapse_reason,
+    non_finite,
+    recovery_note,
+)
 from scandx.core.run_dir import RunDir
+from scandx.core.train_log import epoch_line, read_log, truncate_log
 
 log = logging.getLogger(__name__)
 
+DEADLINE_FRACTION = 0.95  # tasks stop training before this share of their time budget
 Hook = Callable[[int, dict[str, Any]], None]  # (epoch counted from 1, its record)
 
 
@@ -58,6 +68,8 @@ class Schedule:
     patience: int | None = None  # validated epochs without improvement; None: never stop
     min_epochs: int = 1
     channels_last: bool = False
+    grad_clip: float | None = 1.0  # max gradient norm (what BN-free networks need)
+    deadline_s: float | None = None  # training seconds the budget allows (all epochs)
 
 
 class TrainingTask(ABC):
@@ -67,6 +79,8 @@ class TrainingTask(ABC):
     seed: int
     device: str
     precision: str
+    health: Health = Health()  # chance level of the score, recovery limits
+    final_epoch: int | None = None  # set by the engine when the budget ends training early
 
     @abstractmethod
     def build_model(self) -> torch.nn.Module: ...
@@ -95,6 +109,15 @@ class FitResult:
     seconds: float = 0.0
     device: str = "cpu"
     precision: str = "fp32"
+    stopped: str = "completed"  # completed | early stop | time budget | unstable
+    recoveries: list[dict[str, Any]] = field(default_factory=list)  # see core/health.py
+
+    def notes(self) -> list[str]:
+        """What the plan's notes should say about how training went."""
+        out = [recovery_note(e["epoch"], e) for e in self.recoveries]
+        if self.stopped in ("time budget", "unstable"):
+            out.append(f"training stopped ({self.stopped}) after {len(self.history)} epochs")
+        return out
 
 
 def lr_factor(step: int, total: int, warmup: int) -> float:
@@ -119,128 +142,251 @@ def fit(
 ) -> FitResult:
     """Train ``task`` in ``run``; ``stop_after`` ends this call after that many epochs
     (as an interruption would: a later ``resume`` gives the uninterrupted result)."""
-    s = task.schedule
-    device, precision = runtime_device(task.device, task.precision)
-    torch.manual_seed(task.seed)
-    model = task.build_model().to(device)
-    if s.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
-    total = s.steps_per_epoch * s.epochs
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: lr_factor(k, total, s.warmup_steps))
-    scaler = grad_scaler(device, precision)
+    return _Fit(task, run, hooks or []).run(resume, stop_after)
 
-    start, best_score, bad_epochs, best, best_state = 0, -math.inf, 0, {}, None
-    if resume and run.last_ckpt.exists():
-        ck = load_checkpoint(run.last_ckpt)
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
-        scaler.load_state_dict(ck["scaler"])
-        start, best_score = int(ck["epochs_done"]), float(ck["best_score"])
-        bad_epochs, best = int(ck["bad_epochs"]), json.loads(ck["best_record"])
-        if run.best_ckpt.exists():
-            best_state = load_checkpoint(run.best_ckpt)["model"]
-        truncate_log(run.log_jsonl, start)
-        log.info("resumed after epoch %d", start)
-    elif resume:
-        log.info("no checkpoint to resume from; starting at epoch 1")
 
-    history = read_log(run.log_jsonl)
-    end = s.epochs if stop_after is None else min(s.epochs, start + stop_after)
-    t_start = time.perf_counter()
-    for epoch in range(start, end):
-        if s.patience is not None and bad_epochs >= s.patience and epoch >= s.min_epochs:
-            log.info("early stop: %d validated epochs without improvement", bad_epochs)
-            break
-        t0 = time.perf_counter()
-        torch.manual_seed(epoch_seed(task.seed, epoch))  # dropout etc.
+class _Fit:
+    """One call of ``fit``: the state of the loop, so recovery can reset it."""
+
+    def __init__(self, task: TrainingTask, run: RunDir, hooks: list[Hook]) -> None:
+        self.task, self.run_dir, self.hooks, s = task, run, hooks, task.schedule
+        self.device, self.precision = runtime_device(task.device, task.precision)
+        self.health = task.health
+        self.lr_scale = 1.0
+        self.recoveries: list[dict[str, Any]] = []
+        self.model = self._fresh_model()
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
+        total = s.steps_per_epoch * s.epochs
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.opt, lambda k: self.lr_scale * lr_factor(k, total, s.warmup_steps)
+        )
+        self.scaler = grad_scaler(self.device, self.precision)
+        self.start, self.best_score, self.bad_epochs = 0, -math.inf, 0
+        self.best: dict[str, Any] = {}
+        self.best_state: dict[str, torch.Tensor] | None = None
+
+    def _fresh_model(self) -> torch.nn.Module:
+        torch.manual_seed(self.task.seed)
+        model = self.task.build_model().to(self.device)
+        if self.task.schedule.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        return model
+
+    def _restore(self, ck: dict[str, Any]) -> None:
+        self.model.load_state_dict(ck["model"])
+        self.opt.load_state_dict(ck["optimizer"])
+        self.sched.load_state_dict(ck["scheduler"])
+        self.scaler.load_state_dict(ck["scaler"])
+        self.lr_scale = float(ck.get("lr_scale", 1.0))
+        self.recoveries = json.loads(ck.get("recoveries", "[]"))
+
+    def _set_lr(self) -> None:
+        for g, lam in zip(self.opt.param_groups, self.sched.lr_lambdas, strict=True):
+            g["lr"] = g["initial_lr"] * lam(self.sched.last_epoch)
+
+    def run(self, resume: bool, stop_after: int | None) -> FitResult:
+        s, run = self.task.schedule, self.run_dir
+        if resume and run.last_ckpt.exists():
+            ck = load_checkpoint(run.last_ckpt)
+            self._restore(ck)
+            self.start, self.best_score = int(ck["epochs_done"]), float(ck["best_score"])
+            self.bad_epochs, self.best = int(ck["bad_epochs"]), json.loads(ck["best_record"])
+            if run.best_ckpt.exists():
+                self.best_state = load_checkpoint(run.best_ckpt)["model"]
+            truncate_log(run.log_jsonl, self.start)
+            log.info("resumed after epoch %d", self.start)
+        elif resume:
+            log.info("no checkpoint to resume from; starting at epoch 1")
+        history = read_log(run.log_jsonl)
+        spent = sum(float(r.get("seconds", 0.0)) for r in history)
+        end = s.epochs if stop_after is None else min(s.epochs, self.start + stop_after)
+        t_start, stopped = time.perf_counter(), "completed"
+        epoch, pending = self.start, []
+        while epoch < end:
+            if s.patience is not None and self.bad_epochs >= s.patience and epoch >= s.min_epochs:
+                log.info("early stop: %d validated epochs without improvement", self.bad_epochs)
+                stopped = "early stop"
+                break
+            if s.deadline_s is not None and history:
+                per_epoch = spent / max(1, len(history))
+                if spent + per_epoch > s.deadline_s:
+                    log.info("time budget: %.0fs of %.0fs used, stopping", spent, s.deadline_s)
+                    stopped = "time budget"
+                    break
+                if spent + 2 * per_epoch > s.deadline_s:
+                    self.task.final_epoch = epoch + 1  # tasks validate their last epoch
+            t0 = time.perf_counter()
+            losses, trouble = self._train_epoch(epoch)
+            if trouble is None:
+                val = self.task.validate(self.model, epoch, self.device, self.precision)
+                trouble = collapse_reason(val, self.best_score, self.health) if val else None
+            else:
+                val = None
+            if trouble is not None:
+                event = self._recover(epoch, trouble, diverged=val is None)
+                pending.append(event)
+                if event["action"].startswith("stopped"):
+                    stopped = "unstable"
+                    break
+                if val is None:  # divergence: the epoch is replayed
+                    continue
+            record = self._record(epoch, losses, val, time.perf_counter() - t0, pending)
+            pending = []
+            history.append(record)
+            spent += record["seconds"]
+            with open(run.log_jsonl, "a") as f:
+                f.write(json.dumps(record) + "\n")
+            self._save_last(epoch)
+            log.info(epoch_line(record, s.epochs))
+            for hook in self.hooks:
+                hook(epoch + 1, record)
+            epoch += 1
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+        elif stopped == "unstable" or any(non_finite(v) for v in _floats(self.model)):
+            raise TrainingDiverged(
+                "training diverged (non-finite loss or weights) and never produced a "
+                "usable model, even after lowering the learning rate "
+                f"{len(self.recoveries)} times; check the images for NaN/Inf values and "
+                "the plan's lr"
+            )
+        return FitResult(
+            self.model.cpu().eval(),
+            self.best or (history[-1] if history else {}),
+            history,
+            round(time.perf_counter() - t_start, 1),
+            self.device,
+            self.precision,
+            stopped=stopped,
+            recoveries=list(self.recoveries),
+        )
+
+    def _train_epoch(self, epoch: int) -> tuple[list[float], str | None]:
+        """Train one epoch; (losses, None), or (losses so far, why) on divergence."""
+        s, model = self.task.schedule, self.model
+        torch.manual_seed(epoch_seed(self.task.seed, epoch))  # dropout etc.
         model.train()
         losses: list[float] = []
         bar = tqdm(
-            task.batches(epoch, device),
+            self.task.batches(epoch, self.device),
             total=s.steps_per_epoch,
             desc=f"epoch {epoch + 1}/{s.epochs}",
             leave=False,
             disable=None,
         )
+        params = [p for p in model.parameters() if p.requires_grad]
         for x, y in bar:
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             if s.channels_last and x.ndim == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with autocast(device, precision):
+            with autocast(self.device, self.precision):
                 out = model(x)
-            loss = task.loss(out.float(), y)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            sched.step()
-            losses.append(loss.item())
+            loss = self.task.loss(out.float(), y)
+            self.opt.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            value = loss.item()
+            if non_finite(value):
+                return losses, f"non-finite training loss ({value})"
+            if s.grad_clip:
+                self.scaler.unscale_(self.opt)
+                norm = float(torch.nn.utils.clip_grad_norm_(params, s.grad_clip))
+                if non_finite(norm) and not self.scaler.is_enabled():
+                    return losses, "non-finite gradient norm"
+            self.scaler.step(self.opt)
+            self.scaler.update()
+            self.sched.step()
+            losses.append(value)
             if len(losses) % 10 == 1:
                 bar.set_postfix(loss=f"{np.mean(losses[-10:]):.4f}")
-        val = task.validate(model, epoch, device, precision)
-        improved = val is not None and val["score"] > best_score
+        return losses, None
+
+    def _recover(self, epoch: int, why: str, diverged: bool) -> dict[str, Any]:
+        """Undo the damage and lower the learning rate; the event for log and notes."""
+        h = self.health
+        if len(self.recoveries) >= h.max_recoveries:
+            action = f"stopped after {len(self.recoveries)} recoveries"
+            action += ", keeping the best weights" if self.best_state is not None else ""
+            event = {"epoch": epoch + 1, "reason": why, "action": action}
+            self.recoveries.append(event)
+            log.warning("epoch %d: %s; %s", epoch + 1, why, action)
+            return event
+        self.lr_scale *= h.lr_drop
+        if diverged and self.run_dir.last_ckpt.exists() and epoch > 0:
+            scale, recs = self.lr_scale, self.recoveries
+            self._restore(load_checkpoint(self.run_dir.last_ckpt))
+            self.lr_scale, self.recoveries = scale, recs
+            action = f"restored the weights of epoch {epoch}"
+        elif diverged:
+            self.model.load_state_dict(self._fresh_model().state_dict())
+            self.opt.state.clear()
+            self.sched.last_epoch = self.task.schedule.steps_per_epoch * epoch
+            action = "restarted from the initial weights"
+        elif self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+            self.opt.state.clear()
+            action = f"restored the best weights (epoch {self.best.get('epoch')})"
+        else:
+            self.opt.state.clear()
+            action = "reset the optimiser"
+        action += f", learning rate x{self.lr_scale:g}"
+        action += ", epoch replayed" if diverged else ""
+        self._set_lr()
+        event = {"epoch": epoch + 1, "reason": why, "action": action}
+        self.recoveries.append(event)
+        log.warning("epoch %d: %s -> %s", epoch + 1, why, action)
+        return event
+
+    def _record(
+        self,
+        epoch: int,
+        losses: list[float],
+        val: dict[str, Any] | None,
+        seconds: float,
+        events: list[dict[str, Any]],
+    ) -> dict[str, Any]:
+        improved = (
+            val is not None
+            and val["score"] > self.best_score
+            and not any(e["epoch"] == epoch + 1 and "replayed" not in e["action"] for e in events)
+        )
         record: dict[str, Any] = {"epoch": epoch + 1, "train_loss": float(np.mean(losses))}
-        record.update({k: v for k, v in (val or {}).items() if k != "score"})
+        record.update({k: v for k, v in (val or {}).items() if k not in ("score", "constant")})
         record.update(
             validated=val is not None,
-            lr=float(opt.param_groups[0]["lr"]),
-            seconds=round(time.perf_counter() - t0, 2),
+            lr=float(self.opt.param_groups[0]["lr"]),
+            seconds=round(seconds, 2),
             best=improved,
         )
+        if events:
+            record["recovery"] = events
         if improved:
-            best_score, bad_epochs, best = float(val["score"]), 0, record  # type: ignore[index]
-            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            save_checkpoint(run.best_ckpt, {"model": best_state, "epoch": epoch + 1})
+            self.best_score, self.bad_epochs, self.best = float(val["score"]), 0, record  # type: ignore[index]
+            self.best_state = {
+                k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()
+            }
+            save_checkpoint(self.run_dir.best_ckpt, {"model": self.best_state, "epoch": epoch + 1})
         elif val is not None:
-            bad_epochs += 1
-        history.append(record)
-        with open(run.log_jsonl, "a") as f:
-            f.write(json.dumps(record) + "\n")
+            self.bad_epochs += 1
+        return record
+
+    def _save_last(self, epoch: int) -> None:
         save_checkpoint(
-            run.last_ckpt,
+            self.run_dir.last_ckpt,
             {
-                "model": model.state_dict(),
-                "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(),
-                "scaler": scaler.state_dict(),
+                "model": self.model.state_dict(),
+                "optimizer": self.opt.state_dict(),
+                "scheduler": self.sched.state_dict(),
+                "scaler": self.scaler.state_dict(),
                 "epochs_done": epoch + 1,
-                "best_score": best_score,
-                "bad_epochs": bad_epochs,
-                "best_record": json.dumps(best),
+                "best_score": self.best_score,
+                "bad_epochs": self.bad_epochs,
+                "best_record": json.dumps(self.best),
+                "lr_scale": self.lr_scale,
+                "recoveries": json.dumps(self.recoveries),
             },
         )
-        log.info(_epoch_line(record, s.epochs))
-        for hook in hooks or []:
-            hook(epoch + 1, record)
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    return FitResult(
-        model.cpu().eval(),
-        best or (history[-1] if history else {}),
-        history,
-        round(time.perf_counter() - t_start, 1),
-        device,
-        precision,
-    )
 
 
-def _epoch_line(record: dict[str, Any], epochs: int) -> str:
-    head = f"epoch {record['epoch']}/{epochs}  loss {record['train_loss']:.4f}"
-    skip = {"epoch", "train_loss", "validated", "lr", "seconds", "best"}
-    vals = [f"{k} {v:.4f}" for k, v in record.items() if k not in skip and isinstance(v, float)]
-    val_txt = "  ".join(vals) if record["validated"] else "(not validated this epoch)"
-    return f"{head}  {val_txt}  {record['seconds']:.1f}s{'  *best' if record['best'] else ''}"
-
-
-def read_log(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def truncate_log(path: Path, epochs_done: int) -> None:
-    """Drop log lines of epochs after the checkpoint (a kill between log and checkpoint)."""
-    kept = [r for r in read_log(path) if r["epoch"] <= epochs_done]
-    path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+def _floats(model: torch.nn.Module) -> list[float]:
+    """One summary value per floating parameter (their sums): non-finite if any is."""
+    return [float(p.detach().float().sum()) for p in model.parameters() if p.is_floating_point()]

@@ -1,6 +1,8 @@
 """ResNet, DenseNet and EfficientNet from MONAI, for 2D and 3D, any channel count.
 
-For inputs of 64 pixels or less the ResNet stem becomes a 3x3 stride-1 conv
+ResNet-10/18/34/50 take a ``width`` factor on their channels (the planner's ladder
+scales width, depth and input size). For inputs of 64 pixels or less the ResNet stem
+becomes a 3x3 stride-1 conv
 without max-pooling (as for CIFAR-sized images), so a 28x28 image keeps
 enough resolution through the network.
 """
@@ -21,7 +23,9 @@ def _resnet(depth: int):
         out_channels: int,
         input_size: list[int],
         small_stem: bool | None = None,
+        width: float = 1.0,
     ) -> nn.Module:
+        """``width`` scales every block's channels (64-128-256-512 at 1.0)."""
         from monai.networks.nets import resnet
 
         small = min(input_size) <= SMALL_INPUT if small_stem is None else small_stem
@@ -31,13 +35,14 @@ def _resnet(depth: int):
             spatial_dims=spatial_dims,
             n_input_channels=in_channels,
             num_classes=out_channels,
+            widen_factor=width,
             **stem,
         )
 
     return build
 
 
-for _depth in (18, 34, 50):
+for _depth in (10, 18, 34, 50):
     register_model(f"resnet{_depth}")(_resnet(_depth))
 
 

@@ -18,23 +18,19 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from scandx.core.device import detect_device
 from scandx.errors import BadImageError, ScandxError
-from scandx.models import create_model, min_input_size
 from scandx.tasks.classification.data.images import is_grey, read_case
 from scandx.tasks.classification.data.manifest import Manifest
+from scandx.tasks.classification.ladder import choose_network
 from scandx.tasks.classification.plan import Augmentation, Plan
 
 log = logging.getLogger(__name__)
 
-SIZES = (64, 96, 128, 160, 192, 224)
-MIN_EPOCHS = 15
 MAX_DEPTH = 32  # frames of a planned 3D input
 DEFAULT_BUDGET_S = 600.0
 
@@ -130,34 +126,24 @@ def make_plan(
             f"3D: volumes of median shape {fp['median_size']} -> depth {depth} (median frames, "
             f"multiple of 4, 8..{MAX_DEPTH}); in-plane augmentation only"
         )
-    chosen = None
-    for name, size, kwargs in _candidates(native, model, dims):
-        shape = [size, size] if depth is None else [max(depth, min_input_size(name)), size, size]
-        step_s = (
-            _probe_step_seconds(name, channels, shape, batch, precision, device, n_classes, kwargs)
-            if probe
-            else None
-        )
-        epoch_s = None if step_s is None else step_s * math.ceil(n_train / batch)
-        chosen = (name, size, kwargs, epoch_s, shape)
-        if epoch_s is None or epoch_s * MIN_EPOCHS <= 0.8 * budget:
-            break
-        notes.append(
-            f"rejected {name} {kwargs or ''} at {size}px: {epoch_s:.1f}s/epoch allows fewer "
-            f"than {MIN_EPOCHS} epochs in 80% of {budget:.0f}s"
-        )
-    assert chosen is not None
-    name, size, kwargs, epoch_s, shape = chosen
-    if epoch_s:
-        epochs = int(max(3, min(200, (0.8 * budget) // epoch_s)))
-        notes.append(
-            f"{name} {kwargs or ''} at {size}px (median image edge {native}px): measured "
-            f"{epoch_s:.1f}s/epoch -> {epochs} epochs in 80% of the {budget:.0f}s budget "
-            f"(first candidate allowing >= {MIN_EPOCHS} epochs)"
-        )
-    else:
-        epochs = 30
-        notes.append(f"{name} at {size}px (median image edge {native}px); {epochs} epochs")
+    val_n = len(manifest.in_split("val"))
+    pick = choose_network(
+        native,
+        model,
+        dims,
+        depth,
+        channels,
+        batch,
+        n_classes,
+        n_train,
+        val_n,
+        budget,
+        device,
+        precision,
+        probe,
+    )
+    notes.extend(pick.notes)
+    name, kwargs, shape, epochs = pick.name, pick.kwargs, pick.shape, pick.epochs
 
     loss, weights = _choose_loss(manifest, notes)
     hflip = False
@@ -180,8 +166,8 @@ def make_plan(
         lr=2e-3 if batch >= 128 else 1e-3,
         weight_decay=5e-4,
         warmup_epochs=1 if epochs >= 5 else 0,
-        early_stopping_patience=max(5, epochs // 3),
-        min_epochs=max(1, epochs // 3),
+        early_stopping_patience=max(8, epochs // 2),
+        min_epochs=max(1, epochs // 2),
         device=device,
         precision=precision,
         channels_last=dims == 2,
@@ -212,76 +198,3 @@ def _choose_loss(manifest: Manifest, notes: list[str]) -> tuple[str, list[float]
 
 def _plan_depth(frames: int) -> int:
     return int(min(MAX_DEPTH, max(8, 4 * round(frames / 4))))
-
-
-def _candidates(native: int, model: str | None, dims: int = 2) -> list[tuple[str, int, dict]]:
-    """(model, in-plane input size, model kwargs) in order of preference: most capable first.
-
-    3D volumes: in-plane 64 px at most (a 3D step costs ~depth times a 2D one), and the
-    standard ResNet stem only.
-    """
-    if native <= 64:
-        sizes = [native]
-    elif dims == 3:
-        sizes = [64]
-    else:
-        sizes = sorted((s for s in SIZES if s <= native), reverse=True) or [64]
-    names = [model] if model else ["resnet18"]
-    out: list[tuple[str, int, dict]] = []
-    for name in names:
-        sizes_ok = [s for s in sizes if s >= min_input_size(name)] or [min_input_size(name)]
-        for s in sizes_ok:
-            if name.startswith("resnet") and dims == 3:
-                out.append((name, s, {"small_stem": False}))
-            elif name.startswith("resnet") and s <= 64:
-                out.append((name, s, {"small_stem": True}))
-                out.append((name, s, {"small_stem": False}))
-            else:
-                out.append((name, s, {}))
-    if not model:
-        out.append(("simple-cnn", min(sizes[-1], 64), {}))
-    return out
-
-
-def _probe_step_seconds(
-    name: str,
-    channels: int,
-    shape: list[int],
-    batch: int,
-    precision: str,
-    device: str,
-    classes: int,
-    kwargs: dict | None = None,
-) -> float | None:
-    """Seconds per training step at ``batch``: the fastest of 3 timed steps after a warm-up.
-
-    The minimum, not the mean: other processes only ever make a step slower.
-    """
-    try:
-        torch.manual_seed(0)
-        dims = len(shape)
-        model = create_model(name, dims, channels, classes, input_size=shape, **(kwargs or {}))
-        model = model.to(device)
-        x = torch.randn(batch, channels, *shape, device=device)
-        if dims == 2:
-            model = model.to(memory_format=torch.channels_last)
-            x = x.contiguous(memory_format=torch.channels_last)
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-        y = torch.randint(0, classes, (batch,), device=device)
-        dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-        times = []
-        for i in range(4):
-            t = time.perf_counter()
-            with torch.autocast(device, dtype=dtype, enabled=precision != "fp32"):
-                loss = torch.nn.functional.cross_entropy(model(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if device == "cuda":
-                torch.cuda.synchronize()
-            if i:
-                times.append(time.perf_counter() - t)
-        return float(np.min(times))
-    except Exception as e:  # the probe is advice; never fail a plan on it
-        log.warning("throughput probe failed (%s); using default epochs", e)
-        return None

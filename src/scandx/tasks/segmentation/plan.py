@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -350,12 +349,14 @@ def _probe(
     model_kwargs: dict[str, Any],
     device: str = "cpu",
 ) -> float | None:
-    """Seconds per training step at this patch and batch, on the plan's device."""
+    """Seconds per training step at this patch and batch, on the plan's device: the
+    best of 3 after a warm-up, cached for this machine (``core/speed.py``)."""
     from monai.losses import DiceCELoss
 
+    from scandx.core.speed import best_of, cached_seconds
     from scandx.models import create_model
 
-    try:
+    def measure() -> float:
         torch.manual_seed(0)
         model = create_model(
             "dynunet", len(patch), channels, classes, input_size=patch, **model_kwargs
@@ -364,15 +365,17 @@ def _probe(
         loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
         x = torch.randn(batch, channels, *patch, device=device)
         y = torch.randint(0, classes, (batch, 1, *patch), device=device)
-        times = []
-        for i in range(3):
-            t = time.perf_counter()
+
+        def step() -> None:
             synthetic_step(model, opt, loss_fn, x, y, precision, device)
             if device.startswith("cuda"):
                 torch.cuda.synchronize()
-            if i:
-                times.append(time.perf_counter() - t)
-        return float(min(times))
+
+        return best_of(step, warmup=1, repeats=3)
+
+    probe = f"segmenter|dynunet|{channels}|{classes}|{patch}|{batch}|{sorted(model_kwargs.items())}"
+    try:
+        return cached_seconds(probe, device, precision, measure)
     except Exception as e:  # advice only
         log.warning("segmentation probe failed (%s)", e)
         return None

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from scandx.core.engine import Schedule, TrainingTask
+from scandx.core.engine import DEADLINE_FRACTION, Schedule, TrainingTask
+from scandx.core.health import Health
 from scandx.tasks.segmentation import augment
 from scandx.tasks.segmentation.infer import predict_probabilities, roi_box
 from scandx.tasks.segmentation.metrics import dice
@@ -107,7 +108,10 @@ class SegTraining(TrainingTask):
             lr=plan.lr,
             weight_decay=plan.weight_decay,
             warmup_steps=plan.steps_per_epoch,
+            grad_clip=12.0,  # nnU-Net's gradient-norm clip
+            deadline_s=DEADLINE_FRACTION * plan.time_budget_s if plan.time_budget_s else None,
         )
+        self.health = Health(chance=0.0)  # the score is the validation Dice
         self.loss_fn = DiceCELoss(
             to_onehot_y=True, softmax=True, include_background=False, batch=True
         )
@@ -127,7 +131,8 @@ class SegTraining(TrainingTask):
         self, model: torch.nn.Module, epoch: int, device: str, precision: str
     ) -> dict[str, float] | None:
         plan = self.plan
-        if (epoch + 1) % plan.val_every and epoch + 1 != plan.epochs:
+        last = self.final_epoch or plan.epochs
+        if (epoch + 1) % plan.val_every and epoch + 1 != last:
             return None
         vd = validation_dice(model, self.val, plan)
         return {"val_dice": vd, "score": vd}

@@ -211,6 +211,9 @@ def train_prepared(
             write_manifest(run.manifest_csv, manifest)
             write_skipped(run.path, manifest.skipped)
         result = fit(SegTraining(plan, train, val), run, resume=resuming, hooks=hooks)
+        if result.notes():  # recoveries, a budget stop: the plan says how training went
+            plan.notes.extend(result.notes())
+            plan.save(run.plan_json)
     model = result.model
     threshold, post = choose_postprocessing(model, val, plan)
     info = save_seg_model(run.model_dir, model, plan, post, result.best, manifest, threshold)

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from scandx.core.engine import Schedule, TrainingTask, epoch_seed
+from scandx.core.engine import DEADLINE_FRACTION, Schedule, TrainingTask, epoch_seed
+from scandx.core.health import Health
 from scandx.models import create_model
 from scandx.tasks.classification.evaluation.metrics import macro_auc
 from scandx.tasks.classification.inference.scoring import predict_logits, probabilities
@@ -65,8 +66,10 @@ class ClassificationTraining(TrainingTask):
             patience=plan.early_stopping_patience,
             min_epochs=plan.min_epochs,
             channels_last=plan.channels_last,
+            deadline_s=DEADLINE_FRACTION * plan.time_budget_s if plan.time_budget_s else None,
         )
         self.criterion = create_loss(plan)
+        self.health = Health(chance=0.5)  # the score is the validation AUC
         self.mean = torch.tensor(plan.intensity_mean)
         self.std = torch.tensor(plan.intensity_std)
 
@@ -94,4 +97,5 @@ class ClassificationTraining(TrainingTask):
         val_loss = float(self.loss(logits.to(device), self.data.y_val.to(device)).item())
         val_auc = macro_auc(self.plan.task, self.data.y_val.numpy(), probs)
         score = val_auc if not np.isnan(val_auc) else -val_loss
-        return {"val_loss": val_loss, "val_auc": val_auc, "score": score}
+        constant = bool(np.ptp(probs, axis=0).max() < 1e-6) if len(probs) > 1 else False
+        return {"val_loss": val_loss, "val_auc": val_auc, "score": score, "constant": constant}

@@ -1,0 +1,135 @@
+"""The engine watches its own health: divergence and collapse are recovered from (and
+logged), a run that never trains fails clearly, and the time budget is kept."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Iterator
+
+import pytest
+import torch
+
+from scandx.core.engine import Schedule, TrainingTask, fit
+from scandx.core.health import Health, TrainingDiverged
+from scandx.core.run_dir import RunDir
+from scandx.core.train_log import read_log
+
+
+class ToyTask(TrainingTask):
+    """Logistic regression on two separable blobs; faults injected on request."""
+
+    def __init__(self, epochs: int = 6, **faults) -> None:
+        self.seed, self.device, self.precision = 0, "cpu", "fp32"
+        self.schedule = Schedule(epochs=epochs, steps_per_epoch=4, lr=0.05)
+        self.health = Health(chance=0.5)
+        self.faults = faults
+        self.nan_epochs = set(faults.get("nan_once_at", ()))  # cleared after it fires
+        g = torch.Generator().manual_seed(0)
+        self.x = torch.cat(
+            [torch.randn(64, 4, generator=g) + 2, torch.randn(64, 4, generator=g) - 2]
+        )
+        self.y = torch.cat([torch.ones(64), torch.zeros(64)]).long()
+        self.current_epoch = -1
+        self.scores = faults.get("scores")
+
+    def build_model(self) -> torch.nn.Module:
+        return torch.nn.Linear(4, 2)
+
+    def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        loss = torch.nn.functional.cross_entropy(output, target)
+        if self.faults.get("always_nan") or self.current_epoch in self.nan_epochs:
+            self.nan_epochs.discard(self.current_epoch)
+            return loss * float("nan")
+        return loss
+
+    def batches(self, epoch: int, device: str) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        self.current_epoch = epoch
+        order = torch.randperm(128, generator=torch.Generator().manual_seed(epoch))
+        for b in range(4):
+            idx = order[b * 32 : (b + 1) * 32]
+            if self.faults.get("sleep"):
+                time.sleep(self.faults["sleep"])
+            yield self.x[idx], self.y[idx]
+
+    def validate(self, model, epoch, device, precision):
+        with torch.no_grad():
+            p = model(self.x).softmax(1)[:, 1]
+        acc = float(((p > 0.5).long() == self.y).float().mean())
+        score = self.scores[epoch] if self.scores else acc
+        return {"val_acc": acc, "score": score}
+
+
+def test_a_nan_loss_is_recovered_from_and_logged(tmp_path):
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    result = fit(ToyTask(nan_once_at=[2]), run)
+    assert result.stopped == "completed"
+    assert all(math.isfinite(float(p.detach().sum())) for p in result.model.parameters())
+    (event,) = result.recoveries
+    assert event["epoch"] == 3 and "non-finite training loss" in event["reason"]
+    assert "restored the weights of epoch 2" in event["action"] and "x0.5" in event["action"]
+    lines = read_log(run.log_jsonl)
+    assert [r["epoch"] for r in lines] == [1, 2, 3, 4, 5, 6]  # the epoch replayed, once
+    assert lines[2]["recovery"][0]["reason"] == event["reason"]
+    assert result.best["val_acc"] == 1.0
+
+
+def test_a_nan_in_the_first_epoch_restarts_from_the_initial_weights(tmp_path):
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    result = fit(ToyTask(nan_once_at=[0]), run)
+    assert "restarted from the initial weights" in result.recoveries[0]["action"]
+    assert result.best["val_acc"] == 1.0
+
+
+def test_a_run_that_never_trains_fails_clearly_and_keeps_no_model(tmp_path):
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    with pytest.raises(TrainingDiverged, match="never produced a usable model"):
+        fit(ToyTask(always_nan=True), run)
+    assert not run.best_ckpt.exists()
+
+
+def test_a_score_back_at_chance_restores_the_best_weights(tmp_path):
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    scores = [0.7, 0.9, 0.5, 0.8, 0.85, 0.86]
+    result = fit(ToyTask(scores=scores), run)
+    (event,) = result.recoveries
+    assert event["epoch"] == 3 and "back at chance" in event["reason"]
+    assert "restored the best weights (epoch 2)" in event["action"]
+    assert result.best["epoch"] == 2
+    lines = read_log(run.log_jsonl)
+    assert lines[2]["recovery"] and not lines[2]["best"]
+    assert lines[3]["lr"] < lines[1]["lr"]
+
+
+def test_recovery_survives_a_resume(tmp_path):
+    """lr scale and the recovery record live in last.ckpt: resuming gives the same run."""
+    a, b = RunDir(tmp_path / "a"), RunDir(tmp_path / "b")
+    a.path.mkdir(), b.path.mkdir()
+    whole = fit(ToyTask(nan_once_at=[1]), a)
+    fit(ToyTask(nan_once_at=[1]), b, stop_after=3)
+    resumed = fit(ToyTask(), b, resume=True)
+    assert resumed.recoveries == whole.recoveries
+    for p, q in zip(whole.model.parameters(), resumed.model.parameters(), strict=True):
+        assert torch.equal(p, q)
+    strip = [{k: v for k, v in r.items() if k != "seconds"} for r in read_log(a.log_jsonl)]
+    assert strip == [{k: v for k, v in r.items() if k != "seconds"} for r in read_log(b.log_jsonl)]
+
+
+def test_the_time_budget_stops_training(tmp_path):
+    """No epoch starts that the epochs so far say would end past the deadline."""
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    task = ToyTask(epochs=50, sleep=0.1)  # ~0.4 s an epoch
+    task.schedule.deadline_s = 3.0
+    result = fit(task, run)
+    assert result.stopped == "time budget"
+    lines = read_log(run.log_jsonl)
+    assert 2 <= len(lines) < 50 and len(lines) == len(result.history)
+    seconds = [r["seconds"] for r in lines]
+    assert sum(seconds[:-1]) + sum(seconds[:-1]) / max(1, len(seconds) - 1) <= 3.0
+    assert task.final_epoch == len(lines)  # the task was told which epoch is its last
