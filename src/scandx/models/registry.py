@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import torch
 import torch.nn as nn
 
 from scandx.errors import ScandxError
@@ -57,7 +58,8 @@ def create_model(
     input_size: list[int] | None = None,
     **kwargs: Any,
 ) -> nn.Module:
-    """Build a registered model; ScandxError for an unknown name."""
+    """Build a registered model; ScandxError for an unknown name. ``members=k`` (k > 1)
+    gives a ``SeedEnsemble`` of k copies."""
     _load_builtin()
     if name not in _MODELS:
         raise ScandxError(f"unknown model {name!r}; available: {', '.join(sorted(_MODELS))}")
@@ -69,13 +71,30 @@ def create_model(
             f"model {name!r} needs inputs of at least {_MIN_SIZE[name]} pixels per edge; "
             f"the plan's input_size is {size}"
         )
-    return _MODELS[name](
-        spatial_dims=spatial_dims,
-        in_channels=in_channels,
-        out_channels=out_channels,
-        input_size=size,
-        **kwargs,
-    )
+    members = int(kwargs.pop("members", 1))
+    nets = [
+        _MODELS[name](
+            spatial_dims=spatial_dims,
+            in_channels=in_channels,
+            out_channels=out_channels,
+            input_size=size,
+            **kwargs,
+        )
+        for _ in range(members)
+    ]
+    return nets[0] if members == 1 else SeedEnsemble(nets)
+
+
+class SeedEnsemble(nn.Module):
+    """``members`` copies of one network trained from different seeds; the output is
+    the mean of their logits (``create_model(..., members=k)``)."""
+
+    def __init__(self, nets: list[nn.Module]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(nets)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([m(x) for m in self.members]).mean(0)
 
 
 def min_input_size(name: str) -> int:
