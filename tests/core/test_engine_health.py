@@ -3,7 +3,6 @@ logged), a run that never trains fails clearly, and the time budget is kept."""
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Iterator
@@ -95,15 +94,34 @@ def test_a_run_that_never_trains_fails_clearly_and_keeps_no_model(tmp_path):
 def test_a_score_back_at_chance_restores_the_best_weights(tmp_path):
     run = RunDir(tmp_path / "run")
     run.path.mkdir()
-    scores = [0.7, 0.9, 0.5, 0.8, 0.85, 0.86]
+    scores = [0.7, 0.9, 0.5, 0.49, 0.85, 0.86]
     result = fit(ToyTask(scores=scores), run)
     (event,) = result.recoveries
-    assert event["epoch"] == 3 and "back at chance" in event["reason"]
+    assert event["epoch"] == 4 and "at chance (0.5) for 2 validations" in event["reason"]
     assert "restored the best weights (epoch 2)" in event["action"]
     assert result.best["epoch"] == 2
     lines = read_log(run.log_jsonl)
-    assert lines[2]["recovery"] and not lines[2]["best"]
-    assert lines[3]["lr"] < lines[1]["lr"]
+    assert lines[3]["recovery"] and not lines[3]["best"]
+    assert lines[4]["lr"] < lines[2]["lr"]
+
+
+def test_one_validation_at_chance_is_noise_not_collapse(tmp_path):
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    result = fit(ToyTask(scores=[0.7, 0.9, 0.5, 0.8, 0.5, 0.86]), run)
+    assert result.recoveries == [] and result.best["epoch"] == 2
+
+
+def test_constant_predictions_are_a_collapse(tmp_path):
+    class Dead(ToyTask):
+        def validate(self, model, epoch, device, precision):
+            return {"score": 0.5 if epoch >= 2 else 0.9, "constant": epoch >= 2}
+
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    result = fit(Dead(epochs=4), run)
+    assert [e["epoch"] for e in result.recoveries] == [3, 4]
+    assert all("constant predictions" in e["reason"] for e in result.recoveries)
 
 
 def test_recovery_survives_a_resume(tmp_path):

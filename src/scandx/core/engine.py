@@ -21,8 +21,7 @@ better, or ``None`` on epochs it skips). The engine owns everything else:
 - health (``core/health.py``): gradient-norm clipping; recovery from divergence and
   collapse, in the epoch's log line and ``FitResult.recoveries``.
 
-Multi-process (DDP) training belongs here and only here: wrapping the model, giving
-``batches`` a rank and world size, and letting rank 0 write checkpoints and logs.
+DDP belongs here only: wrapping the model, sharding ``batches``, rank 0 writing.
 """
 
 from __future__ import annotations
@@ -45,7 +44,9 @@ from scandx.core.device import autocast, grad_scaler, runtime_device
 from scandx.core.health import (
     Health,
     TrainingDiverged,
+    at_chance,
     collapse_reason,
+    finite_weights,
     non_finite,
     recovery_note,
 )
@@ -152,7 +153,7 @@ class _Fit:
         self.task, self.run_dir, self.hooks, s = task, run, hooks, task.schedule
         self.device, self.precision = runtime_device(task.device, task.precision)
         self.health = task.health
-        self.lr_scale = 1.0
+        self.lr_scale, self.streak = 1.0, 0  # streak: validations in a row at chance
         self.recoveries: list[dict[str, Any]] = []
         self.model = self._fresh_model()
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
@@ -178,6 +179,7 @@ class _Fit:
         self.sched.load_state_dict(ck["scheduler"])
         self.scaler.load_state_dict(ck["scaler"])
         self.lr_scale = float(ck.get("lr_scale", 1.0))
+        self.streak = int(ck.get("chance_streak", 0))
         self.recoveries = json.loads(ck.get("recoveries", "[]"))
 
     def _set_lr(self) -> None:
@@ -219,7 +221,12 @@ class _Fit:
             losses, trouble = self._train_epoch(epoch)
             if trouble is None:
                 val = self.task.validate(self.model, epoch, self.device, self.precision)
-                trouble = collapse_reason(val, self.best_score, self.health) if val else None
+                trouble = None
+                if val is not None:
+                    trouble = collapse_reason(val, self.best_score, self.health, self.streak)
+                    self.streak = (
+                        self.streak + 1 if at_chance(val, self.best_score, self.health) else 0
+                    )
             else:
                 val = None
             if trouble is not None:
@@ -243,7 +250,7 @@ class _Fit:
             epoch += 1
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
-        elif stopped == "unstable" or any(non_finite(v) for v in _floats(self.model)):
+        elif stopped == "unstable" or not finite_weights(self.model):
             raise TrainingDiverged(
                 "training diverged (non-finite loss or weights) and never produced a "
                 "usable model, even after lowering the learning rate "
@@ -262,42 +269,46 @@ class _Fit:
         )
 
     def _train_epoch(self, epoch: int) -> tuple[list[float], str | None]:
-        """Train one epoch; (losses, None), or (losses so far, why) on divergence."""
-        s, model = self.task.schedule, self.model
+        """Train one epoch; (losses, None), or (losses so far, why) on divergence. Losses
+        and gradient norms stay on the device and are read (one host sync) every 32 steps
+        and at the end: a non-finite one abandons the epoch (recovery replays it)."""
+        s, model, opt, scaler = self.task.schedule, self.model, self.opt, self.scaler
         torch.manual_seed(epoch_seed(self.task.seed, epoch))  # dropout etc.
         model.train()
         losses: list[float] = []
-        bar = tqdm(
-            self.task.batches(epoch, self.device),
-            total=s.steps_per_epoch,
-            desc=f"epoch {epoch + 1}/{s.epochs}",
-            leave=False,
-            disable=None,
-        )
+        unread: list[torch.Tensor] = []  # per step: the loss, and its gradient norm if norms
+        batches = self.task.batches(epoch, self.device)
+        bar = tqdm(batches, f"epoch {epoch + 1}/{s.epochs}", s.steps_per_epoch, False, disable=None)
         params = [p for p in model.parameters() if p.requires_grad]
-        for x, y in bar:
-            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-            if s.channels_last and x.ndim == 4:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with autocast(self.device, self.precision):
-                out = model(x)
-            loss = self.task.loss(out.float(), y)
-            self.opt.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            value = loss.item()
-            if non_finite(value):
-                return losses, f"non-finite training loss ({value})"
-            if s.grad_clip:
-                self.scaler.unscale_(self.opt)
-                norm = float(torch.nn.utils.clip_grad_norm_(params, s.grad_clip))
-                if non_finite(norm) and not self.scaler.is_enabled():
-                    return losses, "non-finite gradient norm"
-            self.scaler.step(self.opt)
-            self.scaler.update()
-            self.sched.step()
-            losses.append(value)
-            if len(losses) % 10 == 1:
-                bar.set_postfix(loss=f"{np.mean(losses[-10:]):.4f}")
+        norms = bool(s.grad_clip) and not scaler.is_enabled()  # the scaler skips inf steps
+        for i, batch in enumerate((b for part in (bar, [None]) for b in part), 1):
+            if batch is not None:
+                x, y = (t.to(self.device, non_blocking=True) for t in batch)
+                if s.channels_last and x.ndim == 4:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with autocast(self.device, self.precision):
+                    out = model(x)
+                loss = self.task.loss(out.float(), y)
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                unread.append(loss.detach().float())
+                if s.grad_clip:
+                    scaler.unscale_(opt)
+                    norm = torch.nn.utils.clip_grad_norm_(params, s.grad_clip)
+                    unread += [norm.to(loss.device, torch.float32)] if norms else []
+                scaler.step(opt)
+                scaler.update()
+                self.sched.step()
+            if unread and (i % 32 == 0 or batch is None):
+                values = torch.stack(unread).tolist()
+                unread.clear()
+                new, grads = values[:: 1 + norms], values[1::2] if norms else []
+                losses += new
+                why = [f"non-finite training loss ({v})" for v in new if non_finite(v)]
+                why += ["non-finite gradient norm" for v in grads if non_finite(v)]
+                if why:
+                    return losses, why[0]
+                bar.set_postfix(loss=f"{np.mean(losses[-10:]):.4f}", refresh=False)
         return losses, None
 
     def _recover(self, epoch: int, why: str, diverged: bool) -> dict[str, Any]:
@@ -331,6 +342,7 @@ class _Fit:
         action += f", learning rate x{self.lr_scale:g}"
         action += ", epoch replayed" if diverged else ""
         self._set_lr()
+        self.streak = 0
         event = {"epoch": epoch + 1, "reason": why, "action": action}
         self.recoveries.append(event)
         log.warning("epoch %d: %s -> %s", epoch + 1, why, action)
@@ -382,11 +394,7 @@ class _Fit:
                 "bad_epochs": self.bad_epochs,
                 "best_record": json.dumps(self.best),
                 "lr_scale": self.lr_scale,
+                "chance_streak": self.streak,
                 "recoveries": json.dumps(self.recoveries),
             },
         )
-
-
-def _floats(model: torch.nn.Module) -> list[float]:
-    """One summary value per floating parameter (their sums): non-finite if any is."""
-    return [float(p.detach().float().sum()) for p in model.parameters() if p.is_floating_point()]

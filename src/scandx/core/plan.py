@@ -39,6 +39,17 @@ class PlanBase:
             raise ScandxError(f"invalid plan: device {self.device!r} (cpu or cuda)")
         return self
 
+    def as_given(self: P) -> P:
+        """A plan the user handed in (``--plan``): its epochs run in full, so the time
+        budget that planned them no longer sets a deadline (nor buys extra members)."""
+        if self.time_budget_s is not None:
+            self.notes.append(
+                f"given plan: its epochs run in full (the {self.time_budget_s:.0f}s budget "
+                "it was planned with sets no deadline)"
+            )
+            self.time_budget_s = None
+        return self
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

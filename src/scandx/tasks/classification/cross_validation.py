@@ -26,6 +26,7 @@ from scandx.tasks.classification.evaluation.calibration import expected_calibrat
 from scandx.tasks.classification.evaluation.report import flat_metrics, json_number
 from scandx.tasks.classification.inference.model_io import contract_of
 from scandx.tasks.classification.planner import DEFAULT_BUDGET_S
+from scandx.tasks.classification.positive import positive_of
 from scandx.tasks.classification.runs import labels_tensor
 from scandx.tasks.classification.workflow import (
     choose_all_operating_points,
@@ -51,6 +52,8 @@ def prepare(data: str | Path, k: int, options: Options, resume_plan: Path | None
         model=options.model,
         image_root=options.image_root,
         skip_bad=options.skip_bad,
+        positive_class=options.positive_class,
+        locked="a resumed cross-validation keeps it" if resume_plan else "",
     )
     if not any(f"{k}-fold" in n for n in plan.notes):
         plan.notes.append(f"{k}-fold cross-validation: the time budget is split over folds")
@@ -93,7 +96,7 @@ def ensemble(setup: FoldSetup, oof: list[Any], run: RunDir) -> tuple[dict[str, A
     fields = {
         "selection_metric": "auc",
         "classes": list(plan.classes),
-        "positive_class": plan.classes[1] if plan.task == "binary" else None,
+        "positive_class": positive_of(plan),
         "model": f"ensemble of {k} x {plan.model}",
         "model_kwargs": plan.model_kwargs,
         "spatial_dims": plan.spatial_dims,

@@ -54,6 +54,9 @@ class Plan(PlanBase):
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     threshold_rule: str = "youden"
+    # binary: the class sensitivity/PPV/ROC/threshold are about, always classes[1] once
+    # training starts (positive.py); None in a plan.json written before: classes[1]
+    positive_class: str | None = None
     fingerprint: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> Plan:
@@ -66,6 +69,14 @@ class Plan(PlanBase):
             (self.epochs >= 1 and self.batch_size >= 1, "epochs and batch_size must be >= 1"),
             (self.lr > 0, "lr must be > 0"),
             (len(self.classes) >= 2, "at least two classes"),
+            (
+                self.positive_class is None or self.task == "binary",
+                f"positive_class is for binary tasks, not {self.task}",
+            ),
+            (
+                self.positive_class is None or self.positive_class in self.classes,
+                f"positive_class {self.positive_class!r} is not one of the classes {self.classes}",
+            ),
         ]
         for ok, what in checks:
             if not ok:

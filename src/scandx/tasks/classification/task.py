@@ -36,6 +36,7 @@ class ClassificationTask(Task):
             model=options.model,
             image_root=options.image_root,
             skip_bad=options.skip_bad,
+            positive_class=options.positive_class,
         )
 
     def describe_plan(self, plan: Plan) -> str:
@@ -59,6 +60,7 @@ class ClassificationTask(Task):
             image_root=options.image_root,
             skip_bad=options.skip_bad,
             hooks=options.hooks,
+            positive_class=options.positive_class,
         )
 
     def evaluate(
@@ -82,6 +84,9 @@ class ClassificationTask(Task):
 
         m = metrics
         head = f"{m['split']}: {m['cases']} cases, {m['patients']} patients (value, 95% CI)"
+        if m.get("positive_class"):
+            pos, th = m["positive_class"], m["threshold"]["positive"]
+            head += f"\npositive class {pos}: a case is called {pos} when P({pos}) >= {th:.3f}"
         return "\n".join([head, *("  " + r for r in metric_rows(m))])
 
     def load_predictor(self, run: RunDir, device: str | None = None):

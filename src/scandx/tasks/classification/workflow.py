@@ -33,7 +33,15 @@ from scandx.tasks.classification.inference.ood import fit_ood
 from scandx.tasks.classification.inference.scoring import predict_logits, probabilities
 from scandx.tasks.classification.plan import Plan
 from scandx.tasks.classification.planner import fingerprint, make_plan
+from scandx.tasks.classification.positive import (
+    choose_positive,
+    positive_of,
+    put_positive_second,
+    record_positive,
+    settle_positive,
+)
 from scandx.tasks.classification.runs import apply_run_splits, labels_tensor
+from scandx.tasks.classification.training.leftover import spend_leftover
 from scandx.tasks.classification.training.loop import ClassificationTraining, TrainData
 
 # evaluate lives with its package; re-exported for library users
@@ -71,11 +79,18 @@ def plan_run(
     model: str | None = None,
     image_root: str | Path | None = None,
     skip_bad: bool = False,
+    positive_class: str | None = None,
 ) -> Plan:
     """Fingerprint the data and write ``OUT/plan.json`` (when ``out`` is given)."""
-    manifest = prepare_manifest(data, image_root=image_root, skip_bad=skip_bad, seed=seed)
-    fp = fingerprint(manifest, skip_bad=skip_bad)
-    plan = make_plan(manifest, fp, time_budget_s=time_budget_s, seed=seed, model=model)
+    manifest, plan = manifest_and_plan(
+        data,
+        time_budget_s=time_budget_s,
+        seed=seed,
+        model=model,
+        image_root=image_root,
+        skip_bad=skip_bad,
+        positive_class=positive_class,
+    )
     if out is not None:
         RunDir(out).save_plan(plan, manifest.skipped)
     return plan
@@ -93,6 +108,7 @@ def train_run(
     image_root: str | Path | None = None,
     skip_bad: bool = False,
     hooks: list[Hook] | None = None,
+    positive_class: str | None = None,
 ) -> dict[str, Any]:
     """Plan (or reuse a plan), train, choose thresholds on validation, save the model."""
     run = RunDir(out)
@@ -101,6 +117,7 @@ def train_run(
     if resuming:
         plan = Plan.load(run.plan_json)
         manifest = load_source(data, image_root=image_root, skip_bad=skip_bad)
+        settle_positive(plan, manifest, positive_class, data, locked="--resume keeps it")
         apply_run_splits(manifest, run.manifest_csv, strict=True)
     else:
         manifest, plan = manifest_and_plan(
@@ -111,6 +128,7 @@ def train_run(
             model=model,
             image_root=image_root,
             skip_bad=skip_bad,
+            positive_class=positive_class,
         )
     summary, _ = train_prepared(
         manifest, plan, run, resuming=resuming, skip_bad=skip_bad, hooks=hooks
@@ -127,9 +145,17 @@ def manifest_and_plan(
     model: str | None = None,
     image_root: str | Path | None = None,
     skip_bad: bool = False,
+    positive_class: str | None = None,
+    locked: str = "",
 ) -> tuple[Manifest, Plan]:
-    """Load and split the data, fingerprint it, and plan (or check and reuse a plan)."""
+    """Load and split the data, fingerprint it, and plan (or check and reuse a plan).
+
+    The binary task's positive class (``positive.py``) is settled before the images are
+    decoded, so a wrong ``--positive-class`` fails at once; ``locked`` says why a given
+    plan's positive class cannot change (a resumed cross-validation)."""
     base = Plan.load(plan_path) if plan_path else None
+    if base is not None and not locked:  # the user's plan, not a resumed run's
+        base.as_given()
     run_seed = seed if seed is not None else (base.seed if base else 0)
     manifest = prepare_manifest(
         data,
@@ -139,13 +165,19 @@ def manifest_and_plan(
         val_fraction=base.val_fraction if base else 0.15,
         test_fraction=base.test_fraction if base else 0.15,
     )
+    if base:
+        _check_plan_matches(base, manifest, plan_path)
+        settle_positive(base, manifest, positive_class, plan_path, locked)
+    else:
+        positive, note = choose_positive(manifest.task, manifest.classes, positive_class)
+        put_positive_second(manifest, positive)
     # decode every image once, whatever the split: bad files surface (or are
     # skipped and listed) now, not halfway through training or at evaluation
     fp = fingerprint(manifest, skip_bad=skip_bad)
     if not base:
         plan = make_plan(manifest, fp, time_budget_s=time_budget_s, seed=run_seed, model=model)
-        return manifest, plan
-    _check_plan_matches(base, manifest, plan_path)
+        record_positive(plan, positive, note)
+        return manifest, plan.validate()
     base.seed = run_seed
     if model is not None and model != base.model:
         base.model, base.model_kwargs = model, {}
@@ -188,8 +220,12 @@ def train_prepared(
             plan.save(run.plan_json)
             manifest.to_csv(run.manifest_csv)
             write_skipped(run.path, skipped)
+        noted = len(plan.notes)
         result = fit(ClassificationTraining(plan, data_t), run, resume=resuming, hooks=hooks)
-    model_nn = result.model
+        plan.notes.extend(result.notes())  # recoveries, a budget stop
+        model_nn = spend_leftover(plan, data_t, run, result, resuming=resuming, hooks=hooks)
+        if len(plan.notes) > noted:  # the plan says how training went
+            plan.save(run.plan_json)
     y_val = data_t.y_val.numpy()
     val_logits = predict_logits(model_nn, data_t.x_val, "cpu")
     calibration = fit_calibration(plan.task, val_logits.numpy(), y_val)
@@ -256,7 +292,7 @@ def choose_all_operating_points(
     Binary: the positive class; multi-label: each label; multi-class: none (argmax).
     """
     if plan.task == "binary":
-        positive = plan.classes[1]
+        positive = positive_of(plan)
         return {positive: choose_operating_points(y_val == 1, probs[:, 1], thresholds["positive"])}
     if plan.task == "multilabel":
         return {
@@ -267,7 +303,8 @@ def choose_all_operating_points(
 
 
 def _check_plan_matches(plan: Plan, manifest: Manifest, where: Any) -> None:
-    if plan.task != manifest.task or list(plan.classes) != list(manifest.classes):
+    """Same task and class names (the order is the plan's: ``settle_positive`` aligns)."""
+    if plan.task != manifest.task or sorted(plan.classes) != sorted(manifest.classes):
         raise ScandxError(
             f"plan is for a {plan.task} task with classes {plan.classes}, the data has a "
             f"{manifest.task} task with classes {manifest.classes}",

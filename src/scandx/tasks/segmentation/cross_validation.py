@@ -60,6 +60,8 @@ def prepare(data: str | Path, k: int, options: Options, resume_plan: Path | None
             c.split = "train" if c.label else "test"
     if resume_plan or options.plan_path:
         plan = SegPlan.load(resume_plan or options.plan_path)  # type: ignore[arg-type]
+        if not resume_plan:
+            plan.as_given()
         if options.seed is not None and not resume_plan:
             plan.seed = options.seed
     else:

@@ -74,7 +74,7 @@ class SegPlan(PlanBase):
     val_every: int = 1  # epochs between validations (sliding window over whole cases)
     val_fraction: float = 0.2
     memory_budget_gb: float | None = None  # training memory the patch and batch fit in
-    time_budget_s: float = 600.0
+    time_budget_s: float | None = 600.0
     fingerprint: dict[str, Any] = field(default_factory=dict)
 
     @property

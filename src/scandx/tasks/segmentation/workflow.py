@@ -163,6 +163,8 @@ def seg_train_run(
     manifest = load_seg_source(data)
     if resuming or plan_path:
         plan = SegPlan.load(run.plan_json if resuming else plan_path)  # type: ignore[arg-type]
+        if not resuming:
+            plan.as_given()
         if seed is not None:
             plan.seed = seed
     else:

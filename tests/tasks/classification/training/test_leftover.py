@@ -51,29 +51,27 @@ def test_a_seed_ensemble_averages_logits_and_round_trips_its_weights():
     assert torch.equal(again.eval()(x), net(x))
 
 
-def test_early_stopping_with_budget_left_trains_a_second_network(phantoms: Path, tmp_path):
-    """An edited plan that stops early with most of a 600 s budget left."""
-    first = tmp_path / "first"
-    args = ["plan", "--data", str(phantoms), "--out", str(first), "--model", "simple-cnn"]
-    assert main(["-q", *args, "--time-budget", "5"]) == 0
-    plan = json.loads((first / "plan.json").read_text())
-    plan.update(epochs=30, early_stopping_patience=2, min_epochs=1, time_budget_s=600.0)
-    (tmp_path / "plan.json").write_text(json.dumps(plan))
+def test_early_stopping_with_budget_left_trains_a_second_network(
+    phantoms: Path, tmp_path, monkeypatch
+):
+    """A plan (made for a 600 s budget) that stops early with most of it left."""
+    from scandx.tasks.classification import workflow
+
+    planner = workflow.make_plan
+
+    def early_stopping_plan(*args, **kwargs):
+        plan = planner(*args, **{**kwargs, "model": "simple-cnn"})
+        plan.epochs, plan.early_stopping_patience, plan.min_epochs = 30, 2, 1
+        return plan
+
+    monkeypatch.setattr(workflow, "make_plan", early_stopping_plan)
     run = tmp_path / "run"
-    args = [
-        "train",
-        "--data",
-        str(phantoms),
-        "--out",
-        str(run),
-        "--plan",
-        str(tmp_path / "plan.json"),
-    ]
+    args = ["train", "--data", str(phantoms), "--out", str(run), "--time-budget", "600"]
     assert main(["-q", *args]) == 0
     saved = json.loads((run / "plan.json").read_text())
     (note,) = [n for n in saved["notes"] if "second network" in n]
     assert "validation AUC first" in note
-    assert (run / "members" / f"seed{plan['seed'] + 1}" / "log.jsonl").exists()
+    assert (run / "members" / f"seed{saved['seed'] + 1}" / "log.jsonl").exists()
     kept = "ensemble kept" in note
     assert (saved["model_kwargs"].get("members") == 2) == kept
     model_json = json.loads((run / "model" / "model.json").read_text())

@@ -28,6 +28,7 @@ from scandx.tasks.classification.evaluation.model_card import card_sections, wri
 from scandx.tasks.classification.evaluation.report import evaluate_predictions
 from scandx.tasks.classification.evaluation.subgroups import resolve_columns, subgroup_metrics
 from scandx.tasks.classification.inference.predictor import Predictor
+from scandx.tasks.classification.positive import align_classes
 from scandx.tasks.classification.runs import apply_run_splits, labels_tensor
 
 log = logging.getLogger(__name__)
@@ -54,10 +55,7 @@ def evaluate_run(
     run = Path(run)
     predictor = Predictor.from_run(run)
     manifest = load_source(data, image_root=image_root, skip_bad=skip_bad)
-    if list(manifest.classes) != list(predictor.classes) or manifest.task != predictor.task:
-        raise ScandxError(
-            f"data classes {manifest.classes} do not match the model's {predictor.classes}", data
-        )
+    align_classes(manifest, predictor.task, predictor.classes, data)  # the model's order
     apply_run_splits(manifest, run / "manifest.csv", strict=False)
     cases = manifest.in_split(split)
     if not cases:
@@ -93,6 +91,7 @@ def evaluate_run(
         "patients": len({c.patient_id for c in kept}),
         "task": manifest.task,
         "classes": manifest.classes,
+        **positive_fields(predictor),
         "threshold": {
             **thresholds,
             "note": "chosen on the validation split at training time; never tuned on test",
@@ -137,36 +136,58 @@ def evaluate_run(
             },
         )
         log.info("report: %s", report)
-        with open(out / "predictions.csv", "w", newline="") as f:
-            w = csv.writer(f)
-            label_cols = (
-                ["label"]
-                if manifest.task != "multilabel"
-                else [f"label_{c}" for c in manifest.classes]
-            )
-            w.writerow(
-                [
-                    "case_id",
-                    "patient_id",
-                    "path",
-                    *label_cols,
-                    *[f"prob_{c}" for c in manifest.classes],
-                    "predicted",
-                ]
-            )
-            for c, pr, d, yy in zip(kept, probs, decisions, y, strict=True):
-                labels = (
-                    [manifest.classes[int(yy)]]
-                    if manifest.task != "multilabel"
-                    else [int(v) for v in yy]
-                )
-                pred = (
-                    ";".join(n for n, v in zip(manifest.classes, d, strict=True) if v)
-                    if manifest.task == "multilabel"
-                    else manifest.classes[int(d)]
-                )
-                w.writerow(
-                    [c.case_id, c.patient_id, c.path, *labels, *[f"{p:.6f}" for p in pr], pred]
-                )
+        _write_predictions(out / "predictions.csv", predictor, kept, y, probs, decisions)
     write_model_card(run)  # now with this split's metrics
     return metrics
+
+
+def positive_fields(predictor: Predictor) -> dict[str, Any]:
+    """metrics.json: which class the binary metrics treat as positive, and the rule."""
+    if predictor.task != "binary":
+        return {}
+    positive = predictor.positive_class
+    return {
+        "positive_class": positive,
+        "negative_class": next(c for c in predictor.classes if c != positive),
+        "positive_rule": f"{positive} is positive: sensitivity, specificity, PPV, NPV, AUC, "
+        f"calibration and the operating threshold are about P({positive}); a case is "
+        f"called {positive} when P({positive}) >= threshold",
+    }
+
+
+def _write_predictions(
+    path: Path, predictor: Predictor, kept: list, y: np.ndarray, probs: np.ndarray, decisions
+) -> None:
+    """predictions.csv of an evaluated split: truth, probabilities and the decision (binary:
+    the positive class and the threshold it was decided at; see ``Predictor.columns``)."""
+    task, classes = predictor.task, predictor.classes
+    label_cols = ["label"] if task != "multilabel" else [f"label_{c}" for c in classes]
+    binary = ["positive_class", "threshold", "decision"] if task == "binary" else []
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(
+            [
+                "case_id",
+                "patient_id",
+                "path",
+                *label_cols,
+                *[f"prob_{c}" for c in classes],
+                *binary,
+                "predicted",
+            ]
+        )
+        for c, pr, d, yy in zip(kept, probs, decisions, y, strict=True):
+            labels = [classes[int(yy)]] if task != "multilabel" else [int(v) for v in yy]
+            pred = (
+                ";".join(n for n, v in zip(classes, d, strict=True) if v)
+                if task == "multilabel"
+                else classes[int(d)]
+            )
+            extra = (
+                [predictor.positive_class, f"{predictor.info['thresholds']['positive']:.6f}", pred]
+                if binary
+                else []
+            )
+            w.writerow(
+                [c.case_id, c.patient_id, c.path, *labels, *[f"{p:.6f}" for p in pr], *extra, pred]
+            )

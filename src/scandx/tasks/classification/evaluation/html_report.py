@@ -18,6 +18,21 @@ from scandx.tasks.classification.evaluation.report import HEADLINE
 from scandx.tasks.classification.evaluation.svg import PALETTE, Series, unit_chart
 
 
+def positive_line(m: dict[str, Any]) -> str:
+    """Binary: which class the metrics, curves and threshold are about (metrics.json)."""
+    if not m.get("positive_class"):
+        return ""
+    pos, neg = esc(m["positive_class"]), esc(m.get("negative_class", ""))
+    th = (m.get("threshold") or {}).get("positive")
+    at = f" &ge; {th:.4f}" if isinstance(th, float) else " &ge; the operating threshold"
+    return (
+        f"<p>Positive class: <b>{pos}</b> (negative: {neg}). Sensitivity, specificity, PPV, "
+        f"NPV, AUC, the curves and the calibration are about P({pos}); a case is called "
+        f"{pos} when P({pos}){at} (chosen on {esc(m['threshold'].get('chosen_on', 'val'))} "
+        "data).</p>"
+    )
+
+
 def headline_section(m: dict[str, Any]) -> str:
     rows = [[esc(k), ci_text(m[k])] for k in HEADLINE if isinstance(m.get(k), dict)]
     per_class = m.get("per_class", {})
@@ -287,6 +302,7 @@ def write_report(path: Path, data: dict[str, Any]) -> Path:
         f"{info['sha256'][:16]}\u2026; scandx {info['scandx_version']}; written {data['created']}."
     )
     sections = [
+        positive_line(m),
         ood_line,
         skipped_line,
         headline_section(m),

@@ -93,7 +93,7 @@ def card_sections(info: dict, plan: dict, evals: dict[str, dict]) -> CardSection
         before_evaluation=[("Cross-validation", cv)] if cv else [],
         after_evaluation=[
             ("Calibration", _calibration_lines(info, evals)),
-            ("Operating threshold", _threshold_lines(info)),
+            ("Operating threshold", _threshold_lines(info, plan)),
             ("Out-of-distribution screening", _ood_lines(info, evals)),
             ("Subgroups", _subgroup_lines(evals)),
         ],
@@ -133,12 +133,23 @@ def _calibration_lines(info: dict, evals: dict[str, dict]) -> list[str]:
     return lines
 
 
-def _threshold_lines(info: dict) -> list[str]:
+def _threshold_lines(info: dict, plan: dict) -> list[str]:
     th = info.get("thresholds", {})
-    return [
+    lines = [
         f"- Rule: {th.get('rule')}, chosen on {th.get('chosen_on')} data, never on test"
         + (f"; P({info['positive_class']}) >= {th['positive']:.3f}" if "positive" in th else "")
     ]
+    if info.get("positive_class"):
+        why = next((n for n in plan.get("notes", []) if n.startswith("positive class ")), None)
+        lines.append(
+            f"- Positive class: {info['positive_class']} ("
+            + (
+                f"why: {why.split(': ', 1)[-1]})"
+                if why
+                else "sensitivity, specificity, PPV, NPV, AUC and calibration are about it)"
+            )
+        )
+    return lines
 
 
 def _ood_lines(info: dict, evals: dict[str, dict]) -> list[str]:

@@ -18,6 +18,7 @@ from scandx.errors import ScandxError
 from scandx.models import create_model
 from scandx.tasks.classification.data.images import InputContract
 from scandx.tasks.classification.plan import Plan
+from scandx.tasks.classification.positive import positive_of
 
 WEIGHTS = "weights.safetensors"
 MODEL_JSON = "model.json"
@@ -56,7 +57,7 @@ def save_model(
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "task": plan.task,
         "classes": list(plan.classes),
-        "positive_class": plan.classes[1] if plan.task == "binary" else None,
+        "positive_class": positive_of(plan),
         "model": plan.model,
         "model_kwargs": plan.model_kwargs,
         "spatial_dims": plan.spatial_dims,

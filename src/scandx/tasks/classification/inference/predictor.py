@@ -39,6 +39,10 @@ class Predictor(PredictorProtocol):
         self.contract = InputContract.from_dict(info["input"])
         self.task: str = info["task"]
         self.classes: list[str] = info["classes"]
+        # binary: the model's output 1, the class the threshold is about (model.json)
+        self.positive_class: str | None = (
+            (info.get("positive_class") or self.classes[1]) if self.task == "binary" else None
+        )
 
     @classmethod
     def from_run(cls, run_dir: str | Path, device: str | None = None) -> Predictor:
@@ -125,8 +129,13 @@ class Predictor(PredictorProtocol):
         return self.prepare_file(path)
 
     def columns(self) -> list[str]:
+        """Binary: each class's probability, the positive class, the threshold on its
+        probability and the decision at it (``predicted``, kept for older readers, is the
+        same label). Multi-class: ``predicted`` is the most probable class; multi-label:
+        the labels at or above their own thresholds (model.json), joined by ';'."""
         probs = [f"prob_{c}" for c in self.classes]
-        return [*probs, "predicted", "uncertainty", "ood_score", "ood_flag"]
+        decision = ["positive_class", "threshold", "decision"] if self.task == "binary" else []
+        return [*probs, *decision, "predicted", "uncertainty", "ood_score", "ood_flag"]
 
     def score(self, prepared: list[torch.Tensor]) -> list[dict[str, Any]]:
         """Probabilities, decision, TTA spread and OOD score per prepared image."""
@@ -157,4 +166,8 @@ class Predictor(PredictorProtocol):
             row["predicted"] = ";".join(c for c, d in zip(self.classes, decision, strict=True) if d)
         else:
             row["predicted"] = self.classes[int(decision)]
+        if self.task == "binary":
+            row["positive_class"] = self.positive_class
+            row["threshold"] = float(self.info["thresholds"]["positive"])
+            row["decision"] = row["predicted"]
         return row
