@@ -5,7 +5,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 STAMP := $(VENV)/.scandx-installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench bench-nnunet clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,19 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/throughput.py
 	$(VENV)/bin/python benchmarks/medmnist.py --npz ../shared/data/medmnist/pneumoniamnist.npz --time-budget 600
+
+# nnU-Net v2 vs scandx on DRIVE. nnunetv2 gets its own venv: it pulls its own torch with
+# CUDA libraries from PyPI (~6 GB; check `df -h .` first), never into $(VENV).
+NNUNET_VENV := benchmarks/.venv-nnunet
+
+$(NNUNET_VENV)/.nnunetv2-installed:
+	$(PYTHON) -m venv $(NNUNET_VENV)
+	$(NNUNET_VENV)/bin/python -m pip install -q --upgrade pip
+	$(NNUNET_VENV)/bin/python -m pip install -q nnunetv2==2.8.1
+	touch $@
+
+bench-nnunet: $(STAMP) $(NNUNET_VENV)/.nnunetv2-installed
+	$(VENV)/bin/python benchmarks/nnunet_drive.py --data ../shared/data/drive --time-budget 1200
 
 clean:
 	rm -rf $(VENV) demo-run
