@@ -12,12 +12,13 @@ better, or ``None`` on epochs it skips). The engine owns everything else:
   scaling for fp16 on CUDA, the model and batches on the device;
 - AdamW with linear warm-up then cosine decay to 1% of the rate, per step;
 - one checkpoint format: ``checkpoints/last.ckpt`` after every epoch (model, optimiser,
-  scheduler, scaler, epochs done, best score, epochs without improvement, best record)
-  and ``checkpoints/best.ckpt`` (a copy of the best weights), written atomically and
-  loaded with ``weights_only=True``; ``--resume`` continues from last.ckpt;
+  scheduler, scaler, counters, best record), ``best.ckpt`` (the best weights),
+  atomic, loaded with ``weights_only=True``; ``--resume`` continues;
 - early stopping after ``patience`` validated epochs without improvement (never
-  before ``min_epochs``); ``deadline_s``: no epoch starts that would end past the
-  training seconds the budget allows; ``log.jsonl``, one line per epoch, from 1;
+  before ``min_epochs``); ``deadline_s``: when the epochs so far (their median) say
+  the schedule would end past the seconds the budget allows, the cosine schedule is
+  shortened to end in time and no epoch starts past it; ``log.jsonl``, one line per
+  epoch, from 1;
 - health (``core/health.py``): gradient-norm clipping; recovery from divergence and
   collapse, in the epoch's log line and ``FitResult.recoveries``.
 
@@ -51,26 +52,13 @@ from scandx.core.health import (
     recovery_note,
 )
 from scandx.core.run_dir import RunDir
+from scandx.core.schedule import Schedule, epoch_seed, lr_factor
 from scandx.core.train_log import epoch_line, read_log, truncate_log
 
 log = logging.getLogger(__name__)
 
 DEADLINE_FRACTION = 0.95  # tasks stop training before this share of their time budget
 Hook = Callable[[int, dict[str, Any]], None]  # (epoch counted from 1, its record)
-
-
-@dataclass
-class Schedule:
-    epochs: int
-    steps_per_epoch: int
-    lr: float
-    weight_decay: float = 1e-4
-    warmup_steps: int = 0
-    patience: int | None = None  # validated epochs without improvement; None: never stop
-    min_epochs: int = 1
-    channels_last: bool = False
-    grad_clip: float | None = 1.0  # max gradient norm (what BN-free networks need)
-    deadline_s: float | None = None  # training seconds the budget allows (all epochs)
 
 
 class TrainingTask(ABC):
@@ -121,18 +109,6 @@ class FitResult:
         return out
 
 
-def lr_factor(step: int, total: int, warmup: int) -> float:
-    """Linear warm-up, then cosine decay to 1% of the base rate."""
-    if warmup and step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-
-def epoch_seed(seed: int, epoch: int) -> int:
-    return seed * 100_003 + epoch
-
-
 def fit(
     task: TrainingTask,
     run: RunDir,
@@ -157,9 +133,10 @@ class _Fit:
         self.recoveries: list[dict[str, Any]] = []
         self.model = self._fresh_model()
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
-        total = s.steps_per_epoch * s.epochs
+        self.epochs = s.epochs  # fewer when the time budget would not hold them all
         self.sched = torch.optim.lr_scheduler.LambdaLR(
-            self.opt, lambda k: self.lr_scale * lr_factor(k, total, s.warmup_steps)
+            self.opt,
+            lambda k: self.lr_scale * lr_factor(k, s.steps_per_epoch * self.epochs, s.warmup_steps),
         )
         self.scaler = grad_scaler(self.device, self.precision)
         self.start, self.best_score, self.bad_epochs = 0, -math.inf, 0
@@ -210,13 +187,15 @@ class _Fit:
                 stopped = "early stop"
                 break
             if s.deadline_s is not None and history:
-                per_epoch = spent / max(1, len(history))
-                if spent + per_epoch > s.deadline_s:
+                per_epoch = float(np.median([r["seconds"] for r in history]))
+                fits = epoch + int((s.deadline_s - spent) // max(per_epoch, 1e-9))
+                if fits <= epoch:
                     log.info("time budget: %.0fs of %.0fs used, stopping", spent, s.deadline_s)
                     stopped = "time budget"
                     break
-                if spent + 2 * per_epoch > s.deadline_s:
-                    self.task.final_epoch = epoch + 1  # tasks validate their last epoch
+                self.epochs = min(s.epochs, fits)  # the cosine schedule ends in time
+                self.task.final_epoch = self.epochs if self.epochs < s.epochs else None
+                end = min(end, self.epochs)
             t0 = time.perf_counter()
             losses, trouble = self._train_epoch(epoch)
             if trouble is None:
@@ -248,6 +227,8 @@ class _Fit:
             for hook in self.hooks:
                 hook(epoch + 1, record)
             epoch += 1
+        if stopped == "completed" and epoch < s.epochs and epoch == self.epochs:
+            stopped = "time budget"  # the schedule was shortened to end in time
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
         elif stopped == "unstable" or not finite_weights(self.model):
@@ -269,9 +250,8 @@ class _Fit:
         )
 
     def _train_epoch(self, epoch: int) -> tuple[list[float], str | None]:
-        """Train one epoch; (losses, None), or (losses so far, why) on divergence. Losses
-        and gradient norms stay on the device and are read (one host sync) every 32 steps
-        and at the end: a non-finite one abandons the epoch (recovery replays it)."""
+        """Train one epoch; (losses, None), or (losses so far, why) on divergence. Losses and
+        gradient norms stay on the device, read (one sync) every 32 steps and at the end."""
         s, model, opt, scaler = self.task.schedule, self.model, self.opt, self.scaler
         torch.manual_seed(epoch_seed(self.task.seed, epoch))  # dropout etc.
         model.train()
@@ -300,14 +280,12 @@ class _Fit:
                 scaler.update()
                 self.sched.step()
             if unread and (i % 32 == 0 or batch is None):
-                values = torch.stack(unread).tolist()
-                unread.clear()
-                new, grads = values[:: 1 + norms], values[1::2] if norms else []
-                losses += new
-                why = [f"non-finite training loss ({v})" for v in new if non_finite(v)]
-                why += ["non-finite gradient norm" for v in grads if non_finite(v)]
-                if why:
-                    return losses, why[0]
+                values, unread = torch.stack(unread).tolist(), []
+                losses += values[:: 1 + norms]
+                bad = [(k % (1 + norms), v) for k, v in enumerate(values) if non_finite(v)]
+                if bad:  # the first in step order (a step's loss before its gradient norm)
+                    what = ("training loss", "gradient norm")[bad[0][0]]
+                    return losses, f"non-finite {what} ({bad[0][1]})"
                 bar.set_postfix(loss=f"{np.mean(losses[-10:]):.4f}", refresh=False)
         return losses, None
 
