@@ -50,6 +50,8 @@ class ToyTask(TrainingTask):
             idx = order[b * 32 : (b + 1) * 32]
             if self.faults.get("sleep"):
                 time.sleep(self.faults["sleep"])
+            if self.faults.get("first_epoch_sleep") and epoch == 0:
+                time.sleep(self.faults["first_epoch_sleep"])
             yield self.x[idx], self.y[idx]
 
     def validate(self, model, epoch, device, precision):
@@ -151,3 +153,16 @@ def test_the_time_budget_stops_training(tmp_path):
     seconds = [r["seconds"] for r in lines]
     assert sum(seconds[:-1]) + sum(seconds[:-1]) / max(1, len(seconds) - 1) <= 3.0
     assert task.final_epoch == len(lines)  # the task was told which epoch is its last
+
+
+def test_the_schedule_ends_in_time_even_after_a_slow_start(tmp_path):
+    """A slow first epoch (another job running) shortens the schedule; faster epochs
+    let it grow back; either way the cosine ends (lr ~1% of base) at the last epoch."""
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    task = ToyTask(epochs=50, sleep=0.025, first_epoch_sleep=0.8)
+    task.schedule.deadline_s = 3.0
+    result = fit(task, run)
+    lines = read_log(run.log_jsonl)
+    assert result.stopped == "time budget" and 4 <= len(lines) < 50
+    assert lines[-1]["lr"] <= 0.02 * task.schedule.lr

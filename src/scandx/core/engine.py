@@ -178,7 +178,8 @@ class _Fit:
             log.info("no checkpoint to resume from; starting at epoch 1")
         history = read_log(run.log_jsonl)
         spent = sum(float(r.get("seconds", 0.0)) for r in history)
-        end = s.epochs if stop_after is None else min(s.epochs, self.start + stop_after)
+        limit = s.epochs if stop_after is None else min(s.epochs, self.start + stop_after)
+        end = limit
         t_start, stopped = time.perf_counter(), "completed"
         epoch, pending = self.start, []
         while epoch < end:
@@ -195,7 +196,7 @@ class _Fit:
                     break
                 self.epochs = min(s.epochs, fits)  # the cosine schedule ends in time
                 self.task.final_epoch = self.epochs if self.epochs < s.epochs else None
-                end = min(end, self.epochs)
+                end = min(limit, self.epochs)  # may grow back when epochs get faster
             t0 = time.perf_counter()
             losses, trouble = self._train_epoch(epoch)
             if trouble is None:
