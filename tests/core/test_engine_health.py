@@ -166,3 +166,27 @@ def test_the_schedule_ends_in_time_even_after_a_slow_start(tmp_path):
     lines = read_log(run.log_jsonl)
     assert result.stopped == "time budget" and 4 <= len(lines) < 60
     assert lines[-1]["lr"] <= 0.02 * task.schedule.lr
+
+
+def test_a_run_stopped_by_the_budget_is_validated_at_its_last_epoch(tmp_path):
+    """A task that validates only now and then (segmentation: every few epochs) is
+    validated on the epoch the budget ended it on, so the run has a best model."""
+
+    class Sparse(ToyTask):
+        def validate(self, model, epoch, device, precision):
+            if epoch + 1 != (self.final_epoch or self.schedule.epochs):
+                return None
+            return super().validate(model, epoch, device, precision)
+
+        def batches(self, epoch, device):
+            if epoch == 2:
+                time.sleep(2.0)  # another job starts: this epoch overruns the budget
+            yield from super().batches(epoch, device)
+
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    task = Sparse(epochs=40)
+    task.schedule.deadline_s = 2.0
+    result = fit(task, run)
+    assert result.stopped == "time budget" and len(result.history) == 3
+    assert result.best["epoch"] == 3 and result.best["validated"] and run.best_ckpt.exists()

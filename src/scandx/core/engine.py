@@ -230,6 +230,8 @@ class _Fit:
             epoch += 1
         if stopped == "completed" and epoch < s.epochs and epoch == self.epochs:
             stopped = "time budget"  # the schedule was shortened to end in time
+        if stopped == "time budget" and history and not history[-1]["validated"]:
+            self._validate_last(epoch, history[-1])  # a run never ends unvalidated
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
         elif stopped == "unstable" or not finite_weights(self.model):
@@ -249,6 +251,19 @@ class _Fit:
             stopped=stopped,
             recoveries=list(self.recoveries),
         )
+
+    def _validate_last(self, epochs_done: int, record: dict[str, Any]) -> None:
+        """Validate the last epoch trained (the budget ended training on an epoch the
+        task would have skipped) and keep it if it is the best."""
+        self.task.final_epoch = epochs_done
+        val = self.task.validate(self.model, epochs_done - 1, self.device, self.precision)
+        if val is None or not val["score"] > self.best_score:
+            return
+        self.best_score = float(val["score"])
+        self.best = {**record, **{k: v for k, v in val.items() if k not in ("score", "constant")}}
+        self.best.update(validated=True, best=True)
+        self.best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+        save_checkpoint(self.run_dir.best_ckpt, {"model": self.best_state, "epoch": epochs_done})
 
     def _train_epoch(self, epoch: int) -> tuple[list[float], str | None]:
         """Train one epoch; (losses, None), or (losses so far, why) on divergence. Losses and

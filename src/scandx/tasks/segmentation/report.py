@@ -274,7 +274,9 @@ def _selection(info: dict[str, Any]) -> str:
             f"Dice {np.mean(d):.3f} +- {np.std(d, ddof=1):.3f}, out-of-fold Dice "
             f"{info['val_dice']:.3f})"
         )
-    return f"best epoch {info.get('best_epoch') or '?'} (validation Dice {info['val_dice']:.3f})"
+    vd = info.get("val_dice")
+    dice = "not validated" if vd is None else f"validation Dice {vd:.3f}"
+    return f"best epoch {info.get('best_epoch') or '?'} ({dice})"
 
 
 def ci_plain(m: Any) -> str:
