@@ -45,12 +45,12 @@ def test_notes_name_one_choice_and_agree_with_the_plan(phantoms: Path, tmp_path:
 def test_the_same_command_gives_the_same_plan_under_load(phantoms, tmp_path, monkeypatch):
     """Timings are cached per machine: a machine that became 50x slower (another job
     running) plans the same; without the cache it would not."""
-    from scandx.core import speed
+    from scandx.tasks.classification import ladder
 
     monkeypatch.setenv("SCANDX_CACHE_DIR", str(tmp_path / "cache"))
     first = _plan(phantoms, tmp_path / "a", "--time-budget", "30")
-    real = speed.best_of
-    monkeypatch.setattr(speed, "best_of", lambda step, **kw: 50 * real(step, **kw))
+    real = ladder.best_of  # patched where the planner looks it up
+    monkeypatch.setattr(ladder, "best_of", lambda step, **kw: 50 * real(step, **kw))
     again = _plan(phantoms, tmp_path / "b", "--time-budget", "30")
     assert again == first
     monkeypatch.setenv("SCANDX_SPEED_CACHE", "off")
