@@ -10,6 +10,8 @@ import pytest
 
 # measured machine speed (core/speed.py) is cached per test session, never in ~/.cache
 os.environ.setdefault("SCANDX_CACHE_DIR", tempfile.mkdtemp(prefix="scandx-speed-"))
+# the pseudonym secret (core/privacy.py) is per test session, never the user's own
+os.environ.setdefault("SCANDX_CONFIG_DIR", tempfile.mkdtemp(prefix="scandx-config-"))
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = (ROOT / ".." / "shared" / "data").resolve()

@@ -8,7 +8,6 @@ in [0, 1]. Colour images (RGB, YBR_*, PALETTE COLOR) come back as RGB in [0, 1].
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import warnings
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from scandx.core.privacy import pseudonym as keyed_pseudonym
 from scandx.errors import BadImageError
 
 log = logging.getLogger(__name__)
@@ -125,8 +125,8 @@ def robust_unit(values: np.ndarray) -> np.ndarray:
 
 
 def pseudonym(value: str) -> str:
-    """A stable pseudonym for a patient identifier: never store or log the real one."""
-    return "pid-" + hashlib.sha256(value.encode("utf-8")).hexdigest()[:16]
+    """A keyed pseudonym for a patient identifier: never store or log the real one."""
+    return keyed_pseudonym(value, "pid")
 
 
 def _little_endian(ds: Any) -> bool:

@@ -1,0 +1,80 @@
+"""Keyed pseudonyms: the only form in which an identifier may reach an output.
+
+A bare hash of a patient identifier is not a pseudonym: PatientIDs are short and
+guessable, so anyone holding ``manifest.csv`` recovers them by hashing candidates (a
+numeric id took 3.4 s). Here every identifier (patient id, UID, a folder or file name
+that may carry one, an image's content digest used as a case id) is replaced by an
+HMAC-SHA256 keyed with a per-installation secret that never leaves the machine and is
+never written into a run directory.
+
+The secret is 32 random bytes, hex, in ``$SCANDX_SECRET_FILE`` if set, else
+``$SCANDX_CONFIG_DIR/secret``, else ``$XDG_CONFIG_HOME/scandx/secret`` (default
+``~/.config/scandx/secret``). It is created on first use, readable by its owner only.
+Machines of one site that must produce the same pseudonyms (a training machine and
+the inference server evaluating its test split) share the file; keep it as you keep
+the data it protects.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import os
+import secrets
+from pathlib import Path
+
+from scandx.errors import ScandxError
+
+SECRET_BYTES = 32
+DIGEST_CHARS = 16  # 64 bits: collisions need ~4e9 identifiers
+
+
+def secret_path() -> Path:
+    explicit = os.environ.get("SCANDX_SECRET_FILE")
+    if explicit:
+        return Path(explicit).expanduser()
+    config = os.environ.get("SCANDX_CONFIG_DIR")
+    if config:
+        return Path(config).expanduser() / "secret"
+    xdg = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
+    return Path(xdg) / "scandx" / "secret"
+
+
+@functools.lru_cache(maxsize=8)
+def _secret_at(path: Path) -> bytes:
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:  # O_EXCL: two processes creating it at once agree on the winner's secret
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(SECRET_BYTES) + "\n")
+    try:
+        text = path.read_text().strip()
+        key = bytes.fromhex(text)
+    except (OSError, ValueError) as e:
+        raise ScandxError(f"cannot read the pseudonym secret ({e})", path) from None
+    if len(key) < 16:
+        raise ScandxError("the pseudonym secret is shorter than 16 bytes", path)
+    return key
+
+
+def secret() -> bytes:
+    """This installation's pseudonym key (created on first use)."""
+    return _secret_at(secret_path())
+
+
+def pseudonym(value: str, kind: str = "pid") -> str:
+    """``<kind>-<16 hex>``: the same value and kind give the same pseudonym on this
+    installation; without the secret it cannot be inverted by guessing values."""
+    message = f"{kind}\0{value}".encode("utf-8", "surrogateescape")
+    digest = hmac.new(secret(), message, hashlib.sha256).hexdigest()
+    return f"{kind}-{digest[:DIGEST_CHARS]}"
+
+
+def is_pseudonym(text: str, kind: str = "pid") -> bool:
+    head, _, tail = text.partition("-")
+    return head == kind and len(tail) == DIGEST_CHARS and all(c in "0123456789abcdef" for c in tail)

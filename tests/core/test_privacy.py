@@ -1,0 +1,50 @@
+"""Keyed pseudonyms: stable per installation, different without the secret, not guessable."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from scandx.core import privacy
+from scandx.errors import ScandxError
+
+
+@pytest.fixture()
+def secret_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "cfg" / "secret"
+    monkeypatch.setenv("SCANDX_SECRET_FILE", str(path))
+    return path
+
+
+def test_a_secret_is_created_once_owner_only_and_reused(secret_file: Path):
+    first = privacy.pseudonym("P0030")
+    assert secret_file.exists()
+    assert stat.S_IMODE(os.stat(secret_file).st_mode) == 0o600
+    assert privacy.pseudonym("P0030") == first
+    assert privacy.is_pseudonym(first)
+    assert privacy.pseudonym("P0030", "uid") != first  # kinds never collide
+
+
+def test_another_installation_gives_other_pseudonyms(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("SCANDX_SECRET_FILE", str(tmp_path / "a"))
+    a = privacy.pseudonym("12345")
+    monkeypatch.setenv("SCANDX_SECRET_FILE", str(tmp_path / "b"))
+    assert privacy.pseudonym("12345") != a
+
+
+def test_a_numeric_id_is_not_recovered_by_hashing_candidates(secret_file: Path):
+    """The unsalted SHA-256 prefix of issue 11 was inverted in 3.4 s; a keyed one is not."""
+    target = privacy.pseudonym("4711").split("-", 1)[1]
+    guesses = {hashlib.sha256(str(i).encode()).hexdigest()[:16] for i in range(10000)}
+    assert target not in guesses
+
+
+def test_an_unreadable_secret_is_one_clear_error(secret_file: Path):
+    secret_file.parent.mkdir(parents=True)
+    secret_file.write_text("not hex\n")
+    with pytest.raises(ScandxError, match="secret"):
+        privacy.pseudonym("x")
