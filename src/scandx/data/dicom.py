@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from scandx.core.privacy import pseudonym as keyed_pseudonym
+from scandx.data.checks import require_finite
 from scandx.errors import BadImageError
 
 log = logging.getLogger(__name__)
@@ -203,7 +204,7 @@ def _read_dicom(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
             out = arr.astype(np.float32) / float(2**bits - 1)
             voi, colour = "rgb", True
         else:
-            values = modality_values(ds, arr)
+            values = require_finite(modality_values(ds, arr), path)
             out, voi = voi_to_unit(ds, values)
             colour = False
             if photometric == "MONOCHROME1":

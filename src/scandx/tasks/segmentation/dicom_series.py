@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from scandx.data.checks import require_finite
 from scandx.errors import BadImageError, ScandxError
 
 
@@ -60,6 +61,7 @@ def read_series(
             raise BadImageError(f"unreadable DICOM slice ({e})", f) from e
         if arr.ndim != 2:
             raise BadImageError("expected single-frame slices in a series", f)
+        require_finite(arr, f)
         slices.append((ds, arr))
     iop = np.array(slices[0][0].ImageOrientationPatient, dtype=float)
     row_dir, col_dir = iop[:3], iop[3:]
