@@ -53,6 +53,20 @@ def read_dataset(path: Path, pixels: bool = True) -> Any:
     return ds
 
 
+def check_compressed(ds: Any, path: Path) -> None:
+    """Refuse a JPEG 2000 object whose codestream structure is damaged (``j2k.py``):
+    decoders fill such streams with wrong pixels without a word."""
+    from scandx.data.j2k import CodestreamError, check_dicom_j2k, is_j2k
+
+    if is_j2k(ds):
+        try:
+            check_dicom_j2k(ds)
+        except CodestreamError as e:
+            raise BadImageError(f"corrupted JPEG 2000 pixel data: {e}", path) from None
+        except Exception as e:  # fragments that cannot even be split into frames
+            raise BadImageError(f"corrupted JPEG 2000 pixel data ({_short(e)})", path) from None
+
+
 def _short(e: BaseException) -> str:
     text = " ".join(str(e).split())
     return f"{type(e).__name__}: {text[:160]}" if text else type(e).__name__
@@ -238,6 +252,7 @@ def read_dicom(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
 
 def _read_dicom(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
     ds = read_dataset(path)
+    check_compressed(ds, path)
     try:
         arr = ds.pixel_array  # YBR -> RGB conversion is done by pydicom
         frames = int(ds.get("NumberOfFrames", 1) or 1)

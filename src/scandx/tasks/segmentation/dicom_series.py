@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from scandx.data.checks import require_finite
+from scandx.data.dicom import check_compressed
 from scandx.errors import BadImageError, ScandxError
 
 
@@ -56,7 +57,10 @@ def read_series(
     for f in files:
         try:
             ds = pydicom.dcmread(str(f))
+            check_compressed(ds, f)
             arr = apply_modality_lut(ds.pixel_array, ds).astype(np.float32)
+        except BadImageError:
+            raise
         except Exception as e:
             raise BadImageError(f"unreadable DICOM slice ({e})", f) from e
         if arr.ndim != 2:
