@@ -101,3 +101,10 @@ def test_predict_cli_takes_the_fov_and_masks_outside_it(tmp_path, monkeypatch, c
     with open(out / "predictions.csv") as f:
         (row,) = list(csv.DictReader(f))
     assert row["fov"] == str(FOV)
+
+
+def test_a_model_trained_without_fov_masks_needs_none():
+    predictor = _predictor(use_fov=False)
+    predictor.set_fov_masks([str(IMAGE)], None)
+    _, loaded = predictor.prepare(str(IMAGE))
+    assert loaded.fov is None

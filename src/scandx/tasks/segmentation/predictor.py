@@ -97,7 +97,7 @@ class SegPredictor(Predictor):
                 f"one --fov MASK per input, in the same order ({len(files)} input(s), "
                 f"{len(masks)} mask(s))"
             )
-        self.fov_masks = {str(f): str(m) for f, m in zip(files, masks, strict=True)}
+        self.fov_masks = {str(f): str(m) for f, m in zip(files, masks, strict=bool(masks))}
 
     def prepare(self, path: str | Path) -> tuple[SegCase, Loaded]:
         """The input read as evaluation reads a case: its FOV mask, when the model was
