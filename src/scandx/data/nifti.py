@@ -33,6 +33,11 @@ def read_nifti(
         raise BadImageError(
             f"{data.ndim}D NIfTI of shape {tuple(data.shape)} where {what} is expected", path
         )
-    if data.ndim < 2:
+    if data.ndim < 2 or 0 in data.shape:
         raise BadImageError(f"NIfTI of shape {tuple(data.shape)} is not an image", path)
+    spatial = zooms[: min(data.ndim, 3)]
+    if not all(np.isfinite(z) and z > 0 for z in spatial):
+        raise BadImageError(f"voxel spacing {spatial} is not positive and finite", path)
+    if not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+        raise BadImageError("the affine is singular or not finite", path)
     return require_finite(data, path), zooms, affine
