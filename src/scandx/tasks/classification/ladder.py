@@ -113,6 +113,8 @@ def choose_network(
                 if epochs >= MIN_EPOCHS
                 else f"the cheapest rung; fewer than {MIN_EPOCHS} epochs fit"
             )
+            if epochs < 3:  # the least a plan holds; the budget's deadline still ends training
+                why += "; 3 epochs planned (the least), the deadline stops training in time"
             pick = Pick(name, size, kwargs, shape, max(3, epochs))
             pick.notes = [
                 *(f"ladder: {t}: fewer than {MIN_EPOCHS}, not chosen" for t in tried),
