@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from scandx.cli import main
+from scandx.core.privacy import file_ref, locate
 from tests.conftest import DICOM_TEST, PNEUMONIA, REQUIRED_BINARY_METRICS, needs_shared
 
 
@@ -106,9 +107,11 @@ def test_skip_bad_trains_on_the_rest_and_lists_what_was_skipped(phantoms, tmp_pa
     )
     assert code == 0, io.err
     with open(out / "skipped.csv") as f:
-        skipped = {r["path"].rsplit("/", 1)[-1]: r["reason"] for r in csv.DictReader(f)}
-    assert set(skipped) == {"MR_truncated.dcm", "readme.txt"}
-    assert "cannot decode pixel data" in skipped["MR_truncated.dcm"]
+        skipped = {r["file"]: r["reason"] for r in csv.DictReader(f)}
+    names = {ref: p.name for ref, p in locate(skipped, data).items()}  # files by pseudonym
+    assert set(names.values()) == {"MR_truncated.dcm", "readme.txt"}
+    truncated = next(ref for ref, name in names.items() if name == "MR_truncated.dcm")
+    assert "cannot decode pixel data" in skipped[truncated]
     manifest = (out / "manifest.csv").read_text()
     assert "MR_truncated" not in manifest and "readme" not in manifest
 
@@ -154,13 +157,14 @@ def test_plan_then_train_with_edited_plan_evaluate_and_predict_parity(phantoms, 
     assert model_json["calibration"]["temperature"] == cal["temperature"]
     with open(r2 / "eval" / "test" / "predictions.csv") as f:
         rows = list(csv.DictReader(f))
-    files = [r["path"] for r in rows[:6]]
-    code, io = _run(capsys, "predict", r2, *files, "--out", tmp_path / "p")
+    files = locate([r["file"] for r in rows[:6]], phantoms)  # rows name files by pseudonym
+    assert len(files) == 6
+    code, io = _run(capsys, "predict", r2, *files.values(), "--out", tmp_path / "p")
     assert code == 0, io.err
     with open(tmp_path / "p" / "predictions.csv") as f:
-        preds = {r["path"]: float(r["prob_lesion"]) for r in csv.DictReader(f)}
+        preds = {r["file"]: float(r["prob_lesion"]) for r in csv.DictReader(f)}
     for r in rows[:6]:
-        assert preds[r["path"]] == pytest.approx(float(r["prob_lesion"]), abs=2e-6)
+        assert preds[r["file"]] == pytest.approx(float(r["prob_lesion"]), abs=2e-6)
 
 
 def test_existing_run_is_not_overwritten(phantoms, tmp_path, capsys):
@@ -243,7 +247,7 @@ def test_edited_plan_with_skip_bad_and_model_override(phantoms, tmp_path, capsys
     assert code == 0, io.err
     assert json.loads((run / "model" / "model.json").read_text())["model"] == "simple-cnn"
     assert "badVR" not in (run / "manifest.csv").read_text()
-    assert "badVR.dcm" in (run / "skipped.csv").read_text()
+    assert file_ref(data / "normal" / "badVR.dcm") in (run / "skipped.csv").read_text()
 
 
 @needs_shared

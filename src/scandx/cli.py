@@ -276,7 +276,10 @@ def _dispatch(args: argparse.Namespace, opts: Options) -> int:
         rows = task.explain(RunDir(args.run), args.files, Path(args.out), opts)
         for r in rows:
             where = r["layer"] or r["method"]
-            print(f"{r['path']}: {r['class']} p={r['probability']:.3f} ({where}) -> {r['overlay']}")
+            print(
+                f"#{r['input']} {r['file']}: {r['class']} p={r['probability']:.3f} ({where}) "
+                f"-> {r['overlay']}"
+            )
     return 0
 
 

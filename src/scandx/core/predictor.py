@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from scandx.core.privacy import file_ref, scrub_paths
 from scandx.core.run_dir import write_skipped
 from scandx.errors import ScandxError
 
@@ -55,38 +56,45 @@ class Predictor(ABC):
     def write(self, path: str | Path, output: Any, out_dir: Path | None) -> dict[str, Any]: ...
 
     def columns(self) -> list[str]:
-        """predictions.csv columns after ``path`` (the task's; ``error`` comes last)."""
+        """predictions.csv columns after ``input`` and ``file`` (the task's; ``error``
+        comes last)."""
         return []
 
     def predict_files(
         self, paths: Sequence[str | Path], out_dir: str | Path | None = None, skip_bad: bool = False
     ) -> list[dict[str, Any]]:
-        """A row per input (with ``skip_bad``, an ``error`` row for an unusable one);
-        ``out_dir`` receives the task's files and ``predictions.csv``."""
+        """A row per input, in the order given (with ``skip_bad``, an ``error`` row for an
+        unusable one); ``out_dir`` receives the task's files and ``predictions.csv``.
+
+        A row names its input by ``input`` (its position in ``paths``, from 1) and
+        ``file`` (``core.privacy.file_ref``: the keyed pseudonym of its path), never by
+        the path, whose folder and file names may identify the patient."""
         out = Path(out_dir) if out_dir is not None else None
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
         rows: list[dict[str, Any]] = []
+        bad: list[tuple[str, str]] = []
         for start in range(0, len(paths), self.batch_size):
             chunk, prepared, ok = paths[start : start + self.batch_size], [], []
-            for p in chunk:
+            for i, p in enumerate(chunk, start=start + 1):
                 try:
                     prepared.append(self.prepare(p))
-                    ok.append(p)
+                    ok.append((i, p))
                 except ScandxError as e:
                     if not skip_bad:
                         raise
-                    rows.append({"path": str(p), "error": e.reason})
+                    rows.append({**input_ref(i, p), "error": scrub_paths(e.reason)})
+                    bad.append((str(p), e.reason))
             if prepared:
-                for p, output in zip(ok, self.score(prepared), strict=True):
-                    rows.append({"path": str(p), **self.write(p, output, out)})
+                for (i, p), output in zip(ok, self.score(prepared), strict=True):
+                    rows.append({**input_ref(i, p), **self.write(p, output, out)})
         if out is not None:
             (out / "predictions.csv").write_text(self.csv_text(rows))
-            write_skipped(out, [(r["path"], r["error"]) for r in rows if "error" in r])
+            write_skipped(out, bad)
         return rows
 
     def csv_text(self, rows: list[dict[str, Any]]) -> str:
-        keys = ["path", *self.columns()]
+        keys = ["input", "file", *self.columns()]
         keys += [k for r in rows for k in r if k not in keys and k != "error"]
         keys = list(dict.fromkeys(keys)) + ["error"]
         buf = io.StringIO()
@@ -95,6 +103,12 @@ class Predictor(ABC):
         for r in rows:
             w.writerow({k: _cell(r.get(k, "")) for k in keys})
         return buf.getvalue()
+
+
+def input_ref(position: int, path: str | Path) -> dict[str, Any]:
+    """How an output row names an input: its position among the inputs given (from 1)
+    and its keyed pseudonym (``core.privacy.file_ref``)."""
+    return {"input": position, "file": file_ref(path)}
 
 
 def _cell(v: Any) -> Any:

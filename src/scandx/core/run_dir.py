@@ -32,6 +32,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from scandx.core.privacy import scrub_paths, where_ref
 from scandx.errors import ScandxError
 
 log = logging.getLogger(__name__)
@@ -178,14 +179,18 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def write_skipped(folder: str | Path, skipped: list[tuple[str, str]]) -> None:
-    """``folder/skipped.csv``: what --skip-bad left out and why (nothing when none)."""
+    """``folder/skipped.csv``: what --skip-bad left out and why (nothing when none).
+
+    Inputs are named by their keyed pseudonym (``file-<hex>``, ``:<line>`` for a CSV
+    row; ``core.privacy.locate`` finds the file), never by a path: folder and file
+    names may be patient names."""
     if not skipped:
         return
     path = Path(folder) / "skipped.csv"
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["path", "reason"])
-        w.writerows(skipped)
+        w.writerow(["file", "reason"])
+        w.writerows([(where_ref(where), scrub_paths(reason)) for where, reason in skipped])
     log.warning("skipped %d bad input(s); see %s", len(skipped), path)
 
 

@@ -16,6 +16,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+from scandx.core.privacy import file_ref, pseudonym, scrub_paths, where_ref
 from scandx.data.dicom import header_meta, read_dataset
 from scandx.data.readers import file_extension, reader_for, supported_extensions
 from scandx.errors import BadImageError, ScandxError
@@ -84,7 +85,7 @@ def _skip_or_raise(err: BadImageError, skipped: list[tuple[str, str]], skip_bad:
     if not skip_bad:
         raise err
     skipped.append((err.where or "", err.reason))
-    log.warning("skipped %s: %s", err.where, err.reason)
+    log.warning("skipped %s: %s", where_ref(err.where), scrub_paths(err.reason))
 
 
 register_source("medmnist", lambda p: p.is_file() and p.suffix.lower() == ".npz")(load_medmnist)
@@ -122,7 +123,9 @@ def load_folder(path: Path, image_root: Path | None = None, skip_bad: bool = Fal
                     files.append((f, class_dir, split))
         stray = [f for f in root.iterdir() if f.is_file() and not f.name.startswith(".")]
         for f in stray:
-            log.warning("ignoring %s: files directly under the data folder have no class", f)
+            log.warning(
+                "ignoring %s: files directly under the data folder have no class", file_ref(f)
+            )
     if not files:
         raise ScandxError("no image files found in the class folders", path)
     classes = order_classes([c.name for _, c, _ in files])
@@ -145,13 +148,13 @@ def load_folder(path: Path, image_root: Path | None = None, skip_bad: bool = Fal
         # identifiers that tie this file to a patient: its sub-folder
         # (DATA/<class>/<patient>/...) and its DICOM PatientID (pseudonymised)
         inner = f.relative_to(class_dir).parts
-        keys = [f"dir:{inner[0]}"] if len(inner) > 1 else []
+        keys = [f"dir:{pseudonym(inner[0])}"] if len(inner) > 1 else []
         if meta.get("patient_id"):
             keys.append(meta.pop("patient_id"))
-        patient_keys.append(keys or [f"file:{class_dir.name}/{f.stem}"])
+        patient_keys.append(keys or [f"file:{pseudonym(f'{class_dir.name}/{f.stem}')}"])
         cases.append(
             Case(
-                case_id=str(rel.with_suffix("")) if rel.suffix else str(rel),
+                case_id=pseudonym(rel.as_posix(), "case"),
                 patient_id="",
                 path=str(f.resolve()),
                 target=classes.index(class_dir.name),
@@ -231,7 +234,7 @@ def load_csv(path: Path, image_root: Path | None = None, skip_bad: bool = False)
                 uid = (row.get("sop_instance_uid") or "").strip()
                 if uid not in uid_index:
                     raise BadImageError(
-                        f"no DICOM file with SOPInstanceUID {uid} under {root}", where
+                        "no DICOM file with this row's SOPInstanceUID under the image root", where
                     )
                 img = uid_index[uid]
             if not label_cols and not (row.get("label") or "").strip():
@@ -263,8 +266,8 @@ def load_csv(path: Path, image_root: Path | None = None, skip_bad: bool = False)
         meta.update({c: row[c] for c in meta_cols if row.get(c) not in (None, "")})
         cases.append(
             Case(
-                case_id=(row.get("case_id") or "").strip() or f"row{i}",
-                patient_id=(row.get("patient_id") or "").strip() or dicom_pid or f"row{i}",
+                case_id=_keyed((row.get("case_id") or "").strip(), "case") or f"row{i}",
+                patient_id=_keyed((row.get("patient_id") or "").strip()) or dicom_pid or f"row{i}",
                 path=str(img),
                 target=target,
                 split=normalise_split(row.get("split", "")),
@@ -275,6 +278,11 @@ def load_csv(path: Path, image_root: Path | None = None, skip_bad: bool = False)
     if bad_split:
         raise ScandxError(f"unknown split value(s) {bad_split}; use train, val or test", path)
     return Manifest(task=task, classes=classes, cases=cases, source=str(path), skipped=skipped)
+
+
+def _keyed(value: str, kind: str = "pid") -> str:
+    """A user-given identifier as its keyed pseudonym ("" stays "")."""
+    return pseudonym(value, kind) if value else ""
 
 
 def _binary_column(rows: list[dict], col: str) -> bool:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from scandx.core import model_card as core_card
+from scandx.core.privacy import file_ref, scrub_paths, where_ref
 from scandx.core.run_dir import RunDir
 from scandx.errors import ScandxError
 from scandx.tasks.classification.data.images import load_cases
@@ -108,7 +109,7 @@ def evaluate_run(
         ),
     }
     if skipped:
-        metrics["skipped"] = [{"path": p, "reason": r} for p, r in skipped]
+        metrics["skipped"] = [{"file": where_ref(p), "reason": scrub_paths(r)} for p, r in skipped]
     decisions = predictor.decide(probs)
     shown = None
     if gallery > 0:
@@ -169,7 +170,7 @@ def _write_predictions(
             [
                 "case_id",
                 "patient_id",
-                "path",
+                "file",
                 *label_cols,
                 *[f"prob_{c}" for c in classes],
                 *binary,
@@ -189,5 +190,13 @@ def _write_predictions(
                 else []
             )
             w.writerow(
-                [c.case_id, c.patient_id, c.path, *labels, *[f"{p:.6f}" for p in pr], *extra, pred]
+                [
+                    c.case_id,
+                    c.patient_id,
+                    file_ref(c.path),
+                    *labels,
+                    *[f"{p:.6f}" for p in pr],
+                    *extra,
+                    pred,
+                ]
             )
