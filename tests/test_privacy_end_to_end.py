@@ -69,6 +69,7 @@ MARKERS = tuple(
     sorted(
         {v.split("{")[0].split("^")[0] for v in TEXT_ATTRIBUTES.values()}
         | {"ZQXDIR", "ZQXFILE", "ZQXCSVPID", "ZQXBROKEN", "ZQXBADDIR", UID_ROOT}
+        | {"ZQXSEGCASE", "ZQXSEGID", "ZQXSEGPID"}
     )
 )
 
@@ -142,6 +143,31 @@ def all_logs():
     root.setLevel(level)
 
 
+def _run_all(commands: list[list], capsys) -> list[str]:
+    console = []
+    for args in commands:
+        code = main([str(a) for a in args])
+        captured = capsys.readouterr()
+        console += [captured.out, captured.err]
+        assert code == 0, (args[0], captured.err)
+    return console
+
+
+def _assert_no_leak(out: Path, console: list[str], logs: list[str]) -> None:
+    """No marker in any file name or byte under ``out``, on the console or in the log."""
+    found = {}
+    for f in sorted(out.rglob("*")):
+        rel = f.relative_to(out).as_posix()
+        leaks = _leaks(rel.encode()) + (_leaks(f.read_bytes()) if f.is_file() else [])
+        if leaks:
+            found[rel] = leaks
+    for name, text in (("console", "\n".join(console)), ("log", "\n".join(logs))):
+        for line in io.StringIO(text):
+            if _leaks(line.encode()):
+                found.setdefault(name, []).append(line.strip()[:200])
+    assert not found, "identifiers leaked:\n" + "\n".join(f"{k}: {v}" for k, v in found.items())
+
+
 def test_no_identifier_reaches_any_output(tmp_path, capsys, all_logs):
     data, table, files = _write_data(tmp_path / "in")
     out = tmp_path / "out"
@@ -159,21 +185,31 @@ def test_no_identifier_reaches_any_output(tmp_path, capsys, all_logs):
         ["evaluate", csv_run, "--data", table, "--split", "all", "--bootstrap", "20"],
         ["train", "--data", data, "--out", out / "cv", "--folds", "2", *budget],
     ]
-    console = []
-    for args in commands:
-        code = main([str(a) for a in args])
-        captured = capsys.readouterr()
-        console += [captured.out, captured.err]
-        assert code == 0, (args[0], captured.err)
+    _assert_no_leak(out, _run_all(commands, capsys), all_logs.lines)
 
-    found = {}
-    for f in sorted(out.rglob("*")):
-        rel = f.relative_to(out).as_posix()
-        leaks = _leaks(rel.encode()) + (_leaks(f.read_bytes()) if f.is_file() else [])
-        if leaks:
-            found[rel] = leaks
-    for name, text in (("console", "\n".join(console)), ("log", "\n".join(all_logs.lines))):
-        for line in io.StringIO(text):
-            if _leaks(line.encode()):
-                found.setdefault(name, []).append(line.strip()[:200])
-    assert not found, "identifiers leaked:\n" + "\n".join(f"{k}: {v}" for k, v in found.items())
+
+def test_no_segmentation_identifier_reaches_any_output(tmp_path, capsys, all_logs):
+    """A case table whose case ids, patient ids and file names are markers (one case
+    unreadable): train, evaluate and predict leave none of them anywhere."""
+    from scandx.tasks.segmentation.synthetic import make_ellipse_folders
+
+    data = make_ellipse_folders(tmp_path / "in", n=10, size=32)
+    rows = ["case_id,patient_id,split,image,label"]
+    for i, img in enumerate(sorted((data / "images").iterdir())):
+        name = f"ZQXSEGCASE{i:03d}.png"
+        img.rename(data / "images" / name)
+        (data / "masks" / img.name).rename(data / "masks" / name)
+        split = "test" if i < 3 else ""
+        rows.append(f"ZQXSEGID{i},ZQXSEGPID{i // 2},{split},images/{name},masks/{name}")
+    broken = data / "images" / "ZQXSEGCASE009.png"
+    broken.write_bytes(broken.read_bytes()[:60])
+    table = data / "cases.csv"
+    table.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "out"
+    run, files = out / "run", sorted((data / "images").iterdir())[:2]
+    commands = [
+        ["train", "--data", table, "--out", run, "--time-budget", "4", "--skip-bad"],
+        ["evaluate", run, "--data", table, "--bootstrap", "20", "--skip-bad"],
+        ["predict", run, *files, broken, "--out", out / "predicted", "--skip-bad"],
+    ]
+    _assert_no_leak(out, _run_all(commands, capsys), all_logs.lines)

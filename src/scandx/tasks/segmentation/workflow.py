@@ -17,6 +17,7 @@ import torch
 from scandx import __version__
 from scandx.core.engine import Hook, fit
 from scandx.core.predictor import sha256
+from scandx.core.privacy import file_ref
 from scandx.core.run_dir import RunDir, write_json, write_skipped
 from scandx.core.weights import save_weights
 from scandx.errors import ScandxError
@@ -289,14 +290,17 @@ def save_seg_model(
 
 def write_manifest(path: Path, manifest: SegManifest) -> None:
     """manifest.csv: every case with its patient, split and files (the same file name and
-    first columns as classification's)."""
+    first columns as classification's); files by keyed pseudonym (``core.privacy``)."""
+
+    def ref(f: str | None) -> str:
+        return file_ref(f) if f else ""
+
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["case_id", "patient_id", "split", "images", "label", "fov"])
         for c in manifest.cases:
-            w.writerow(
-                [c.case_id, c.patient_id, c.split, ";".join(c.images), c.label or "", c.fov or ""]
-            )
+            images = ";".join(ref(i) for i in c.images)
+            w.writerow([c.case_id, c.patient_id, c.split, images, ref(c.label), ref(c.fov)])
 
 
 def apply_saved_splits(manifest: SegManifest, path: Path) -> None:
