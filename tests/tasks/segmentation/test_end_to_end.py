@@ -80,7 +80,8 @@ def test_bad_inputs_name_the_case(tmp_path):
     meta["labels"] = {"0": "background"}
     (dec / "dataset.json").write_text(json.dumps(meta))
     m = load_seg_source(dec)
-    with pytest.raises(ScandxError, match=r"case ell_000: label values \[1\] not declared"):
+    ell_000 = pseudonym("ell_000", "case")
+    with pytest.raises(ScandxError, match=rf"case {ell_000}: label values \[1\] not declared"):
         read_case_arrays(m.cases[0], m.labels)
 
 
