@@ -167,6 +167,13 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--skip-bad", action="store_true", help="report unreadable files instead of stopping"
     )
+    s.add_argument(
+        "--fov",
+        action="append",
+        metavar="MASK",
+        help="segmentation: the field-of-view mask of each input, once per input in the same "
+        "order; required when the model was trained with FOV masks (plan.json use_fov)",
+    )
     s = cmd(
         "explain", "heatmaps (Grad-CAM, Grad-CAM++, LayerCAM, occlusion) overlaid on the images"
     )
@@ -289,6 +296,10 @@ def _predict(args: argparse.Namespace) -> None:
     if args.out and Path(args.out).suffix.lower() == ".csv":
         raise ScandxError("--out names a folder (predictions.csv is written inside it)", args.out)
     predictor = load_predictor(args.run)
+    if hasattr(predictor, "set_fov_masks"):
+        predictor.set_fov_masks(list(args.files), args.fov)
+    elif args.fov:
+        raise ScandxError("--fov is for segmentation models only", args.run)
     rows = predictor.predict_files(args.files, args.out, skip_bad=args.skip_bad)
     if args.out:
         print(f"wrote {args.out}/predictions.csv: {len(rows)} input(s)")

@@ -170,7 +170,7 @@ def test_multiframe_mr_is_frames_first():
         ("badVR.dcm", "cannot decode pixel data"),
         ("no_meta.dcm", "not a DICOM Part 10 file"),
         ("meta_missing_tsyntax.dcm", "Transfer Syntax"),
-        ("JPEG2000-embedded-sequence-delimiter.dcm", "cannot decode pixel data"),
+        ("JPEG2000-embedded-sequence-delimiter.dcm", "corrupted JPEG 2000 pixel data"),
         ("rtplan.dcm", "no pixel data"),
         ("test-SR.dcm", "no pixel data"),
     ],

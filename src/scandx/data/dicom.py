@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from scandx.core.privacy import pseudonym as keyed_pseudonym
+from scandx.data.checks import require_finite
 from scandx.errors import BadImageError
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,20 @@ def read_dataset(path: Path, pixels: bool = True) -> Any:
         kind = ds.get("Modality", "unknown modality")
         raise BadImageError(f"DICOM object has no pixel data (Modality {kind})", path)
     return ds
+
+
+def check_compressed(ds: Any, path: Path) -> None:
+    """Refuse a JPEG 2000 object whose codestream structure is damaged (``j2k.py``):
+    decoders fill such streams with wrong pixels without a word."""
+    from scandx.data.j2k import CodestreamError, check_dicom_j2k, is_j2k
+
+    if is_j2k(ds):
+        try:
+            check_dicom_j2k(ds)
+        except CodestreamError as e:
+            raise BadImageError(f"corrupted JPEG 2000 pixel data: {e}", path) from None
+        except Exception as e:  # fragments that cannot even be split into frames
+            raise BadImageError(f"corrupted JPEG 2000 pixel data ({_short(e)})", path) from None
 
 
 def _short(e: BaseException) -> str:
@@ -87,31 +102,78 @@ def _first(value: Any) -> float:
         return float(value)
 
 
-def voi_to_unit(ds: Any, values: np.ndarray) -> tuple[np.ndarray, str]:
-    """Modality values -> [0, 1] display values, and which VOI rule was used."""
-    if "VOILUTSequence" in ds and len(ds.VOILUTSequence):
-        from pydicom.pixels import apply_voi_lut
+def voi_to_unit(ds: Any, values: np.ndarray, where: str | Path = "") -> tuple[np.ndarray, str]:
+    """Modality values -> [0, 1] display values, and which VOI rule was used.
 
-        item = ds.VOILUTSequence[0]
-        bits = int(item.LUTDescriptor[2])
-        out = apply_voi_lut(values.astype(np.int64), ds, index=0, prefer_lut=True)
-        return np.clip(out.astype(np.float32) / float(2**bits - 1), 0, 1), "voi_lut"
-    center = ds.get("WindowCenter")
-    width = ds.get("WindowWidth")
-    if center is None:
-        center = _frame_value(ds, "FrameVOILUTSequence", "", "WindowCenter")
-        width = _frame_value(ds, "FrameVOILUTSequence", "", "WindowWidth")
-    if center is not None and width is not None and _first(width) >= 1:
-        c, w = _first(center), _first(width)
-        func = str(ds.get("VOILUTFunction", "LINEAR")).upper()
-        if func == "SIGMOID":
-            out = 1.0 / (1.0 + np.exp(-4.0 * (values - c) / w))
-        elif func == "LINEAR_EXACT":
-            out = (values - c) / w + 0.5
-        else:  # LINEAR, PS3.3 C.11.2.1.2.1
-            out = (values - (c - 0.5)) / (w - 1.0) + 0.5
-        return np.clip(out, 0, 1).astype(np.float32), "window"
-    return robust_unit(values), "minmax"
+    A degenerate VOI (a LUT whose entries are all equal or whose descriptor disagrees
+    with its data, a window width <= 1, or one mapping every pixel of a non-constant
+    image to one value) is never applied: the values are scaled min-max instead
+    (rule ``minmax_bad_voi``) with a logged warning, rather than a blank image."""
+    out, rule, problem = None, "minmax", None
+    if "VOILUTSequence" in ds and len(ds.VOILUTSequence):
+        problem = lut_problem(ds.VOILUTSequence[0])
+        if problem is None:
+            out, rule = _apply_lut(ds, values), "voi_lut"
+    else:
+        center = ds.get("WindowCenter")
+        width = ds.get("WindowWidth")
+        if center is None:
+            center = _frame_value(ds, "FrameVOILUTSequence", "", "WindowCenter")
+            width = _frame_value(ds, "FrameVOILUTSequence", "", "WindowWidth")
+        if center is not None and width is not None:
+            c, w = _first(center), _first(width)
+            if not (np.isfinite(c) and np.isfinite(w) and w > 1):
+                problem = f"window center {c:g} / width {w:g} (a width must be > 1)"
+            else:
+                out, rule = _apply_window(ds, values, c, w), "window"
+    if out is not None and np.ptp(out) == 0 and np.ptp(values) > 0:
+        name = "VOI LUT" if rule == "voi_lut" else "window"
+        problem = f"the {name} maps every pixel to {float(out.flat[0]):.3g}"
+    if problem is not None:
+        name = Path(where).name if where else "DICOM"
+        log.warning("%s: degenerate VOI (%s): stored values scaled min-max", name, problem)
+        return robust_unit(values), "minmax_bad_voi"
+    if out is None:
+        return robust_unit(values), "minmax"
+    return out, rule
+
+
+def lut_problem(item: Any) -> str | None:
+    """Why a VOI LUT Sequence item cannot be used as it stands, or None."""
+    try:
+        n, _first_mapped, bits = (int(v) for v in item.LUTDescriptor)
+        lut = np.asarray(item.LUTData, dtype=np.float64).ravel()
+    except Exception as e:  # missing or malformed descriptor/data
+        return f"unreadable LUT ({_short(e)})"
+    n = n or 65536
+    if not 8 <= bits <= 16:
+        return f"LUT Descriptor gives {bits} bits per entry (8-16 allowed)"
+    if lut.size != n:
+        return f"LUT Descriptor gives {n} entries, the LUT Data holds {lut.size}"
+    if lut.size and (lut.min() < 0 or lut.max() > 2**bits - 1):
+        return f"LUT entries outside the {bits}-bit range of the LUT Descriptor"
+    if lut.size < 2 or np.ptp(lut) == 0:
+        return "every LUT entry is equal"
+    return None
+
+
+def _apply_lut(ds: Any, values: np.ndarray) -> np.ndarray:
+    from pydicom.pixels import apply_voi_lut
+
+    bits = int(ds.VOILUTSequence[0].LUTDescriptor[2])
+    out = apply_voi_lut(values.astype(np.int64), ds, index=0, prefer_lut=True)
+    return np.clip(out.astype(np.float32) / float(2**bits - 1), 0, 1)
+
+
+def _apply_window(ds: Any, values: np.ndarray, c: float, w: float) -> np.ndarray:
+    func = str(ds.get("VOILUTFunction", "LINEAR")).upper()
+    if func == "SIGMOID":
+        out = 1.0 / (1.0 + np.exp(-4.0 * (values - c) / w))
+    elif func == "LINEAR_EXACT":
+        out = (values - c) / w + 0.5
+    else:  # LINEAR, PS3.3 C.11.2.1.2.1
+        out = (values - (c - 0.5)) / (w - 1.0) + 0.5
+    return np.clip(out, 0, 1).astype(np.float32)
 
 
 def robust_unit(values: np.ndarray) -> np.ndarray:
@@ -192,6 +254,7 @@ def read_dicom(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
 
 def _read_dicom(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
     ds = read_dataset(path)
+    check_compressed(ds, path)
     try:
         arr = ds.pixel_array  # YBR -> RGB conversion is done by pydicom
         frames = int(ds.get("NumberOfFrames", 1) or 1)
@@ -205,8 +268,8 @@ def _read_dicom(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
             out = arr.astype(np.float32) / float(2**bits - 1)
             voi, colour = "rgb", True
         else:
-            values = modality_values(ds, arr)
-            out, voi = voi_to_unit(ds, values)
+            values = require_finite(modality_values(ds, arr), path)
+            out, voi = voi_to_unit(ds, values, path)
             colour = False
             if photometric == "MONOCHROME1":
                 out = 1.0 - out

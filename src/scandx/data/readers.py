@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from scandx.data.checks import require_finite
 from scandx.data.dicom import is_dicom_file, read_dicom, robust_unit
 from scandx.errors import BadImageError
 
@@ -72,9 +73,9 @@ def read_image(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
             path,
         )
     arr, meta = READERS[name](path)
-    if arr.size == 0 or not np.isfinite(arr).all():
-        raise BadImageError("image is empty or holds non-finite values", path)
-    return arr, meta
+    if arr.size == 0:
+        raise BadImageError("image is empty", path)
+    return require_finite(arr, path), meta
 
 
 register_reader("dicom", (".dcm", ".dicom", ".dic"))(read_dicom)
@@ -92,7 +93,9 @@ def read_raster(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
 
     try:
         with Image.open(path) as im:
-            frames = [_page_to_array(p) for p in ImageSequence.Iterator(im)]
+            frames = [_page_to_array(p, path) for p in ImageSequence.Iterator(im)]
+    except BadImageError:
+        raise
     except UnidentifiedImageError:
         raise BadImageError("not a readable image (unknown or corrupt format)", path) from None
     except Exception as e:  # truncated files, decoder errors
@@ -101,12 +104,12 @@ def read_raster(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
     return arr, {"format": "raster", "frames": len(frames), "modality": ""}
 
 
-def _page_to_array(im: Any) -> np.ndarray:
+def _page_to_array(im: Any, path: Path) -> np.ndarray:
     if im.mode in ("P", "PA", "LA", "RGBA", "CMYK", "YCbCr", "HSV", "LAB"):
         im = im.convert("RGB")
     elif im.mode == "1":
         im = im.convert("L")
-    a = np.asarray(im)
+    a = require_finite(np.asarray(im), path)
     if a.dtype == np.uint8:
         out = a.astype(np.float32) / 255.0
     else:

@@ -106,7 +106,7 @@ def make_plan(
     probe: bool = True,
 ) -> Plan:
     """Choose every hyperparameter from the fingerprint and the time budget."""
-    notes: list[str] = []
+    notes: list[str] = list(manifest.notes)  # what the source checks merged or linked
     budget = float(time_budget_s or DEFAULT_BUDGET_S)
     device, precision = detect_device()
     notes.append(f"device {device}, precision {precision} (autocast where supported)")

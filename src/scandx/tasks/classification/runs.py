@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import csv
 import logging
 from pathlib import Path
 
 import torch
 
 from scandx.errors import ScandxError
-from scandx.tasks.classification.data.manifest import Manifest, read_run_manifest
+from scandx.tasks.classification.data.manifest import Manifest
 from scandx.tasks.classification.data.splits import check_patient_leakage
 
 log = logging.getLogger(__name__)
@@ -20,11 +21,30 @@ def labels_tensor(manifest: Manifest, cases: list) -> torch.Tensor:
     return torch.tensor([int(c.target) for c in cases], dtype=torch.long)
 
 
+def _recorded(manifest_csv: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """(case_id -> split, patient_id -> split) from a run's manifest.csv."""
+    cases: dict[str, str] = {}
+    patients: dict[str, str] = {}
+    with open(manifest_csv, newline="") as f:
+        for row in csv.DictReader(f):
+            cases[row["case_id"]] = row["split"]
+            patients.setdefault(row.get("patient_id") or "", row["split"])
+    patients.pop("", None)
+    return cases, patients
+
+
 def apply_run_splits(manifest: Manifest, manifest_csv: Path, strict: bool) -> None:
-    """Give cases the split recorded in a run; unknown cases keep the source's or 'external'."""
+    """Give cases the split recorded in a run.
+
+    Case ids are content-based (``data/identity.py``), so an image of the run keeps its
+    split whatever the CSV's row order or folder. A case the run never saw is
+    ``external``, unless its patient is in the run: then it takes that patient's split
+    (a new image of a training patient is not independent evidence). ``strict`` (resume)
+    refuses any case the run does not know."""
     if not manifest_csv.exists():
         raise ScandxError("run has no manifest.csv", manifest_csv)
-    recorded = read_run_manifest(manifest_csv)
+    recorded, patient_split = _recorded(manifest_csv)
+    inherited = 0
     for c in manifest.cases:
         if c.case_id in recorded:
             c.split = recorded[c.case_id]
@@ -32,6 +52,14 @@ def apply_run_splits(manifest: Manifest, manifest_csv: Path, strict: bool) -> No
             raise ScandxError(
                 f"case {c.case_id} is not in the run's manifest; resume needs the same data", c.path
             )
-        elif not c.split:
+        elif c.patient_id in patient_split:
+            c.split = patient_split[c.patient_id]
+            inherited += 1
+        else:
             c.split = "external"
+    if inherited:
+        log.warning(
+            "%d new image(s) belong to patients of the run: they take their patient's split",
+            inherited,
+        )
     check_patient_leakage(manifest)

@@ -61,11 +61,16 @@ def load_case_list(path: Path) -> SegManifest:
         cases = _csv_cases(path)
         return SegManifest(_labels_found(cases, path), cases, str(path), [], "case-table")
     try:
-        spec = json.loads(path.read_text())
+        spec = json.loads(path.read_bytes().decode("utf-8-sig"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise ScandxError(f"cannot read ({e})", path) from None
     except json.JSONDecodeError as e:
-        raise ScandxError(f"not valid JSON ({e})", path) from e
+        raise ScandxError(f"not valid JSON ({e.msg} at line {e.lineno})", path) from None
+    if not isinstance(spec, dict):
+        raise ScandxError(f"case spec must be a JSON object, found {type(spec).__name__}", path)
     if "labels" not in spec:
         raise ScandxError("case spec lacks 'labels'", path)
+    _check_spec_types(spec, path)
     labels = {int(k): str(v) for k, v in spec["labels"].items()}
     if "cases" in spec:
         cases, layout = _csv_cases((path.parent / spec["cases"]).resolve()), "case-table"
@@ -74,6 +79,37 @@ def load_case_list(path: Path) -> SegManifest:
     regions = {str(k): [int(v) for v in vs] for k, vs in (spec.get("regions") or {}).items()}
     modality = [str(m) for m in spec.get("modality", [])]
     return SegManifest(labels, cases, str(path), modality, layout, regions)
+
+
+def _check_spec_types(spec: dict[str, Any], path: Path) -> None:
+    """Each key of a case spec has the type it needs: one line naming the key otherwise."""
+    labels = spec["labels"]
+    if not isinstance(labels, dict) or not all(str(k).isdigit() for k in labels):
+        raise ScandxError("'labels' must map label values 0, 1, ... to names", path)
+    expected = {
+        "root": str,
+        "label": str,
+        "mask": str,
+        "cases": str,
+        "channels": list,
+        "modality": list,
+        "splits": dict,
+        "regions": dict,
+    }
+    for key, kind in expected.items():
+        if key in spec and spec[key] is not None and not isinstance(spec[key], kind):
+            raise ScandxError(
+                f"{key!r} must be a {'string' if kind is str else kind.__name__}, "
+                f"found {type(spec[key]).__name__}",
+                path,
+            )
+    if not all(isinstance(c, str) and c for c in spec.get("channels") or []):
+        raise ScandxError("'channels' must list file names", path)
+    for name, values in (spec.get("regions") or {}).items():
+        if not isinstance(values, list) or not all(
+            isinstance(v, int) and not isinstance(v, bool) for v in values
+        ):
+            raise ScandxError(f"'regions'[{name!r}] must list label values", path)
 
 
 def _folder_cases(spec: dict[str, Any], spec_path: Path) -> list[SegCase]:

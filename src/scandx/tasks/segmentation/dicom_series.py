@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from scandx.data.checks import require_finite
+from scandx.data.dicom import check_compressed
 from scandx.errors import BadImageError, ScandxError
 
 
@@ -55,11 +57,15 @@ def read_series(
     for f in files:
         try:
             ds = pydicom.dcmread(str(f))
+            check_compressed(ds, f)
             arr = apply_modality_lut(ds.pixel_array, ds).astype(np.float32)
+        except BadImageError:
+            raise
         except Exception as e:
             raise BadImageError(f"unreadable DICOM slice ({e})", f) from e
         if arr.ndim != 2:
             raise BadImageError("expected single-frame slices in a series", f)
+        require_finite(arr, f)
         slices.append((ds, arr))
     iop = np.array(slices[0][0].ImageOrientationPatient, dtype=float)
     row_dir, col_dir = iop[:3], iop[3:]

@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from scandx.errors import ScandxError
-from scandx.tasks.segmentation.sources import SegManifest
-from scandx.tasks.segmentation.volumes import read_case_arrays
+from scandx.errors import BadImageError, ScandxError
+from scandx.tasks.segmentation.sources import SegCase, SegManifest
+from scandx.tasks.segmentation.volumes import Loaded, read_case_arrays
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,7 @@ def seg_fingerprint(manifest: SegManifest, skip_bad: bool = False) -> dict[str, 
             continue
         try:
             loaded = read_case_arrays(case, manifest.labels)
+            _check_channels(case, loaded, manifest)
         except ScandxError as e:
             if not skip_bad:
                 raise
@@ -72,3 +73,16 @@ def seg_fingerprint(manifest: SegManifest, skip_bad: bool = False) -> dict[str, 
         "foreground_std": float(fgv.std() + 1e-8),
         "skipped": len(manifest.skipped),
     }
+
+
+def _check_channels(case: SegCase, loaded: Loaded, manifest: SegManifest) -> None:
+    """A case must have the channels dataset.json declares (a 4D image where a 3D one is
+    expected would otherwise train a model on a time series' frames as channels)."""
+    declared = len(manifest.modality) if manifest.layout == "decathlon" else 0
+    if declared and loaded.image.shape[0] != declared:
+        shape = tuple(loaded.image.shape[1:])
+        raise BadImageError(
+            f"case {case.case_id}: {loaded.image.shape[0]} channel(s) of shape {shape} where "
+            f"dataset.json declares {declared} ({', '.join(manifest.modality)})",
+            case.images[0],
+        )

@@ -104,7 +104,9 @@ def _predict(model: torch.nn.Module, image: np.ndarray, plan: SegPlan, tta: bool
 
 def predict_case(model: torch.nn.Module, loaded, plan: SegPlan) -> np.ndarray:
     """Probabilities (K, *S) for a case as read (``volumes.Loaded``), in its own grid:
-    normalised, resampled to the plan's spacing when it has one, and back."""
+    normalised, resampled to the plan's spacing when it has one, and back; background
+    outside the field of view when the plan uses one. Evaluate and predict both come
+    here, so that one image gives one mask whichever command reads it."""
     import torch.nn.functional as F
 
     from scandx.tasks.segmentation.volumes import resample
@@ -121,4 +123,7 @@ def predict_case(model: torch.nn.Module, loaded, plan: SegPlan) -> np.ndarray:
         probs = F.interpolate(t, size=list(loaded.image.shape[1:]), mode=mode, align_corners=False)[
             0
         ].numpy()
+    if plan.use_fov and loaded.fov is not None:  # nothing is predicted outside the FOV
+        probs[:, ~loaded.fov] = 0.0
+        probs[0, ~loaded.fov] = 1.0
     return probs

@@ -80,8 +80,37 @@ class SegPredictor(Predictor):
         self.model = model.to(self.device).eval()
         self.labels = {int(k): v for k, v in self.plan.labels.items()}
 
+    fov_masks: dict[str, str] | None = None  # input path -> its field-of-view mask
+
+    def set_fov_masks(self, files: list[str], masks: list[str] | None) -> None:
+        """Pair each input with its field-of-view mask (``predict --fov``, in the order of
+        the inputs). A model trained with FOV masks normalises inside the FOV and predicts
+        nothing outside it, as in training and evaluation: it needs one per input."""
+        masks = list(masks or [])
+        if masks and not self.plan.use_fov:
+            raise ScandxError(
+                "--fov given, but this model was trained without field-of-view masks "
+                "(plan.json use_fov is false)"
+            )
+        if self.plan.use_fov and len(masks) != len(files):
+            raise ScandxError(
+                f"this model was trained with field-of-view masks (plan.json use_fov): give "
+                f"one --fov MASK per input, in the same order ({len(files)} input(s), "
+                f"{len(masks)} mask(s))"
+            )
+        self.fov_masks = {str(f): str(m) for f, m in zip(files, masks, strict=bool(masks))}
+
     def prepare(self, path: str | Path) -> tuple[SegCase, Loaded]:
-        case = SegCase(file_ref(path), [str(path)], None)  # the mask is named by it
+        """The input read as evaluation reads a case: its FOV mask, when the model was
+        trained with them, gives the same normalisation and background outside it."""
+        fov = (self.fov_masks or {}).get(str(path))
+        if self.plan.use_fov and fov is None:
+            raise ScandxError(
+                "this model was trained with field-of-view masks: give this input's mask "
+                "with --fov MASK",
+                path,
+            )
+        case = SegCase(file_ref(path), [str(path)], None, fov=fov)  # the mask is named by it
         r = read_case_arrays(case)
         plan = self.plan
         if r.image.shape[0] != plan.in_channels or r.image.ndim - 1 != plan.data_dims:
@@ -108,7 +137,8 @@ class SegPredictor(Predictor):
         return out
 
     def columns(self) -> list[str]:
-        return ["mask", *[f"fraction_{v}" for k, v in self.labels.items() if k]]
+        fov = ["fov"] if self.plan.use_fov else []
+        return ["mask", *fov, *[f"fraction_{v}" for k, v in self.labels.items() if k]]
 
     def write(self, path: str | Path, output: dict[str, Any], out_dir: Path | None) -> dict:
         if out_dir is None:
@@ -118,7 +148,8 @@ class SegPredictor(Predictor):
         fractions = {
             f"fraction_{v}": float((pred == k).mean()) for k, v in self.labels.items() if k
         }
-        return {"mask": str(mask), **fractions}
+        fov = {"fov": output["case"].fov} if self.plan.use_fov else {}
+        return {"mask": str(mask), **fov, **fractions}
 
 
 def write_mask(

@@ -197,15 +197,8 @@ def _paired_cases(root: Path, split: str) -> list[SegCase]:
 
 
 def _load_decathlon(path: Path) -> SegManifest:
-    meta = json.loads((path / "dataset.json").read_text())
-    labels_raw = meta.get("labels") or {}
-    # MSD: {"0": "background", "1": "tumour"}; nnU-Net v2: {"background": 0, "tumour": 1}
-    if labels_raw and all(str(k).isdigit() for k in labels_raw):
-        labels = {int(k): str(v) for k, v in labels_raw.items()}
-    else:
-        labels = {int(v): str(k) for k, v in labels_raw.items() if not isinstance(v, list)}
-    if not labels:
-        raise ScandxError("dataset.json declares no labels", path / "dataset.json")
+    meta = read_dataset_json(path / "dataset.json")
+    labels = _declared_labels(meta, path / "dataset.json")
     modality = meta.get("modality") or meta.get("channel_names") or {"0": "unknown"}
     channels = [str(modality[k]) for k in sorted(modality, key=int)]
     ending = meta.get("file_ending", ".nii.gz")
@@ -238,6 +231,91 @@ def _load_decathlon(path: Path) -> SegManifest:
     if not cases:
         raise ScandxError("imagesTr/ holds no cases", path)
     return SegManifest(labels, cases, str(path), channels, "decathlon")
+
+
+def _bad(key: str, reason: str, where: Path) -> ScandxError:
+    return ScandxError(f"{key}: {reason}", where)
+
+
+def read_dataset_json(where: Path) -> dict[str, Any]:
+    """A Decathlon / nnU-Net ``dataset.json``, checked key by key before any work: one line
+    naming the file and the key for anything malformed, of the wrong type or missing."""
+    try:
+        meta = json.loads(where.read_bytes().decode("utf-8-sig"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise ScandxError(f"cannot read ({e})", where) from None
+    except json.JSONDecodeError as e:
+        raise ScandxError(f"not valid JSON ({e.msg} at line {e.lineno})", where) from None
+    if not isinstance(meta, dict):
+        raise ScandxError(f"must be a JSON object, found {type(meta).__name__}", where)
+    for key in ("labels", "modality", "channel_names"):
+        if key in meta and not isinstance(meta[key], dict):
+            raise _bad(key, f"must be an object, found {type(meta[key]).__name__}", where)
+    for key in ("modality", "channel_names"):
+        for k in meta.get(key) or {}:
+            if not str(k).isdigit():
+                raise _bad(f"{key}[{k!r}]", "channel keys must be 0, 1, ...", where)
+    ending = meta.get("file_ending", ".nii.gz")
+    if not isinstance(ending, str) or not ending.startswith("."):
+        raise _bad("file_ending", f"must be a string like '.nii.gz', found {ending!r}", where)
+    if "numTraining" in meta and (
+        isinstance(meta["numTraining"], bool) or not isinstance(meta["numTraining"], int)
+    ):
+        raise _bad("numTraining", f"must be a whole number, found {meta['numTraining']!r}", where)
+    _check_listed_cases(meta, where, ending)
+    return meta
+
+
+def _check_listed_cases(meta: dict[str, Any], where: Path, ending: str) -> None:
+    """``training`` (and ``test``): lists of {image, label} (test: paths) that exist."""
+    for key, needs in (("training", ("image", "label")), ("test", ())):
+        if key not in meta:
+            continue
+        entries = meta[key]
+        if not isinstance(entries, list):
+            raise _bad(key, f"must be a list, found {type(entries).__name__}", where)
+        for i, entry in enumerate(entries):
+            item = f"{key}[{i}]"
+            if not needs:  # MSD test: a list of image paths
+                paths = {"": entry}
+            elif not isinstance(entry, dict):
+                raise _bad(item, f"must be an object, found {type(entry).__name__}", where)
+            else:
+                missing = [k for k in needs if k not in entry]
+                if missing:
+                    raise _bad(item, f"lacks {', '.join(repr(k) for k in missing)}", where)
+                paths = {k: entry[k] for k in needs}
+            for k, value in paths.items():
+                name = f"{item}.{k}" if k else item
+                if not isinstance(value, str) or not value.strip():
+                    raise _bad(name, f"must be a file path, found {value!r}", where)
+                f = where.parent / value
+                channel0 = f.with_name(f.name[: -len(ending)] + "_0000" + ending)
+                if not f.exists() and not (k != "label" and channel0.exists()):
+                    raise _bad(name, f"file not found: {value}", where)
+
+
+def _declared_labels(meta: dict[str, Any], where: Path) -> dict[int, str]:
+    """MSD {"0": "background", "1": "tumour"} or nnU-Net v2 {"background": 0, "tumour": 1}."""
+    raw = meta.get("labels") or {}
+    try:
+        if raw and all(str(k).isdigit() for k in raw):
+            labels = {int(k): str(v) for k, v in raw.items()}
+        else:
+            labels = {}
+            for k, v in raw.items():
+                if isinstance(v, list):  # an nnU-Net region: a union of labels
+                    continue
+                if isinstance(v, bool) or not isinstance(v, (int, str)):
+                    raise ValueError(f"{k!r} is {v!r}")
+                labels[int(v)] = str(k)
+    except ValueError as e:
+        raise _bad("labels", f"label values must be whole numbers ({e})", where) from None
+    if not labels:
+        raise ScandxError("dataset.json declares no labels", where)
+    if any(v < 0 for v in labels):
+        raise _bad("labels", f"negative label value {min(labels)}", where)
+    return labels
 
 
 def _dicom_seg_case_dirs(path: Path, first_only: bool = False) -> list[tuple[Path, Path]]:

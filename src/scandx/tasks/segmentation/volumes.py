@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from scandx.data.nifti import read_nifti
 from scandx.data.readers import read_image
 from scandx.errors import BadImageError, ScandxError
 from scandx.tasks.segmentation.sources import SegCase
@@ -32,18 +33,6 @@ def is_nifti(path: str | Path) -> bool:
     return name.endswith(".nii") or name.endswith(".nii.gz")
 
 
-def _nifti(path: str | Path) -> tuple[np.ndarray, tuple[float, ...], np.ndarray]:
-    import nibabel as nib
-
-    try:
-        img = nib.load(str(path))
-        data = np.asarray(img.dataobj)
-    except Exception as e:  # nibabel raises many types for broken files
-        raise BadImageError(f"unreadable NIfTI ({e})", path) from e
-    zooms = tuple(float(z) for z in img.header.get_zooms()[:3])
-    return data, zooms, np.asarray(img.affine, dtype=np.float64)
-
-
 def _raster(path: str | Path) -> np.ndarray:
     from PIL import Image
 
@@ -56,7 +45,7 @@ def _raster(path: str | Path) -> np.ndarray:
 
 def read_label(path: str | Path) -> np.ndarray:
     if is_nifti(path):
-        data = _nifti(path)[0]
+        data = read_nifti(path, 3)[0]
         if not np.allclose(data, np.round(data)):
             raise BadImageError("label map holds non-integer values", path)
         return np.round(data).astype(np.int64)
@@ -68,7 +57,7 @@ def read_label(path: str | Path) -> np.ndarray:
 
 
 def read_fov(path: str | Path) -> np.ndarray:
-    a = _nifti(path)[0] if is_nifti(path) else _raster(path)
+    a = read_nifti(path, 3)[0] if is_nifti(path) else _raster(path)
     return np.asarray(a) > 0
 
 
@@ -82,7 +71,7 @@ def read_case_arrays(case: SegCase, labels: dict[int, str] | None = None) -> Loa
             volume, spacing, affine, uids = read_series(Path(f))
             arr = volume[None]
         elif is_nifti(f):
-            data, zooms, aff = _nifti(f)
+            data, zooms, aff = read_nifti(f)
             data = data.astype(np.float32)
             arr = np.moveaxis(data, -1, 0) if data.ndim == 4 else data[None]
             if spacing is not None and not np.allclose(zooms, spacing, rtol=1e-3):
@@ -116,7 +105,7 @@ def read_case_arrays(case: SegCase, labels: dict[int, str] | None = None) -> Loa
                 case.label,
             )
         if is_nifti(case.label) and affine is not None:
-            _, lz, _ = _nifti(case.label)
+            _, lz, _ = read_nifti(case.label, 3)
             if not np.allclose(lz[: len(spacing)], spacing, rtol=1e-3):
                 raise ScandxError(
                     f"case {case.case_id}: mask spacing {lz} differs from image spacing {spacing}",

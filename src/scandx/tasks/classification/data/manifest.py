@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from scandx.core.privacy import file_ref
+
+log = logging.getLogger(__name__)
 
 TASKS = ("binary", "multiclass", "multilabel")
 SPLITS = ("train", "val", "test")
@@ -69,6 +72,11 @@ class Manifest:
     cases: list[Case]
     source: str = ""
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    # what the source's checks did to the data (labels merged, duplicates linked): the
+    # planner copies these into plan.notes
+    notes: list[str] = field(default_factory=list)
+    # problems a report must show, machine-readable: {"code": ..., "message": ..., ...}
+    warnings: list[dict[str, Any]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.cases)
@@ -113,6 +121,11 @@ class Manifest:
                     labels = [self.classes[int(c.target)]]  # type: ignore[arg-type]
                 meta = [_cell(c.meta.get(k, "")) for k in meta_keys]
                 w.writerow([c.case_id, c.patient_id, file_ref(c.path), c.split, *labels, *meta])
+
+    def warn(self, code: str, message: str, **fields: Any) -> None:
+        """Record a warning for the plan and the report, and log it."""
+        log.warning("%s", message)
+        self.warnings.append({"code": code, "message": message, **fields})
 
     def split_of(self) -> dict[str, str]:
         return {c.case_id: c.split for c in self.cases}

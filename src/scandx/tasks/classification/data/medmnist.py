@@ -47,6 +47,20 @@ def load_npz(path: str) -> dict[str, np.ndarray]:
         raise ScandxError(f"not a readable .npz file ({type(e).__name__}: {e})", path) from None
 
 
+def _check_labels(labels: np.ndarray, key: str, path: Path) -> None:
+    """Labels are non-negative whole numbers (0/1 for multi-label columns)."""
+    if labels.dtype.kind not in "iub" and labels.dtype.kind != "f":
+        raise ScandxError(f"{key} has dtype {labels.dtype}; expected integer labels", path)
+    values = labels.astype(np.float64)
+    if not np.isfinite(values).all() or (values != np.round(values)).any():
+        raise ScandxError(f"{key} holds non-integer or non-finite labels", path)
+    if values.size and values.min() < 0:
+        raise ScandxError(f"{key} holds a negative label ({int(values.min())})", path)
+    width = labels.reshape(len(labels), -1).shape[1]
+    if width > 1 and values.size and values.max() > 1:
+        raise ScandxError(f"{key} is multi-label ({width} columns) but holds values above 1", path)
+
+
 def load_medmnist(path: Path, image_root: Path | None = None, skip_bad: bool = False) -> Manifest:
     """Manifest of a MedMNIST 2D file (``{train,val,test}_{images,labels}``)."""
     arrays = load_npz(str(path.resolve()))
@@ -57,15 +71,19 @@ def load_medmnist(path: Path, image_root: Path | None = None, skip_bad: bool = F
         if f"{s}_labels" not in arrays:
             raise ScandxError(f"npz has {s}_images but no {s}_labels", path)
         imgs, labels = arrays[f"{s}_images"], arrays[f"{s}_labels"]
-        if imgs.ndim not in (3, 4) or len(imgs) != len(labels):
+        two_d = imgs.ndim == 3 or (imgs.ndim == 4 and imgs.shape[-1] in (1, 3))
+        if not two_d or labels.ndim not in (1, 2) or len(imgs) != len(labels):
             raise ScandxError(
                 f"{s}_images has shape {imgs.shape} and {s}_labels {labels.shape}; "
                 "expected (N, H, W[, 3]) images and N labels (3D MedMNIST is not a 2D source)",
                 path,
             )
+        _check_labels(labels, f"{s}_labels", path)
     labels_all = np.concatenate(
         [arrays[f"{s}_labels"].reshape(len(arrays[f"{s}_labels"]), -1) for s in splits]
     )
+    if labels_all.size == 0:
+        raise ScandxError("npz holds no images", path)
     width = labels_all.shape[1]
     flag = path.stem.split("_")[0].lower()
     if width > 1:

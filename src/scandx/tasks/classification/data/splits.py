@@ -13,7 +13,7 @@ from collections import defaultdict
 import numpy as np
 
 from scandx.errors import ScandxError
-from scandx.tasks.classification.data.manifest import Case, Manifest
+from scandx.tasks.classification.data.manifest import SPLITS, Case, Manifest
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,7 @@ def assign_splits(
     todo = [c for c in manifest.cases if not c.split]
     rng = np.random.default_rng(seed)
 
+    fractions: dict[str, float] = {}
     if todo:
         # cases without a split: their patients go to train/val/test in proportion,
         # except that a split the source already provides is not filled again.
@@ -61,7 +62,11 @@ def assign_splits(
         train = [c for c in manifest.cases if c.split == "train"]
         for c in train:
             c.split = ""
-        _assign(train, manifest.task, {"val": val_fraction / (1 - test_fraction)}, rng)
+        todo = train
+        fractions = {"val": val_fraction / (1 - test_fraction)}
+        _assign(train, manifest.task, fractions, rng)
+    if todo:
+        _cover_classes(manifest, todo, [s for s, f in fractions.items() if f > 0], rng)
     missing = [s for s in ("train", "val") if not manifest.in_split(s)]
     if missing:
         raise ScandxError(
@@ -69,7 +74,60 @@ def assign_splits(
             manifest.source,
         )
     check_patient_leakage(manifest)
+    _warn_missing_classes(manifest)
     return manifest
+
+
+def _has_class(case: Case, k: int, task: str) -> bool:
+    if task == "multilabel":
+        return bool(case.target[k])  # type: ignore[index]
+    return int(case.target) == k  # type: ignore[arg-type]
+
+
+def _cover_classes(
+    manifest: Manifest, assigned: list[Case], held_out: list[str], rng: np.random.Generator
+) -> None:
+    """Every class with >= 3 patient groups among the cases just assigned gets at least one
+    group in each held-out split: a group holding it moves there from train (seeded)."""
+    by_patient: dict[str, list[Case]] = defaultdict(list)
+    for c in assigned:
+        by_patient[c.patient_id].append(c)
+    for k in range(len(manifest.classes)):
+        groups = sorted(
+            p for p, cs in by_patient.items() if any(_has_class(c, k, manifest.task) for c in cs)
+        )
+        if len(groups) < 3:
+            continue
+        for split in held_out:
+            if any(_has_class(c, k, manifest.task) for c in manifest.in_split(split)):
+                continue
+            in_train = [p for p in groups if by_patient[p][0].split == "train"]
+            if len(in_train) < 2:  # train keeps at least one
+                continue
+            chosen = in_train[int(rng.integers(len(in_train)))]
+            for c in by_patient[chosen]:
+                c.split = split
+            log.info(
+                "moved one patient group to %s so it holds class %s", split, manifest.classes[k]
+            )
+
+
+def _warn_missing_classes(manifest: Manifest) -> None:
+    """A split that lacks a class cannot measure it: a warning the report shows."""
+    for k, name in enumerate(manifest.classes):
+        groups = {c.patient_id for c in manifest.cases if _has_class(c, k, manifest.task)}
+        for split in SPLITS:
+            cases = manifest.in_split(split)
+            if cases and not any(_has_class(c, k, manifest.task) for c in cases):
+                manifest.warn(
+                    "class_missing_from_split",
+                    f"class {name!r} has no case in the {split} split ({len(groups)} patient "
+                    f"group(s) hold it; 3 are needed to have one in each split): its "
+                    f"{'training' if split == 'train' else 'metrics'} cannot rest on it",
+                    class_name=name,
+                    split=split,
+                    patient_groups=len(groups),
+                )
 
 
 def _assign(
