@@ -199,6 +199,8 @@ class _Fit:
                 end = min(limit, self.epochs)  # may grow back when epochs get faster
             t0 = time.perf_counter()
             losses, trouble = self._train_epoch(epoch)
+            if trouble is None and not finite_weights(self.model):
+                trouble = "non-finite weights after the epoch"  # a finite loss hid it
             if trouble is None:
                 val = self.task.validate(self.model, epoch, self.device, self.precision)
                 trouble = None
@@ -234,7 +236,7 @@ class _Fit:
             self._validate_last(epoch, history[-1])  # a run never ends unvalidated
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
-        elif stopped == "unstable" or not finite_weights(self.model):
+        if stopped == "unstable" and self.best_state is None or not finite_weights(self.model):
             raise TrainingDiverged(
                 "training diverged (non-finite loss or weights) and never produced a "
                 "usable model, even after lowering the learning rate "

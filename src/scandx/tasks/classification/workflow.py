@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from scandx.core.engine import Hook, fit
+from scandx.core.health import refuse_non_finite
 from scandx.core.run_dir import RunDir, write_json, write_skipped
 from scandx.errors import ScandxError
 from scandx.tasks.classification.data.images import load_cases
@@ -241,6 +242,7 @@ def train_prepared(
     ood_tensors, ood_info = fit_ood(
         model_nn, data_t.x_train, data_t.y_train.numpy(), data_t.x_val, plan.seed
     )
+    refuse_non_finite(model_nn)  # a model with NaN weights is never written
     info = save_model(
         run.model_dir,
         model_nn,

@@ -16,6 +16,7 @@ import torch
 
 from scandx import __version__
 from scandx.core.engine import Hook, fit
+from scandx.core.health import refuse_non_finite
 from scandx.core.predictor import sha256
 from scandx.core.run_dir import RunDir, write_json, write_skipped
 from scandx.core.weights import save_weights
@@ -262,6 +263,7 @@ def save_seg_model(
     manifest: SegManifest,
     threshold: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    refuse_non_finite(model)
     model_dir.mkdir(parents=True, exist_ok=True)
     weights = model_dir / "weights.safetensors"
     save_weights(model, weights)  # DynUNet shares tensors between submodules
