@@ -174,7 +174,8 @@ class _Fit:
                 self.best_state = load_checkpoint(run.best_ckpt)["model"]
             truncate_log(run.log_jsonl, self.start)
             log.info("resumed after epoch %d", self.start)
-        elif resume:
+        elif resume:  # killed before the first checkpoint: its log lines are void
+            truncate_log(run.log_jsonl, 0)
             log.info("no checkpoint to resume from; starting at epoch 1")
         history = read_log(run.log_jsonl)
         spent = sum(float(r.get("seconds", 0.0)) for r in history)

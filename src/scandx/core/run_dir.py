@@ -125,6 +125,29 @@ class RunDir:
                 "run directory already holds a run; use --resume or a new --out", self.path
             )
 
+    def check_resumable(self) -> None:
+        """``--resume`` needs a run to continue: at least its plan.json (a run killed
+        before its first checkpoint restarts at epoch 1 with that plan, as saved)."""
+        if not self.plan_json.exists():
+            what = "no run directory" if not self.path.exists() else "no plan.json in it"
+            raise ScandxError(f"nothing to resume ({what}); train without --resume", self.path)
+
+    def check_cases_present(self, present: set[str], data: str | Path) -> None:
+        """Every case the run's manifest.csv lists is still in ``data`` (by case id); a
+        resumed run never trains on what is left without a word."""
+        if not self.manifest_csv.exists():
+            return
+        with open(self.manifest_csv, newline="") as f:
+            recorded = [row["case_id"] for row in csv.DictReader(f)]
+        missing = [c for c in recorded if c not in present]
+        if missing:
+            shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+            raise ScandxError(
+                f"{len(missing)} of the {len(recorded)} cases in the run's manifest.csv are "
+                f"missing from the data ({shown}); restore them to resume, or train a new run",
+                data,
+            )
+
     def read_json(self, path: Path) -> dict[str, Any]:
         try:
             return json.loads(path.read_text())

@@ -114,12 +114,23 @@ def train_run(
     """Plan (or reuse a plan), train, choose thresholds on validation, save the model."""
     run = RunDir(out)
     run.guard_new(resume)
-    resuming = resume and run.can_resume()
-    if resuming:
+    if resume:  # the saved plan as it is (never re-planned), the recorded splits
+        run.check_resumable()
         plan = Plan.load(run.plan_json)
-        manifest = load_source(data, image_root=image_root, skip_bad=skip_bad)
+        if run.manifest_csv.exists():
+            manifest = load_source(data, image_root=image_root, skip_bad=skip_bad)
+            run.check_cases_present({c.case_id for c in manifest.cases}, data)
+            apply_run_splits(manifest, run.manifest_csv, strict=True)
+        else:  # killed before manifest.csv: the plan's seed deals the same splits
+            manifest = prepare_manifest(
+                data,
+                image_root=image_root,
+                skip_bad=skip_bad,
+                seed=plan.seed,
+                val_fraction=plan.val_fraction,
+                test_fraction=plan.test_fraction,
+            )
         settle_positive(plan, manifest, positive_class, data, locked="--resume keeps it")
-        apply_run_splits(manifest, run.manifest_csv, strict=True)
     else:
         manifest, plan = manifest_and_plan(
             data,
@@ -132,7 +143,7 @@ def train_run(
             positive_class=positive_class,
         )
     summary, _ = train_prepared(
-        manifest, plan, run, resuming=resuming, skip_bad=skip_bad, hooks=hooks
+        manifest, plan, run, resuming=resume, skip_bad=skip_bad, hooks=hooks
     )
     return summary
 
@@ -219,6 +230,7 @@ def train_prepared(
     with run.training():
         if not resuming:
             plan.save(run.plan_json)
+        if not resuming or not run.manifest_csv.exists():
             manifest.to_csv(run.manifest_csv)
             write_skipped(run.path, skipped)
         noted = len(plan.notes)

@@ -160,13 +160,17 @@ def seg_train_run(
     leaves out unusable cases (listed in RUN/skipped.csv)."""
     run = RunDir(out)
     run.guard_new(resume)
-    resuming = resume and run.can_resume()
+    resuming = resume  # the saved plan as it is (never re-planned), the recorded splits
+    if resuming:
+        run.check_resumable()
     manifest = load_seg_source(data)
+    if resuming:
+        run.check_cases_present({c.case_id for c in manifest.cases}, data)
     if resuming or plan_path:
         plan = SegPlan.load(run.plan_json if resuming else plan_path)  # type: ignore[arg-type]
         if not resuming:
             plan.as_given()
-        if seed is not None:
+        if seed is not None and not resuming:
             plan.seed = seed
     else:
         plan = None
@@ -211,6 +215,7 @@ def train_prepared(
     with run.training():
         if not resuming:
             plan.save(run.plan_json)
+        if not resuming or not run.manifest_csv.exists():
             write_manifest(run.manifest_csv, manifest)
             write_skipped(run.path, manifest.skipped)
         result = fit(SegTraining(plan, train, val), run, resume=resuming, hooks=hooks)
