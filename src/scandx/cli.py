@@ -11,6 +11,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from scandx import __version__
 from scandx.core.task import Options
@@ -251,6 +252,17 @@ def _dispatch(args: argparse.Namespace, opts: Options) -> int:
     else:
         task = task_for_run(args.run)
     task.check_options(opts, args.command)
+    # one process at a time per run directory (core/run_dir.py RunDir.hold)
+    held = args.out if args.command in ("plan", "train") else args.run
+    if args.command == "predict" and not args.out:
+        return _command(args, opts, task)  # reads the run, writes nothing
+    with RunDir(held).hold(create=args.command in ("plan", "train")):
+        return _command(args, opts, task)
+
+
+def _command(args: argparse.Namespace, opts: Options, task: Any) -> int:
+    from scandx.core.run_dir import RunDir
+
     if args.command == "plan":
         plan = task.plan(args.data, RunDir(args.out), opts)
         print(f"wrote {args.out}/plan.json: {task.describe_plan(plan)}")

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import fcntl
 import json
 import logging
 import os
@@ -129,7 +130,7 @@ class RunDir:
         """``--resume`` needs a run to continue: at least its plan.json (a run killed
         before its first checkpoint restarts at epoch 1 with that plan, as saved)."""
         if not self.plan_json.exists():
-            what = "no run directory" if not self.path.exists() else "no plan.json in it"
+            what = "no run directory" if self._is_new() else "no plan.json in it"
             raise ScandxError(f"nothing to resume ({what}); train without --resume", self.path)
 
     def check_cases_present(self, present: set[str], data: str | Path) -> None:
@@ -154,11 +155,52 @@ class RunDir:
         except FileNotFoundError:
             raise ScandxError(f"{path.name} missing", path) from None
 
+    @property
+    def lock_file(self) -> Path:
+        return self.path / ".lock"
+
+    def _is_new(self) -> bool:
+        """No folder yet, or one holding nothing but its lock file."""
+        return not self.path.exists() or all(p.name == ".lock" for p in self.path.iterdir())
+
+    @contextlib.contextmanager
+    def hold(self, create: bool = True) -> Iterator[RunDir]:
+        """Hold the run for this process: ``fcntl.flock`` on ``RUN/.lock`` (the kernel
+        releases it when the process ends, even by kill -9, so a lock is never stale).
+        A second scandx process on the same run gets one line and exit 2. ``create``:
+        make the folder (train, plan); otherwise a missing folder is not locked. A folder
+        this call created and nothing but the lock was written to is removed again."""
+        new = self._is_new()
+        if not self.path.exists():
+            if not create:
+                yield self
+                return
+            self.path.mkdir(parents=True)
+        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                raise ScandxError(
+                    f"is in use by another scandx process (pid {pid}); wait for it to end",
+                    self.path,
+                ) from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            try:
+                yield self
+            finally:
+                if new and self.path.exists() and self._is_new():
+                    shutil.rmtree(self.path, ignore_errors=True)
+        finally:
+            os.close(fd)
+
     @contextlib.contextmanager
     def training(self) -> Iterator[RunDir]:
         """Create the run folder; if training fails before its first checkpoint, remove
         the folder again when this call created it (an interruption keeps it: --resume)."""
-        created = not self.path.exists()
+        created = self._is_new()
         self.path.mkdir(parents=True, exist_ok=True)
         try:
             yield self
