@@ -58,16 +58,16 @@ def test_resume_after_input_files_were_deleted_names_the_missing_cases(phantoms,
     assert len(err) == 1 and "3 of the" in err[0] and "missing from the data" in err[0]
 
 
-@pytest.mark.parametrize("state", ["no run directory", "no plan.json in it"])
+@pytest.mark.parametrize("state", ["no run directory", "an empty run directory"])
 def test_resume_with_nothing_to_resume_is_one_line_and_exit_2(tmp_path, capsys, state):
     data = tmp_path / "data"
     (data / "a").mkdir(parents=True)
     run = tmp_path / "run"
-    if state == "no plan.json in it":
+    if state == "an empty run directory":
         run.mkdir()
     code = main(["-q", "train", "--data", str(data), "--out", str(run), "--resume"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1 and f"nothing to resume ({state})" in err[0]
+    assert code == 2 and len(err) == 1 and f"{run}: nothing to resume (no plan.json)" in err[0]
     assert run.exists() == (state != "no run directory")
 
 

@@ -36,6 +36,7 @@ from typing import Any
 from scandx.errors import ScandxError
 
 log = logging.getLogger(__name__)
+_MADE_BY_HOLD: set[Path] = set()  # run folders a RunDir.hold of this process created
 
 
 class RunDir:
@@ -130,8 +131,7 @@ class RunDir:
         """``--resume`` needs a run to continue: at least its plan.json (a run killed
         before its first checkpoint restarts at epoch 1 with that plan, as saved)."""
         if not self.plan_json.exists():
-            what = "no run directory" if self._is_new() else "no plan.json in it"
-            raise ScandxError(f"nothing to resume ({what}); train without --resume", self.path)
+            raise ScandxError("nothing to resume (no plan.json); train without --resume", self.path)
 
     def check_cases_present(self, present: set[str], data: str | Path) -> None:
         """Every case the run's manifest.csv lists is still in ``data`` (by case id); a
@@ -160,8 +160,11 @@ class RunDir:
         return self.path / ".lock"
 
     def _is_new(self) -> bool:
-        """No folder yet, or one holding nothing but its lock file."""
-        return not self.path.exists() or all(p.name == ".lock" for p in self.path.iterdir())
+        """No folder yet, or one ``hold`` created that holds nothing but its lock."""
+        if not self.path.exists():
+            return True
+        made = self.path.resolve() in _MADE_BY_HOLD
+        return made and all(p.name == ".lock" for p in self.path.iterdir())
 
     @contextlib.contextmanager
     def hold(self, create: bool = True) -> Iterator[RunDir]:
@@ -170,12 +173,13 @@ class RunDir:
         A second scandx process on the same run gets one line and exit 2. ``create``:
         make the folder (train, plan); otherwise a missing folder is not locked. A folder
         this call created and nothing but the lock was written to is removed again."""
-        new = self._is_new()
-        if not self.path.exists():
+        new = not self.path.exists()
+        if new:
             if not create:
                 yield self
                 return
             self.path.mkdir(parents=True)
+            _MADE_BY_HOLD.add(self.path.resolve())
         fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             try:
@@ -195,6 +199,7 @@ class RunDir:
                     shutil.rmtree(self.path, ignore_errors=True)
         finally:
             os.close(fd)
+            _MADE_BY_HOLD.discard(self.path.resolve())
 
     @contextlib.contextmanager
     def training(self) -> Iterator[RunDir]:
