@@ -7,6 +7,7 @@ Exit codes: 0 success, 2 bad input (one line on stderr says what and where),
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
 from collections.abc import Sequence
@@ -200,7 +201,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except OSError as e:  # disk full, permission denied, ...: still one line
         where = f"{e.filename}: " if e.filename else ""
-        print(f"scandx: error: {where}{e.strerror or e}", file=sys.stderr)
+        full = "disk full while writing: " if e.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+        print(f"scandx: error: {where}{full}{e.strerror or e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("scandx: interrupted (continue training with --resume)", file=sys.stderr)

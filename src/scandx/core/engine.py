@@ -53,7 +53,7 @@ from scandx.core.health import (
 )
 from scandx.core.run_dir import RunDir
 from scandx.core.schedule import Schedule, epoch_seed, lr_factor
-from scandx.core.train_log import epoch_line, read_log, truncate_log
+from scandx.core.train_log import append_log, epoch_line, read_log, truncate_log
 
 log = logging.getLogger(__name__)
 
@@ -224,8 +224,7 @@ class _Fit:
             pending = []
             history.append(record)
             spent += record["seconds"]
-            with open(run.log_jsonl, "a") as f:
-                f.write(json.dumps(record) + "\n")
+            append_log(run.log_jsonl, record)
             self._save_last(epoch)
             log.info(epoch_line(record, s.epochs))
             for hook in self.hooks:

@@ -8,7 +8,6 @@ returns the right type, dispatching on its ``task`` field through the task regis
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -16,6 +15,7 @@ from typing import Any, ClassVar, TypeVar
 from scandx import __version__
 from scandx.core.device import PRECISIONS
 from scandx.core.plan_check import Bounds, check_fields
+from scandx.core.run_dir import atomic_write
 from scandx.errors import ScandxError
 
 P = TypeVar("P", bound="PlanBase")
@@ -76,10 +76,7 @@ class PlanBase:
 
     def save(self, path: str | Path) -> None:
         """Write plan.json atomically (a kill never leaves half a plan)."""
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        os.replace(tmp, path)
+        atomic_write(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
     def coerce(cls, d: dict[str, Any]) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import fcntl
 import json
 import logging
@@ -221,6 +222,9 @@ class RunDir:
         """A hidden partial folder beside ``final``, swapped in when the block ends
         without error (removed otherwise)."""
         partial = final.with_name(f".{final.name}.partial")
+        old = final.with_name(f".{final.name}.old")
+        if old.exists() and not final.exists():  # killed between the two renames below
+            old.rename(final)
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
         try:
@@ -228,7 +232,6 @@ class RunDir:
         except BaseException:
             shutil.rmtree(partial, ignore_errors=True)
             raise
-        old = final.with_name(f".{final.name}.old")
         shutil.rmtree(old, ignore_errors=True)
         if final.exists():
             final.rename(old)
@@ -239,12 +242,38 @@ class RunDir:
         return self.atomic_folder(self.eval_dir(split))
 
 
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full(error: OSError, path: str | Path) -> ScandxError:
+    """The one line for a full disk (or quota): which file could not be written."""
+    return ScandxError(f"disk full while writing {Path(path).name} ({error.strerror})", path)
+
+
+def atomic_write(path: str | Path, data: bytes | str, tmp: Path | None = None) -> None:
+    """``data`` written to a temporary name beside ``path``, flushed, then renamed into
+    place: a kill leaves the old file or the new one, never half of one. On any failure
+    the temporary file is removed; a full disk is one line naming the file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tmp or path.with_name(f".{path.name}.tmp")
+    raw = data.encode() if isinstance(data, str) else data
+    try:
+        with open(tmp, "wb") as f:
+            f.write(raw)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno in DISK_FULL:
+            raise disk_full(e, path) from None
+        raise
+
+
 def write_json(path: Path, data: Any) -> None:
     """JSON written to a temporary name, then renamed into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(data, indent=2) + "\n")
 
 
 def write_skipped(folder: str | Path, skipped: list[tuple[str, str]]) -> None:
