@@ -16,7 +16,7 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     leaves half a checkpoint, a full disk leaves no ``.tmp`` and one line naming it."""
     buffer = io.BytesIO()
     torch.save(state, buffer)
-    atomic_write(path, buffer.getvalue(), tmp=path.with_suffix(path.suffix + ".tmp"))
+    atomic_write(path, buffer.getvalue())  # via a hidden .last.ckpt.tmp
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from scandx.core.run_dir import write_skipped
+from scandx.core.run_dir import atomic_write, write_skipped
 from scandx.errors import ScandxError
 
 
@@ -81,7 +81,7 @@ class Predictor(ABC):
                 for p, output in zip(ok, self.score(prepared), strict=True):
                     rows.append({"path": str(p), **self.write(p, output, out)})
         if out is not None:
-            (out / "predictions.csv").write_text(self.csv_text(rows))
+            atomic_write(out / "predictions.csv", self.csv_text(rows))
             write_skipped(out, [(r["path"], r["error"]) for r in rows if "error" in r])
         return rows
 

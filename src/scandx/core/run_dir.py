@@ -271,6 +271,22 @@ def atomic_write(path: str | Path, data: bytes | str, tmp: Path | None = None) -
         raise
 
 
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A hidden temporary path to write ``path``'s content to (by any writer); renamed
+    into place when the block ends without error, removed otherwise."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno in DISK_FULL:
+            raise disk_full(e, path) from None
+        raise
+
+
 def write_json(path: Path, data: Any) -> None:
     """JSON written to a temporary name, then renamed into place."""
     atomic_write(path, json.dumps(data, indent=2) + "\n")
@@ -281,7 +297,7 @@ def write_skipped(folder: str | Path, skipped: list[tuple[str, str]]) -> None:
     if not skipped:
         return
     path = Path(folder) / "skipped.csv"
-    with open(path, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["path", "reason"])
         w.writerows(skipped)

@@ -14,7 +14,7 @@ import numpy as np
 
 from scandx.core.engine import Hook, fit
 from scandx.core.health import refuse_non_finite
-from scandx.core.run_dir import RunDir, write_json, write_skipped
+from scandx.core.run_dir import RunDir, atomic_path, write_json, write_skipped
 from scandx.errors import ScandxError
 from scandx.tasks.classification.data.images import load_cases
 from scandx.tasks.classification.data.manifest import Manifest
@@ -231,7 +231,8 @@ def train_prepared(
         if not resuming:
             plan.save(run.plan_json)
         if not resuming or not run.manifest_csv.exists():
-            manifest.to_csv(run.manifest_csv)
+            with atomic_path(run.manifest_csv) as tmp:
+                manifest.to_csv(tmp)
             write_skipped(run.path, skipped)
         noted = len(plan.notes)
         result = fit(ClassificationTraining(plan, data_t), run, resume=resuming, hooks=hooks)

@@ -18,7 +18,7 @@ from scandx import __version__
 from scandx.core.engine import Hook, fit
 from scandx.core.health import refuse_non_finite
 from scandx.core.predictor import sha256
-from scandx.core.run_dir import RunDir, write_json, write_skipped
+from scandx.core.run_dir import RunDir, atomic_path, atomic_write, write_json, write_skipped
 from scandx.core.weights import save_weights
 from scandx.errors import ScandxError
 from scandx.tasks.segmentation.fingerprint import seg_fingerprint
@@ -290,14 +290,14 @@ def save_seg_model(
         "weights": weights.name,
         "sha256": sha256(weights),
     }
-    (model_dir / "model.json").write_text(json.dumps(info, indent=2) + "\n")
+    atomic_write(model_dir / "model.json", json.dumps(info, indent=2) + "\n")
     return info
 
 
 def write_manifest(path: Path, manifest: SegManifest) -> None:
     """manifest.csv: every case with its patient, split and files (the same file name and
     first columns as classification's)."""
-    with open(path, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["case_id", "patient_id", "split", "images", "label", "fov"])
         for c in manifest.cases:
