@@ -7,10 +7,12 @@ Exit codes: 0 success, 2 bad input (one line on stderr says what and where),
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from scandx import __version__
 from scandx.core.task import Options
@@ -206,7 +208,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except OSError as e:  # disk full, permission denied, ...: still one line
         where = f"{e.filename}: " if e.filename else ""
-        print(f"scandx: error: {where}{e.strerror or e}", file=sys.stderr)
+        full = "disk full while writing: " if e.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+        print(f"scandx: error: {where}{full}{e.strerror or e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("scandx: interrupted (continue training with --resume)", file=sys.stderr)
@@ -258,6 +261,17 @@ def _dispatch(args: argparse.Namespace, opts: Options) -> int:
     else:
         task = task_for_run(args.run)
     task.check_options(opts, args.command)
+    # one process at a time per run directory (core/run_dir.py RunDir.hold)
+    held = args.out if args.command in ("plan", "train") else args.run
+    if args.command == "predict" and not args.out:
+        return _command(args, opts, task)  # reads the run, writes nothing
+    with RunDir(held).hold(create=args.command in ("plan", "train")):
+        return _command(args, opts, task)
+
+
+def _command(args: argparse.Namespace, opts: Options, task: Any) -> int:
+    from scandx.core.run_dir import RunDir
+
     if args.command == "plan":
         plan = task.plan(args.data, RunDir(args.out), opts)
         print(f"wrote {args.out}/plan.json: {task.describe_plan(plan)}")

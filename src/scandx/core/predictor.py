@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from scandx.core.privacy import file_ref, scrub_paths
-from scandx.core.run_dir import write_skipped
+from scandx.core.run_dir import atomic_write, write_skipped
 from scandx.errors import ScandxError
 
 
@@ -89,7 +89,7 @@ class Predictor(ABC):
                 for (i, p), output in zip(ok, self.score(prepared), strict=True):
                     rows.append({**input_ref(i, p), **self.write(p, output, out)})
         if out is not None:
-            (out / "predictions.csv").write_text(self.csv_text(rows))
+            atomic_write(out / "predictions.csv", self.csv_text(rows))
             write_skipped(out, bad)
         return rows
 

@@ -14,6 +14,7 @@ from safetensors.torch import load_file, save_file
 
 from scandx import __version__
 from scandx.core.predictor import checked_weights, read_model_json, sha256
+from scandx.core.run_dir import atomic_write
 from scandx.errors import ScandxError
 from scandx.models import create_model
 from scandx.tasks.classification.data.images import InputContract
@@ -69,7 +70,7 @@ def save_model(
         "sha256": sha256(weights),
         **extra,
     }
-    (model_dir / MODEL_JSON).write_text(json.dumps(info, indent=2) + "\n")
+    atomic_write(model_dir / MODEL_JSON, json.dumps(info, indent=2) + "\n")
     return info
 
 
