@@ -63,7 +63,7 @@ def _scaled(task: str, z: torch.Tensor, p: dict[str, torch.Tensor]) -> torch.Ten
 
 def apply_calibration(logits: torch.Tensor, calibration: dict[str, Any] | None) -> torch.Tensor:
     """Calibrated logits; identity when there is no calibration."""
-    if not calibration:
+    if not calibration or calibration.get("method") == "none":
         return logits
     if calibration["method"] == "vector_scaling":
         w = torch.tensor(calibration["weight"], dtype=logits.dtype)
