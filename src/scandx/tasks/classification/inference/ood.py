@@ -108,13 +108,22 @@ def tta_probabilities(
     first: np.ndarray | None = None,
 ) -> np.ndarray:
     """(n, N, K) probabilities of ``n`` seeded augmentations of a batch (the first is x itself;
-    pass its probabilities as ``first`` when they are already known)."""
+    pass its probabilities as ``first`` when they are already known).
+
+    Each image draws its augmentations from its own generator seeded with ``seed``, so an
+    image's spread depends only on the image and the seed, never on the other files of
+    the same ``predict`` call or its place among them (one generator shared by the batch
+    gave image i the i-th draw)."""
     aug = Augmentation(
         rotate_deg=5, scale=(0.95, 1.05), translate=0.03, brightness=0.05, contrast=0.05
     )
-    g = torch.Generator().manual_seed(seed)
     m, s = torch.tensor(mean), torch.tensor(std)
-    out = [probs_fn(x) if first is None else first]
-    for _ in range(n - 1):
-        out.append(probs_fn(augment_batch(x, aug, m, s, g)))
-    return np.stack(out)
+    first = probs_fn(x) if first is None else first
+    out = np.empty((n, *first.shape), dtype=first.dtype)
+    out[0] = first
+    for i in range(len(x)):
+        g = torch.Generator().manual_seed(seed)
+        views = torch.cat([augment_batch(x[i : i + 1], aug, m, s, g) for _ in range(n - 1)])
+        if n > 1:  # the image's own views scored together, without other images
+            out[1:, i] = probs_fn(views)
+    return out

@@ -138,19 +138,22 @@ class Predictor(PredictorProtocol):
         return [*probs, *decision, "predicted", "uncertainty", "ood_score", "ood_flag"]
 
     def score(self, prepared: list[torch.Tensor]) -> list[dict[str, Any]]:
-        """Probabilities, decision, TTA spread and OOD score per prepared image."""
-        x = torch.stack(prepared)
-        logits, features = self.logits_and_features(x)
-        probs = self.to_probabilities(logits)
-        spread = self.uncertainty(x, probs=probs)
-        scores = self.ood_scores(features=features)
+        """Probabilities, decision, TTA spread and OOD score per prepared image.
+
+        One image at a time: a float32 convolution gives results that differ in the last
+        bits with the batch size, so scoring images together would make an image's
+        outputs (its OOD score, its TTA spread) depend on the other files of the call."""
         threshold = (self.info.get("ood") or {}).get("threshold")
         out = []
-        for i, (pr, d) in enumerate(zip(probs, self.decide(probs), strict=True)):
-            row = {**self._row(pr, d), "uncertainty": float(spread[i])}
+        for x in prepared:
+            logits, features = self.logits_and_features(x[None])
+            probs = self.to_probabilities(logits)
+            spread = self.uncertainty(x[None], probs=probs)
+            scores = self.ood_scores(features=features)
+            row = {**self._row(probs[0], self.decide(probs)[0]), "uncertainty": float(spread[0])}
             if scores is not None:
-                row["ood_score"] = float(scores[i])
-                row["ood_flag"] = bool(scores[i] > threshold)
+                row["ood_score"] = float(scores[0])
+                row["ood_flag"] = bool(scores[0] > threshold)
             out.append(row)
         return out
 
