@@ -44,7 +44,6 @@ def test_help_lists_the_model_names(command, capsys):
         ["evaluate", "run", "--data", "d", "--bootstrap", "0"],
         ["evaluate", "run", "--data", "d", "--bootstrap", "many"],
         ["evaluate", "run", "--data", "d", "--gallery", "-1"],
-        ["train", "--data", "d", "--out", "o", "--folds", "1"],
         ["train", "--data", "d", "--out", "o", "--time-budget", "-3"],
         ["train", "--data", "d", "--out", "o", "--time-budget", "nan"],
         ["plan", "--data", "d", "--out", "o", "--memory-budget", "0"],
