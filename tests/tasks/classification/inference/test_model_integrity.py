@@ -113,7 +113,11 @@ EDITS = {
     "no thresholds": (_delete("thresholds"), "'thresholds'"),
     "threshold text": (_set("0.5", "thresholds", "positive"), "'thresholds.positive'"),
     "calibration list": (_set([1.0], "calibration"), "'calibration'"),
-    "temperature text": (_set("x", "calibration", "temperature"), "'calibration.temperature'"),
+    "temperature text": (
+        _set({"method": "temperature", "temperature": "x"}, "calibration"),
+        "'calibration.temperature'",
+    ),
+    "calibration method": (_set({"method": "platt"}, "calibration"), "'calibration.method'"),
     "no ood sha256": (_delete("ood", "sha256"), "'ood.sha256'"),
     "ood threshold null-ish": (_set("high", "ood", "threshold"), "'ood.threshold'"),
     "model_kwargs unknown": (_set({"nope": 1}, "model_kwargs"), "'model_kwargs'"),

@@ -167,9 +167,14 @@ def _threshold_lines(info: dict, plan: dict) -> list[str]:
 
 def _ood_lines(info: dict, evals: dict[str, dict]) -> list[str]:
     ood = info.get("ood") or {}
+    rate = ood.get("target_false_flag_rate")
+    aim = (
+        f"set on validation images to flag about {rate:.0%} of in-distribution images"
+        if rate is not None
+        else "flags about 5% of validation images"
+    )
     lines = [
-        f"- {ood.get('method', 'none')}; threshold {ood.get('threshold', float('nan')):.3f} "
-        "(flags about 5% of validation images)"
+        f"- {ood.get('method', 'none')}; threshold {ood.get('threshold', float('nan')):.3f} ({aim})"
     ]
     for split, m in evals.items():
         if "flagged_fraction" in m.get("ood", {}):
