@@ -116,3 +116,14 @@ def test_a_split_without_positives_warns_and_leaves_auc_and_sensitivity_out():
 def test_calibration_refusal_reaches_the_warnings():
     m = {"calibration": {"method": "none", "note": "not calibrated: too few"}}
     assert collect_warnings(m) == ["Calibration: not calibrated: too few."]
+
+
+def test_only_refused_or_collapsed_operating_points_reach_the_warnings():
+    two = {"rule": "sensitivity_95", "same_as": ["youden"], "note": "two rules, one threshold"}
+    many = {"rule": "a", "same_as": ["b", "c"], "note": "three rules, one threshold"}
+    refused = {"rule": "sensitivity_90", "refused": "too few", "note": "too few"}
+    m = {"operating_points": {"pos": [two, many, refused]}}
+    assert collect_warnings(m) == [
+        "Operating points for pos: three rules, one threshold",
+        "Operating points for pos: too few",
+    ]

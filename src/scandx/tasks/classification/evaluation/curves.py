@@ -240,8 +240,8 @@ def operating_point_table(
             row["same_as"] = rules[1:]
             row["chosen_by"] = "; ".join(OPERATING_RULES.get(r, r) for r in rules)
             row["note"] = (
-                f"{', '.join(rules)} gave one threshold ({t:.4f}) on validation: too few "
-                "validation cases to tell them apart; reported once"
+                f"{', '.join(rules)} gave one threshold ({t:.4f}) on validation: reported once"
+                + ("; too few validation cases to tell the rules apart" if len(rules) > 2 else "")
             )
         rows.append(row)
     for note in thresholds.get("notes") or []:

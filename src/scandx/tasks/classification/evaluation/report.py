@@ -273,7 +273,8 @@ def collect_warnings(metrics: dict[str, Any]) -> list[str]:
         out.append(f"Calibration: {cal_note}.")
     for target, rows in (metrics.get("operating_points") or {}).items():
         for row in rows if isinstance(rows, list) else []:
-            if row.get("note"):
+            # refused rules, or three or more rules at one threshold: validation too small
+            if row.get("note") and ("refused" in row or len(row.get("same_as", [])) > 1):
                 out.append(f"Operating points for {target}: {row['note']}")
     return list(dict.fromkeys(out))
 
