@@ -148,13 +148,16 @@ def test_plan_then_train_with_edited_plan_evaluate_and_predict_parity(phantoms, 
     assert code == 0, io.err
     metrics = json.loads((r2 / "eval" / "test" / "metrics.json").read_text())
     for key in REQUIRED_BINARY_METRICS:
-        assert set(metrics[key]) == {"value", "ci95"}
+        assert {"value", "ci95"} <= set(metrics[key])
     assert metrics["threshold"]["chosen_on"] == "val"
     cal = metrics["calibration"]
-    assert cal["method"] == "temperature" and cal["fitted_on"] == "val"
+    # a 12-image validation split is too small to fit a temperature on (issue 11)
+    assert cal["method"] == "none" and "not calibrated" in cal["note"]
+    assert cal["fitted_on"] == "val"
     assert 0 <= cal["ece_after"] <= 1 and 0 <= cal["ece_before"] <= 1
     model_json = json.loads((r2 / "model" / "model.json").read_text())
-    assert model_json["calibration"]["temperature"] == cal["temperature"]
+    assert model_json["calibration"]["note"] == cal["note"]
+    assert any("not calibrated" in w for w in metrics["warnings"])
     with open(r2 / "eval" / "test" / "predictions.csv") as f:
         rows = list(csv.DictReader(f))
     files = locate([r["file"] for r in rows[:6]], phantoms)  # rows name files by pseudonym
@@ -279,8 +282,9 @@ def test_predict_applies_the_stored_calibration(quick_run, phantoms, tmp_path, c
     predictor = Predictor.from_run(run)
     f = next(phantoms.rglob("*.png"))
     x = predictor.prepare_file(f)[None]
-    t = predictor.info["calibration"]["temperature"]
-    expected = torch.softmax(predictor.logits(x) / t, dim=1).numpy()
+    cal = {"method": "temperature", "temperature": 0.5}  # as fitted on a larger val split
+    predictor.info["calibration"] = cal
+    expected = torch.softmax(predictor.logits(x) / 0.5, dim=1).numpy()
     row = predictor.predict_files([f])[0]
     assert row["prob_lesion"] == pytest.approx(float(expected[0, 1]), abs=1e-6)
 

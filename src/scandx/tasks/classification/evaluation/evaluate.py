@@ -26,7 +26,7 @@ from scandx.tasks.classification.evaluation.analyses import (
 from scandx.tasks.classification.evaluation.calibration import expected_calibration_error
 from scandx.tasks.classification.evaluation.html_report import write_report
 from scandx.tasks.classification.evaluation.model_card import card_sections, write_model_card
-from scandx.tasks.classification.evaluation.report import evaluate_predictions
+from scandx.tasks.classification.evaluation.report import collect_warnings, evaluate_predictions
 from scandx.tasks.classification.evaluation.subgroups import resolve_columns, subgroup_metrics
 from scandx.tasks.classification.inference.predictor import Predictor
 from scandx.tasks.classification.positive import align_classes
@@ -108,6 +108,7 @@ def evaluate_run(
             task, classes, y, probs, thresholds, kept, columns, n_boot=n_boot
         ),
     }
+    metrics["warnings"] = collect_warnings(metrics)  # small samples, missing classes
     if skipped:
         metrics["skipped"] = [{"file": where_ref(p), "reason": scrub_paths(r)} for p, r in skipped]
     decisions = predictor.decide(probs)
