@@ -7,14 +7,18 @@ Exit codes: 0 success, 2 bad input (one line on stderr says what and where),
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
+import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from scandx import __version__
 from scandx.core.task import Options
 from scandx.errors import ScandxError
+from scandx.models.registry import check_model_name, list_models
 
 log = logging.getLogger("scandx")
 
@@ -26,6 +30,34 @@ EXAMPLES = {
     "predict": "scandx predict runs/pneu chest1.png chest2.dcm --out preds/",
     "explain": "scandx explain runs/pneu chest1.dcm --method gradcam --out explain/",
 }
+
+
+def _int_in(lo: int, hi: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer in [lo, hi] (argparse refuses anything else, exit 2)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < lo or (hi is not None and value > hi):
+            raise argparse.ArgumentTypeError(
+                f"{value} is out of range ({lo} to {hi})" if hi else f"{value} is below {lo}"
+            )
+        return value
+
+    return parse
+
+
+def _positive(text: str) -> float:
+    """An argparse type: a finite number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} must be a positive number")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -61,9 +93,14 @@ def _parser() -> argparse.ArgumentParser:
 
     def planning_args(s: argparse.ArgumentParser, seed_default: int | None = 0) -> None:
         s.add_argument(
-            "--time-budget", type=float, help="training seconds to plan for (default 600)"
+            "--time-budget", type=_positive, help="training seconds to plan for (default 600)"
         )
-        s.add_argument("--model", help="override the planned network (see the model registry)")
+        s.add_argument(
+            "--model",
+            help="override the planned network; classifiers: "
+            f"{', '.join(list_models('classifier'))}; segmenters: "
+            f"{', '.join(list_models('segmenter'))}",
+        )
         s.add_argument(
             "--dims",
             choices=("2d", "3d"),
@@ -72,7 +109,7 @@ def _parser() -> argparse.ArgumentParser:
         )
         s.add_argument(
             "--memory-budget",
-            type=float,
+            type=_positive,
             metavar="GB",
             help="segmentation: training memory the patch and batch must fit "
             "(default: 40%% of the free RAM or GPU memory)",
@@ -101,7 +138,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="demo-run")
     s.add_argument("--task", default="classification", choices=["classification", "segmentation"])
     s.add_argument(
-        "--time-budget", type=float, help="training seconds (default 90; segmentation 60)"
+        "--time-budget", type=_positive, help="training seconds (default 90; segmentation 60)"
     )
     s.add_argument("--seed", type=int, default=0)
     s.add_argument(
@@ -121,7 +158,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--resume", action="store_true", help="continue from checkpoints/last.ckpt")
     s.add_argument(
         "--folds",
-        type=int,
+        type=int,  # checked by the library: one line naming the rule
         help="k-fold cross-validation over patients: k models, mean +- sd, their ensemble "
         "as RUN/model (the time budget covers all folds)",
     )
@@ -137,7 +174,10 @@ def _parser() -> argparse.ArgumentParser:
         "--split", default="test", help="train, val, test, external or all (default test)"
     )
     s.add_argument(
-        "--bootstrap", type=int, default=1000, help="bootstrap replicates (default 1000)"
+        "--bootstrap",
+        type=_int_in(1, 1_000_000),
+        default=1000,
+        help="bootstrap replicates, 1 to 1000000 (default 1000)",
     )
     s.add_argument(
         "--subgroups",
@@ -146,7 +186,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument(
         "--gallery",
-        type=int,
+        type=_int_in(0, 1000),
         help="overlays in the report (default 4; 0: none): classification, Grad-CAM per "
         "true/false positive/negative; segmentation, worst cases (and half as many median "
         "and best)",
@@ -200,13 +240,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("PIL").setLevel(logging.WARNING)
     logging.getLogger("pydicom").setLevel(logging.ERROR)
     try:
+        if getattr(args, "model", None) is not None:
+            check_model_name(args.model)  # before any data is read
         return _run(args)
     except ScandxError as e:
         print(f"scandx: error: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # disk full, permission denied, ...: still one line
         where = f"{e.filename}: " if e.filename else ""
-        print(f"scandx: error: {where}{e.strerror or e}", file=sys.stderr)
+        full = "disk full while writing: " if e.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+        print(f"scandx: error: {where}{full}{e.strerror or e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("scandx: interrupted (continue training with --resume)", file=sys.stderr)
@@ -258,6 +301,17 @@ def _dispatch(args: argparse.Namespace, opts: Options) -> int:
     else:
         task = task_for_run(args.run)
     task.check_options(opts, args.command)
+    # one process at a time per run directory (core/run_dir.py RunDir.hold)
+    held = args.out if args.command in ("plan", "train") else args.run
+    if args.command == "predict" and not args.out:
+        return _command(args, opts, task)  # reads the run, writes nothing
+    with RunDir(held).hold(create=args.command in ("plan", "train")):
+        return _command(args, opts, task)
+
+
+def _command(args: argparse.Namespace, opts: Options, task: Any) -> int:
+    from scandx.core.run_dir import RunDir
+
     if args.command == "plan":
         plan = task.plan(args.data, RunDir(args.out), opts)
         print(f"wrote {args.out}/plan.json: {task.describe_plan(plan)}")
@@ -283,7 +337,10 @@ def _dispatch(args: argparse.Namespace, opts: Options) -> int:
         rows = task.explain(RunDir(args.run), args.files, Path(args.out), opts)
         for r in rows:
             where = r["layer"] or r["method"]
-            print(f"{r['path']}: {r['class']} p={r['probability']:.3f} ({where}) -> {r['overlay']}")
+            print(
+                f"#{r['input']} {r['file']}: {r['class']} p={r['probability']:.3f} ({where}) "
+                f"-> {r['overlay']}"
+            )
     return 0
 
 

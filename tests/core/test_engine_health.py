@@ -190,3 +190,50 @@ def test_a_run_stopped_by_the_budget_is_validated_at_its_last_epoch(tmp_path):
     result = fit(task, run)
     assert result.stopped == "time budget" and len(result.history) == 3
     assert result.best["epoch"] == 3 and result.best["validated"] and run.best_ckpt.exists()
+
+
+class HiddenNaNTask(ToyTask):
+    """A finite loss whose gradient, in the first step only, is infinite on a parameter
+    the forward pass does not use: without gradient clipping that weight turns NaN
+    while the loss and the validation score look fine."""
+
+    def __init__(self) -> None:
+        super().__init__(epochs=3)
+        self.schedule = Schedule(epochs=3, steps_per_epoch=4, lr=0.05, grad_clip=None)
+        self.fired = False
+
+    def build_model(self) -> torch.nn.Module:
+        model = torch.nn.Linear(4, 2)
+        model.hidden = torch.nn.Parameter(torch.zeros(3))
+        self.hidden = model.hidden
+        return model
+
+    def loss(self, output, target):
+        loss = super().loss(output, target)
+        if not self.fired:
+            self.fired = True
+            return loss + torch.sqrt(self.hidden - self.hidden.detach()).sum()
+        return loss
+
+
+def test_non_finite_weights_behind_a_finite_loss_are_recovered_from(tmp_path):
+    """issue 11: a model with NaN weights was kept as the best and saved with exit 0."""
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    result = fit(HiddenNaNTask(), run)
+    assert all(bool(torch.isfinite(p).all()) for p in result.model.parameters())
+    (event,) = result.recoveries
+    assert event["reason"] == "non-finite weights after the epoch"
+    best = torch.load(run.best_ckpt, weights_only=True)["model"]
+    assert all(bool(torch.isfinite(t).all()) for t in best.values())
+
+
+def test_a_model_left_with_non_finite_weights_is_never_returned(tmp_path, monkeypatch):
+    import scandx.core.engine as engine
+
+    checks = iter([True] * 6 + [False])  # every epoch fine, the final model not
+    monkeypatch.setattr(engine, "finite_weights", lambda model: next(checks, False))
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    with pytest.raises(TrainingDiverged):
+        fit(ToyTask(), run)

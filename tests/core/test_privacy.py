@@ -48,3 +48,24 @@ def test_an_unreadable_secret_is_one_clear_error(secret_file: Path):
     secret_file.write_text("not hex\n")
     with pytest.raises(ScandxError, match="secret"):
         privacy.pseudonym("x")
+
+
+def test_file_ref_is_a_keyed_pseudonym_of_the_resolved_path(tmp_path: Path):
+    f = tmp_path / "Doe_John" / "scan.dcm"
+    f.parent.mkdir()
+    f.write_bytes(b"x")
+    ref = privacy.file_ref(f)
+    assert privacy.is_pseudonym(ref, "file") and "Doe" not in ref
+    assert privacy.file_ref(tmp_path / "Doe_John" / ".." / "Doe_John" / "scan.dcm") == ref
+    assert privacy.locate([ref, "file-0000000000000000"], tmp_path) == {ref: f}
+
+
+def test_scrub_paths_and_where_ref_leave_no_path(tmp_path: Path):
+    text = privacy.scrub_paths("image file not found: /data/Doe_John/a.dcm.")
+    assert text == f"image file not found: {privacy.file_ref('/data/Doe_John/a.dcm')}."
+    assert privacy.scrub_paths("mask shape (20, 20) differs") == "mask shape (20, 20) differs"
+    assert privacy.where_ref(f"{tmp_path}/labels.csv:12") == (
+        f"{privacy.file_ref(tmp_path / 'labels.csv')}:12"
+    )
+    case = privacy.pseudonym("Doe_John", "case")
+    assert privacy.where_ref(case) == case  # already a pseudonym

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from scandx.core.privacy import file_ref
 from scandx.core.run_dir import RunDir, write_json, write_skipped
 from scandx.errors import ScandxError
 
@@ -46,5 +47,13 @@ def test_json_and_skipped_files(tmp_path):
     assert (tmp_path / "a.json").read_text() == '{\n  "x": 1\n}\n'
     write_skipped(tmp_path, [])
     assert not (tmp_path / "skipped.csv").exists()
-    write_skipped(tmp_path, [("a.dcm", "truncated")])
-    assert (tmp_path / "skipped.csv").read_text().splitlines() == ["path,reason", "a.dcm,truncated"]
+    write_skipped(tmp_path, [("/data/Doe_John/a.dcm", "not found: /data/Doe_John/a.dcm")])
+    ref = file_ref("/data/Doe_John/a.dcm")  # a keyed pseudonym, never the path
+    assert (tmp_path / "skipped.csv").read_text().splitlines() == [
+        "file,reason",
+        f"{ref},not found: {ref}",
+    ]
+    write_skipped(tmp_path, [(f"{tmp_path}/m.csv:7", "missing label")])
+    assert (
+        f"{file_ref(tmp_path / 'm.csv')}:7,missing label" in (tmp_path / "skipped.csv").read_text()
+    )

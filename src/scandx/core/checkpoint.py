@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-import os
+import io
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from scandx.core.run_dir import atomic_write
+
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write to a temporary file, then rename: a kill never leaves half a checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    """Serialised in memory, then written to a temporary file and renamed: a kill never
+    leaves half a checkpoint, a full disk leaves no ``.tmp`` and one line naming it."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write(path, buffer.getvalue())  # via a hidden .last.ckpt.tmp
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

@@ -68,11 +68,14 @@ def train_folds(
     if k < 2:
         raise ScandxError(f"--folds must be at least 2 (got {k})")
     run.guard_new(options.resume)
-    resume_plan = run.plan_json if options.resume and run.plan_json.exists() else None
+    if options.resume:
+        run.check_resumable()  # nothing to resume is a clear line, never a fresh run
+    resume_plan = run.plan_json if options.resume else None
     setup = task.cv_prepare(data, k, options, resume_plan)
     t0 = time.perf_counter()
     run.path.mkdir(parents=True, exist_ok=True)
-    setup.plan.save(run.plan_json)
+    if not options.resume:  # a resumed run keeps its plan.json as it is
+        setup.plan.save(run.plan_json)
     task.cv_write_run_files(setup, run)
     per_fold, oof = [], []
     for i in range(k):

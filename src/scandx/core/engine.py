@@ -53,7 +53,7 @@ from scandx.core.health import (
 )
 from scandx.core.run_dir import RunDir
 from scandx.core.schedule import Schedule, epoch_seed, lr_factor
-from scandx.core.train_log import epoch_line, read_log, truncate_log
+from scandx.core.train_log import append_log, epoch_line, read_log, truncate_log
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +174,8 @@ class _Fit:
                 self.best_state = load_checkpoint(run.best_ckpt)["model"]
             truncate_log(run.log_jsonl, self.start)
             log.info("resumed after epoch %d", self.start)
-        elif resume:
+        elif resume:  # killed before the first checkpoint: its log lines are void
+            truncate_log(run.log_jsonl, 0)
             log.info("no checkpoint to resume from; starting at epoch 1")
         history = read_log(run.log_jsonl)
         spent = sum(float(r.get("seconds", 0.0)) for r in history)
@@ -199,6 +200,8 @@ class _Fit:
                 end = min(limit, self.epochs)  # may grow back when epochs get faster
             t0 = time.perf_counter()
             losses, trouble = self._train_epoch(epoch)
+            if trouble is None and not finite_weights(self.model):
+                trouble = "non-finite weights after the epoch"  # a finite loss hid it
             if trouble is None:
                 val = self.task.validate(self.model, epoch, self.device, self.precision)
                 trouble = None
@@ -221,8 +224,7 @@ class _Fit:
             pending = []
             history.append(record)
             spent += record["seconds"]
-            with open(run.log_jsonl, "a") as f:
-                f.write(json.dumps(record) + "\n")
+            append_log(run.log_jsonl, record)
             self._save_last(epoch)
             log.info(epoch_line(record, s.epochs))
             for hook in self.hooks:
@@ -234,7 +236,7 @@ class _Fit:
             self._validate_last(epoch, history[-1])  # a run never ends unvalidated
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
-        elif stopped == "unstable" or not finite_weights(self.model):
+        if stopped == "unstable" and self.best_state is None or not finite_weights(self.model):
             raise TrainingDiverged(
                 "training diverged (non-finite loss or weights) and never produced a "
                 "usable model, even after lowering the learning rate "

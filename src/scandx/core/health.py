@@ -79,3 +79,12 @@ def finite_weights(model: torch.nn.Module) -> bool:
     return all(
         bool(torch.isfinite(p.detach()).all()) for p in model.parameters() if p.is_floating_point()
     )
+
+
+def refuse_non_finite(model: torch.nn.Module) -> None:
+    """Raise TrainingDiverged when ``model`` has a non-finite weight (before writing it)."""
+    if not finite_weights(model):
+        raise TrainingDiverged(
+            "the trained model has non-finite (NaN/Inf) weights and is not written; check "
+            "the images for NaN/Inf values and the plan's lr"
+        )

@@ -7,15 +7,15 @@ returns the right type, dispatching on its ``task`` field through the task regis
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from scandx import __version__
 from scandx.core.device import PRECISIONS
+from scandx.core.plan_check import Bounds, check_fields
+from scandx.core.run_dir import atomic_write
 from scandx.errors import ScandxError
 
 P = TypeVar("P", bound="PlanBase")
@@ -31,12 +31,33 @@ class PlanBase:
     notes: list[str] = field(default_factory=list)
     scandx_version: str = __version__
 
+    # what plan_check.check_fields enforces on a plan.json besides the field types; a
+    # task's plan extends these ({**PlanBase.BOUNDS, ...})
+    BOUNDS: ClassVar[dict[str, Bounds]] = {
+        "seed": Bounds(0),
+        "time_budget_s": Bounds(0, low_open=True),
+    }
+    CHOICES: ClassVar[dict[str, tuple[Any, ...]]] = {"precision": PRECISIONS}
+    MODEL_KIND: ClassVar[str | None] = None  # the registry kind ``model`` must name
+
     def validate(self: P) -> P:
-        """Check the common fields; a task's plan adds its own checks (and calls this)."""
+        """Check the fields' types, ranges and choices (``plan_check.py``) and the common
+        fields; a task's plan adds its own consistency checks (and calls this)."""
+        check_fields(type(self), self.to_dict())
         if self.precision not in PRECISIONS:
             raise ScandxError(f"invalid plan: precision {self.precision!r} (choose {PRECISIONS})")
         if not (self.device == "cpu" or self.device.startswith("cuda")):
             raise ScandxError(f"invalid plan: device {self.device!r} (cpu or cuda)")
+        model = getattr(self, "model", None)
+        if self.MODEL_KIND and model is not None:
+            from scandx.models import list_models
+
+            names = list_models(self.MODEL_KIND)
+            if model not in names:
+                raise ScandxError(
+                    f"invalid plan: key 'model': unknown network {model!r} (choose from "
+                    f"{', '.join(names)})"
+                )
         return self
 
     def as_given(self: P) -> P:
@@ -55,10 +76,7 @@ class PlanBase:
 
     def save(self, path: str | Path) -> None:
         """Write plan.json atomically (a kill never leaves half a plan)."""
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        os.replace(tmp, path)
+        atomic_write(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
     def coerce(cls, d: dict[str, Any]) -> dict[str, Any]:
@@ -67,13 +85,14 @@ class PlanBase:
 
     @classmethod
     def from_dict(cls: type[P], d: dict[str, Any], where: str = "plan") -> P:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ScandxError(f"unknown plan field(s) {unknown}", where)
+        """The plan in ``d`` (a plan.json), checked before any work: unknown and missing
+        keys, types, finite numbers, ranges and choices (``plan_check.py``), then the
+        plan's own consistency (``validate``); one line naming ``where`` and the key."""
         try:
-            return cls(**cls.coerce(dict(d))).validate()
-        except TypeError as e:
+            return cls(**cls.coerce(check_fields(cls, d))).validate()
+        except ScandxError as e:
+            raise ScandxError(e.reason, e.where or where) from None
+        except (TypeError, ValueError) as e:
             raise ScandxError(f"invalid plan ({e})", where) from None
 
     @classmethod

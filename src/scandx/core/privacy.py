@@ -21,7 +21,9 @@ import functools
 import hashlib
 import hmac
 import os
+import re
 import secrets
+from collections.abc import Iterable
 from pathlib import Path
 
 from scandx.errors import ScandxError
@@ -78,3 +80,56 @@ def pseudonym(value: str, kind: str = "pid") -> str:
 def is_pseudonym(text: str, kind: str = "pid") -> bool:
     head, _, tail = text.partition("-")
     return head == kind and len(tail) == DIGEST_CHARS and all(c in "0123456789abcdef" for c in tail)
+
+
+def file_ref(path: str | Path) -> str:
+    """How every output names an input file: ``file-<16 hex>``, the keyed pseudonym of
+    its absolute resolved path. Folder and file names often hold patient names or ids,
+    so no output carries them; the same file gets the same reference in every command
+    (train, evaluate, predict, explain) on this installation, and ``locate`` finds it
+    again."""
+    p = Path(path).expanduser()
+    try:
+        p = p.resolve()
+    except (OSError, RuntimeError):  # a symlink loop: its name as given
+        p = p.absolute()
+    return pseudonym(str(p), "file")
+
+
+def locate(refs: Iterable[str], under: str | Path) -> dict[str, Path]:
+    """``{reference: file}`` for the files (and folders: DICOM series) under ``under``
+    whose ``file_ref`` is one of ``refs``: how a user finds an output's input again."""
+    wanted, found = set(refs), {}
+    root = Path(under)
+    for p in [root, *root.rglob("*")]:
+        ref = file_ref(p)
+        if ref in wanted:
+            found[ref] = p
+    return found
+
+
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])/[^\s'\",;()\[\]<>]+")
+
+
+def scrub_paths(text: str) -> str:
+    """``text`` with every absolute path in it replaced by its ``file_ref`` (a reason
+    text such as "image file not found: /data/<patient>/x.dcm" may name one)."""
+
+    def ref(m: re.Match) -> str:
+        path = m.group().rstrip(".:")
+        return file_ref(path) + m.group()[len(path) :]
+
+    return _ABSOLUTE_PATH.sub(ref, text)
+
+
+def where_ref(where: str | Path | None) -> str:
+    """An error's location for an output: ``file-<hex>`` for a file, ``file-<hex>:<line>``
+    for a line of a CSV (the line number is kept: it finds the row again); a pseudonym
+    (a case id) stays as it is."""
+    text = str(where or "")
+    if is_pseudonym(text, text.partition("-")[0]):  # already one (a case id)
+        return text
+    head, sep, line = text.rpartition(":")
+    if sep and line.isdigit() and head:
+        return f"{file_ref(head)}:{line}"
+    return file_ref(text) if text else ""

@@ -44,3 +44,40 @@ def bootstrap_ci(
         else:
             out[key] = [float(np.quantile(v, alpha / 2)), float(np.quantile(v, 1 - alpha / 2))]
     return out
+
+
+# below these counts a percentile bootstrap of a proportion is unreliable (few distinct
+# resamples; zero width when every case agrees), so the Wilson score interval is used:
+# np >= 5 and n(1 - p) >= 5 is the usual condition for normal-theory intervals
+MIN_SUCCESSES_FOR_BOOTSTRAP = 5
+MIN_CASES_FOR_BOOTSTRAP = 30
+
+
+def wilson_interval(successes: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion (Wilson 1927): never of zero
+    width, stays inside [0, 1], and keeps its coverage near nominal for small n and for
+    proportions near 0 or 1, where the bootstrap and the Wald interval collapse."""
+    if n <= 0:
+        return float("nan"), float("nan")
+    from statistics import NormalDist
+
+    z = NormalDist().inv_cdf(1 - alpha / 2)
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    lo = 0.0 if successes == 0 else max(0.0, float(centre - half))
+    hi = 1.0 if successes == n else min(1.0, float(centre + half))
+    return lo, hi
+
+
+def needs_exact_interval(successes: int, n: int, bootstrap: list[float] | None = None) -> bool:
+    """True when a proportion's interval should be Wilson's rather than the bootstrap's:
+    few cases, few successes or failures, or a bootstrap interval of zero width."""
+    degenerate = bootstrap is not None and (
+        any(v is None or not np.isfinite(v) for v in bootstrap) or bootstrap[0] == bootstrap[1]
+    )
+    return (
+        n < MIN_CASES_FOR_BOOTSTRAP
+        or min(successes, n - successes) < MIN_SUCCESSES_FOR_BOOTSTRAP
+        or degenerate
+    )

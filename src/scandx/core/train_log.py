@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from scandx.core.run_dir import DISK_FULL, atomic_write, disk_full
+
 
 def epoch_line(record: dict[str, Any], epochs: int) -> str:
     head = f"epoch {record['epoch']}/{epochs}  loss {record['train_loss']:.4f}"
@@ -25,4 +27,15 @@ def read_log(path: Path) -> list[dict[str, Any]]:
 def truncate_log(path: Path, epochs_done: int) -> None:
     """Drop log lines of epochs after the checkpoint (a kill between log and checkpoint)."""
     kept = [r for r in read_log(path) if r["epoch"] <= epochs_done]
-    path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    atomic_write(path, "".join(json.dumps(r) + "\n" for r in kept))
+
+
+def append_log(path: Path, record: dict[str, Any]) -> None:
+    """One epoch's line, appended whole (a full disk: one line naming the file)."""
+    try:
+        with open(path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+    except OSError as e:
+        if e.errno in DISK_FULL:
+            raise disk_full(e, path) from None
+        raise

@@ -230,7 +230,9 @@ def header_meta(ds: Any) -> dict[str, Any]:
     return {
         "modality": str(ds.get("Modality", "") or ""),
         "photometric": str(ds.get("PhotometricInterpretation", "") or ""),
-        "sop_instance_uid": str(ds.get("SOPInstanceUID", "") or ""),
+        "sop_instance_uid": keyed_pseudonym(str(ds.SOPInstanceUID), "uid")
+        if ds.get("SOPInstanceUID")
+        else "",
         "patient_id": pseudonym(str(ds.PatientID)) if ds.get("PatientID") else "",
         "sex": str(ds.get("PatientSex", "") or ""),
         "age": age,

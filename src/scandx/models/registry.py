@@ -40,9 +40,17 @@ def register_model(
     return wrap
 
 
-def model_kind(name: str) -> str:
+def check_model_name(name: str) -> str:
+    """``name`` when a model of that name is registered; else ScandxError naming the
+    registered ones (a misspelt ``--model resnet-18`` is one line, not a KeyError)."""
     _load_builtin()
-    return _KIND[name]
+    if name not in _MODELS:
+        raise ScandxError(f"unknown model {name!r}; known: {', '.join(sorted(_MODELS))}")
+    return name
+
+
+def model_kind(name: str) -> str:
+    return _KIND[check_model_name(name)]
 
 
 def list_models(kind: str | None = None) -> list[str]:
@@ -60,9 +68,7 @@ def create_model(
 ) -> nn.Module:
     """Build a registered model; ScandxError for an unknown name. ``members=k`` (k > 1)
     gives a ``SeedEnsemble`` of k copies."""
-    _load_builtin()
-    if name not in _MODELS:
-        raise ScandxError(f"unknown model {name!r}; available: {', '.join(sorted(_MODELS))}")
+    check_model_name(name)
     size = list(input_size) if input_size else [64] * spatial_dims
     if len(size) != spatial_dims:
         raise ScandxError(f"input_size {size} does not match spatial_dims={spatial_dims}")
@@ -98,8 +104,7 @@ class SeedEnsemble(nn.Module):
 
 
 def min_input_size(name: str) -> int:
-    _load_builtin()
-    return _MIN_SIZE[name]
+    return _MIN_SIZE[check_model_name(name)]
 
 
 def _load_builtin() -> None:

@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image
 
 from scandx.cli import main
+from scandx.core.privacy import file_ref, pseudonym
 from scandx.tasks.segmentation.synthetic import make_ellipse_folders
 
 
@@ -31,7 +32,11 @@ def _data(tmp_path: Path) -> tuple[Path, Path]:
 
 def _skipped(folder: Path) -> dict[str, str]:
     with open(folder / "skipped.csv") as f:
-        return {r["path"]: r["reason"] for r in csv.DictReader(f)}
+        return {r["file"]: r["reason"] for r in csv.DictReader(f)}
+
+
+def _case(name: str) -> str:
+    return pseudonym(name, "case")  # case ids reach outputs as keyed pseudonyms
 
 
 def test_bad_training_cases_stop_the_run_or_are_skipped(tmp_path, capsys):
@@ -43,10 +48,10 @@ def test_bad_training_cases_stop_the_run_or_are_skipped(tmp_path, capsys):
     args = ["-q", "train", "--data", str(table), "--out", str(run), "--time-budget", "6"]
     assert main([*args, "--skip-bad"]) == 0
     skipped = _skipped(run)
-    assert set(skipped) == {"c004", "c005"}
-    assert "mask shape (20, 20) differs" in skipped["c004"]
+    assert set(skipped) == {_case("c004"), _case("c005")}
+    assert "mask shape (20, 20) differs" in skipped[_case("c004")]
     cases = (run / "manifest.csv").read_text()
-    assert "c004" not in cases and "c005" not in cases
+    assert _case("c004") not in cases and _case("c005") not in cases
 
 
 def test_a_bad_test_case_keeps_the_previous_evaluation_or_is_skipped(tmp_path, capsys):
@@ -67,15 +72,15 @@ def test_a_bad_test_case_keeps_the_previous_evaluation_or_is_skipped(tmp_path, c
     assert main([*evaluate, "--skip-bad"]) == 0
     m = json.loads((run / "eval" / "test" / "metrics.json").read_text())
     assert m["cases"] == 2 and m["skipped"] == 1
-    assert set(_skipped(run / "eval" / "test")) == {"c001"}
-    assert sorted(p.name for p in (run / "eval" / "test" / "masks").iterdir()) == [
-        "c000.png",
-        "c002.png",
-    ]
+    assert set(_skipped(run / "eval" / "test")) == {_case("c001")}
+    assert sorted(p.name for p in (run / "eval" / "test" / "masks").iterdir()) == sorted(
+        [f"{_case('c000')}.png", f"{_case('c002')}.png"]
+    )
     out = tmp_path / "pred"
     files = [str(data / "images" / n) for n in ("c000.png", "c001.png")]
     assert main(["-q", "predict", str(run), *files, "--out", str(out), "--skip-bad"]) == 0
-    assert (out / "c000.png").exists() and set(_skipped(out)) == {files[1]}
+    assert (out / f"{file_ref(files[0])}.png").exists()
+    assert set(_skipped(out)) == {file_ref(files[1])}
 
 
 def test_a_single_labelled_case_is_one_line_not_a_traceback(tmp_path, capsys):

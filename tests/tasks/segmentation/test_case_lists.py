@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from scandx.cli import main
+from scandx.core.privacy import pseudonym
 from scandx.errors import ScandxError
 from scandx.tasks.segmentation.sources import is_seg_source, load_seg_source
 from scandx.tasks.segmentation.synthetic import make_ellipse_folders
@@ -40,7 +41,7 @@ def test_the_brats_table_lists_the_same_cases_as_the_folder_spec():
         assert key == [(c.case_id, c.split, c.images, c.label, c.fov) for c in folders.cases]
     named = load_seg_source(EXAMPLES / "brats2013_table.json")
     assert named.labels == folders.labels and named.regions == folders.regions
-    assert named.in_split("train")[0].patient_id == "pat0005"
+    assert named.in_split("train")[0].patient_id == pseudonym("pat0005")  # keyed, never raw
     bare = load_seg_source(EXAMPLES / "brats2013.csv")  # label values read from the labels
     assert bare.labels == {0: "background", 1: "label 1", 2: "label 2", 3: "label 3", 4: "label 4"}
 

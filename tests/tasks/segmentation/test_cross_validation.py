@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from scandx.cli import main
+from scandx.core.privacy import pseudonym
 from scandx.errors import ScandxError
 from scandx.tasks.segmentation.cross_validation import patient_folds
 from scandx.tasks.segmentation.infer import normalize, predict_probabilities
@@ -38,13 +39,15 @@ def cv_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 def test_folds_partition_the_training_patients_and_hold_out_test(cv_run):
-    _, run = cv_run
+    data, run = cv_run
+    test_names = [p.stem for p in (data / "test" / "images").iterdir()]
     val_sets = []
     for i in range(3):
         with open(run / "folds" / f"fold{i}" / "manifest.csv", newline="") as f:
             cases = list(csv.DictReader(f))
         val_sets.append({c["case_id"] for c in cases if c["split"] == "val"})
-        assert all(c["split"] == "test" for c in cases if c["case_id"].startswith("test/"))
+        test_ids = {pseudonym(f"test/{n}", "case") for n in test_names}
+        assert all(c["split"] == "test" for c in cases if c["case_id"] in test_ids)
     assert sum(len(v) for v in val_sets) == 12 and len(set().union(*val_sets)) == 12
     assert sorted(len(v) for v in val_sets) == [4, 4, 4]
     cv = json.loads((run / "cv_summary.json").read_text())

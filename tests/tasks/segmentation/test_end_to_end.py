@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from scandx.cli import main
+from scandx.core.privacy import file_ref, pseudonym
 from scandx.errors import ScandxError
 from scandx.tasks.segmentation.fingerprint import seg_fingerprint
 from scandx.tasks.segmentation.metrics import case_metrics, dice
@@ -26,7 +27,8 @@ def test_drive_layout_is_recognised_with_fov_masks():
     m = load_seg_source(SHARED / "drive")
     assert m.summary()["per_split"] == {"train": 20, "test": 20}
     case = m.cases[0]
-    assert case.case_id == "train/21" and case.fov.endswith("21_training_mask.gif")
+    assert case.case_id == pseudonym("train/21", "case")  # case names only keyed
+    assert case.fov.endswith("21_training_mask.gif")
     loaded = read_case_arrays(case, m.labels)
     assert loaded.image.shape == (3, 584, 565)
     assert set(np.unique(loaded.label)) == {0, 1}
@@ -60,7 +62,8 @@ def test_bad_inputs_name_the_case(tmp_path):
     data = make_ellipse_folders(tmp_path / "d", n=4, size=32)
     Image.fromarray(np.zeros((20, 20), np.uint8)).save(data / "masks" / "c001.png")
     m = load_seg_source(data)
-    with pytest.raises(ScandxError, match=r"case c001: mask shape \(20, 20\) differs"):
+    c001 = pseudonym("c001", "case")  # errors name the case by its keyed pseudonym
+    with pytest.raises(ScandxError, match=rf"case {c001}: mask shape \(20, 20\) differs"):
         read_case_arrays(m.cases[1], m.labels)
     (data / "masks" / "c002.png").unlink()
     with pytest.raises(ScandxError, match="no mask for case 'c002'"):
@@ -77,7 +80,8 @@ def test_bad_inputs_name_the_case(tmp_path):
     meta["labels"] = {"0": "background"}
     (dec / "dataset.json").write_text(json.dumps(meta))
     m = load_seg_source(dec)
-    with pytest.raises(ScandxError, match=r"case ell_000: label values \[1\] not declared"):
+    ell_000 = pseudonym("ell_000", "case")
+    with pytest.raises(ScandxError, match=rf"case {ell_000}: label values \[1\] not declared"):
         read_case_arrays(m.cases[0], m.labels)
 
 
@@ -107,7 +111,7 @@ def test_3d_ellipsoids_end_to_end_dice_above_0_9(tmp_path, capsys):
     assert m["dice"]["value"] > 0.9, m["dice"]
     lo, hi = m["dice"]["ci95"]
     assert lo <= m["dice"]["value"] <= hi
-    assert set(m["per_case"]) == {f"ell_{i:03d}" for i in range(12, 16)}
+    assert set(m["per_case"]) == {pseudonym(f"ell_{i:03d}", "case") for i in range(12, 16)}
     assert m["hd95"]["value"] is not None and "ellipsoid" in m["per_class"]
     # the predicted mask keeps the input's geometry (shape and affine, spacing 1 x 1 x 2)
     src = nib.load(str(data / "imagesTs" / "ell_012_0000.nii.gz"))
@@ -132,7 +136,7 @@ def test_2d_folders_train_and_predict_png_masks(tmp_path, capsys):
     out = tmp_path / "masks"
     img = data / "images" / "c000.png"
     assert main(["-q", "predict", str(run), str(img), "--out", str(out)]) == 0
-    mask = np.asarray(Image.open(out / "c000.png"))
+    mask = np.asarray(Image.open(out / f"{file_ref(img)}.png"))  # named by its pseudonym
     assert mask.shape == (48, 48) and set(np.unique(mask)) <= {0, 255}
     rgb = tmp_path / "rgb.png"
     Image.fromarray((np.zeros((48, 48, 3)) + [255, 0, 0]).astype(np.uint8)).save(rgb)  # colour
@@ -207,7 +211,7 @@ def test_mask_with_another_spacing_is_refused(tmp_path):
     data = np.asarray(nib.load(str(label)).dataobj)
     nib.save(nib.Nifti1Image(data, np.diag([1.0, 1.0, 3.0, 1.0])), str(label))
     m = load_seg_source(dec)
-    with pytest.raises(ScandxError, match="case ell_001: mask spacing"):
+    with pytest.raises(ScandxError, match=f"case {pseudonym('ell_001', 'case')}: mask spacing"):
         read_case_arrays(m.cases[1], m.labels)
 
 
@@ -264,7 +268,7 @@ def test_dicom_series_with_a_seg_label_trains_and_writes_nifti(tmp_path):
     assert np.allclose(img.affine[:3, 0], [0, 0, 2.5])  # slices run along the patient's z
     out = tmp_path / "pred"  # predict takes a series folder as its input
     assert main(["-q", "predict", str(run), str(data / "case00"), "--out", str(out)]) == 0
-    assert nib.load(str(out / "case00.nii.gz")).shape == (8, 24, 24)
+    assert nib.load(str(out / f"{file_ref(data / 'case00')}.nii.gz")).shape == (8, 24, 24)
 
 
 def test_segmentation_plan_then_train_with_the_edited_plan(tmp_path, capsys):

@@ -7,9 +7,10 @@ Every hyperparameter lives here, so editing plan.json and running
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from scandx.core.plan import PlanBase
+from scandx.core.plan_check import Bounds
 from scandx.errors import ScandxError
 
 LOSSES = ("ce", "weighted_ce", "focal", "bce", "weighted_bce")
@@ -59,6 +60,33 @@ class Plan(PlanBase):
     positive_class: str | None = None
     fingerprint: dict[str, Any] = field(default_factory=dict)
 
+    BOUNDS: ClassVar[dict[str, Bounds]] = {
+        **PlanBase.BOUNDS,
+        "spatial_dims": Bounds(2, 3),
+        "in_channels": Bounds(1, 4),
+        "input_size": Bounds(1, 4096),
+        "intensity_std": Bounds(0, low_open=True),
+        "class_weights": Bounds(0, low_open=True),
+        "focal_gamma": Bounds(0, 10),
+        "batch_size": Bounds(1),
+        "epochs": Bounds(1, 100_000),
+        "lr": Bounds(0, 10, low_open=True),
+        "weight_decay": Bounds(0, 10),
+        "warmup_epochs": Bounds(0),
+        "early_stopping_patience": Bounds(0),
+        "min_epochs": Bounds(0),
+        "val_fraction": Bounds(0, 0.9),
+        "test_fraction": Bounds(0, 0.9),
+    }
+    CHOICES: ClassVar[dict[str, tuple[Any, ...]]] = {
+        **PlanBase.CHOICES,
+        "task": ("binary", "multiclass", "multilabel"),
+        "loss": LOSSES,
+        "sampler": SAMPLERS,
+        "threshold_rule": ("youden",),
+    }
+    MODEL_KIND: ClassVar[str | None] = "classifier"
+
     def validate(self) -> Plan:
         checks = [
             (self.task in ("binary", "multiclass", "multilabel"), f"task {self.task!r}"),
@@ -66,8 +94,6 @@ class Plan(PlanBase):
             (self.sampler in SAMPLERS, f"sampler {self.sampler!r} (choose from {SAMPLERS})"),
             (len(self.input_size) == self.spatial_dims, "input_size length != spatial_dims"),
             (len(self.intensity_mean) == self.in_channels, "intensity_mean length != in_channels"),
-            (self.epochs >= 1 and self.batch_size >= 1, "epochs and batch_size must be >= 1"),
-            (self.lr > 0, "lr must be > 0"),
             (len(self.classes) >= 2, "at least two classes"),
             (
                 self.positive_class is None or self.task == "binary",
@@ -85,5 +111,6 @@ class Plan(PlanBase):
 
     @classmethod
     def coerce(cls, d: dict[str, Any]) -> dict[str, Any]:
-        d["augmentation"] = Augmentation(**(d.get("augmentation") or {}))
+        if not isinstance(d.get("augmentation"), Augmentation):
+            d["augmentation"] = Augmentation(**(d.get("augmentation") or {}))
         return d

@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from scandx.core.engine import Hook, fit
-from scandx.core.run_dir import RunDir, write_json, write_skipped
+from scandx.core.health import refuse_non_finite
+from scandx.core.run_dir import RunDir, atomic_path, write_json, write_skipped
 from scandx.errors import ScandxError
 from scandx.tasks.classification.data.images import load_cases
 from scandx.tasks.classification.data.manifest import Manifest
@@ -113,12 +114,23 @@ def train_run(
     """Plan (or reuse a plan), train, choose thresholds on validation, save the model."""
     run = RunDir(out)
     run.guard_new(resume)
-    resuming = resume and run.can_resume()
-    if resuming:
+    if resume:  # the saved plan as it is (never re-planned), the recorded splits
+        run.check_resumable()
         plan = Plan.load(run.plan_json)
-        manifest = load_source(data, image_root=image_root, skip_bad=skip_bad)
+        if run.manifest_csv.exists():
+            manifest = load_source(data, image_root=image_root, skip_bad=skip_bad)
+            run.check_cases_present({c.case_id for c in manifest.cases}, data)
+            apply_run_splits(manifest, run.manifest_csv, strict=True)
+        else:  # killed before manifest.csv: the plan's seed deals the same splits
+            manifest = prepare_manifest(
+                data,
+                image_root=image_root,
+                skip_bad=skip_bad,
+                seed=plan.seed,
+                val_fraction=plan.val_fraction,
+                test_fraction=plan.test_fraction,
+            )
         settle_positive(plan, manifest, positive_class, data, locked="--resume keeps it")
-        apply_run_splits(manifest, run.manifest_csv, strict=True)
     else:
         manifest, plan = manifest_and_plan(
             data,
@@ -131,7 +143,7 @@ def train_run(
             positive_class=positive_class,
         )
     summary, _ = train_prepared(
-        manifest, plan, run, resuming=resuming, skip_bad=skip_bad, hooks=hooks
+        manifest, plan, run, resuming=resume, skip_bad=skip_bad, hooks=hooks
     )
     return summary
 
@@ -218,7 +230,9 @@ def train_prepared(
     with run.training():
         if not resuming:
             plan.save(run.plan_json)
-            manifest.to_csv(run.manifest_csv)
+        if not resuming or not run.manifest_csv.exists():
+            with atomic_path(run.manifest_csv) as tmp:
+                manifest.to_csv(tmp)
             write_skipped(run.path, skipped)
         noted = len(plan.notes)
         result = fit(ClassificationTraining(plan, data_t), run, resume=resuming, hooks=hooks)
@@ -241,6 +255,7 @@ def train_prepared(
     ood_tensors, ood_info = fit_ood(
         model_nn, data_t.x_train, data_t.y_train.numpy(), data_t.x_val, plan.seed
     )
+    refuse_non_finite(model_nn)  # a model with NaN weights is never written
     info = save_model(
         run.model_dir,
         model_nn,

@@ -22,13 +22,14 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
 from scandx.core.device import autocast, detect_device
 from scandx.core.plan import PlanBase
+from scandx.core.plan_check import Bounds, positive
 from scandx.errors import ScandxError
 from scandx.tasks.segmentation.memory import default_budget, estimate_train_bytes
 from scandx.tasks.segmentation.sources import SegManifest
@@ -77,6 +78,25 @@ class SegPlan(PlanBase):
     time_budget_s: float | None = 600.0
     fingerprint: dict[str, Any] = field(default_factory=dict)
 
+    BOUNDS: ClassVar[dict[str, Bounds]] = {
+        **PlanBase.BOUNDS,
+        **positive("batch_size", "ct_std", "target_spacing", "steps_per_epoch", "val_every"),
+        **positive("memory_budget_gb", "patch_size", "in_channels"),
+        "spatial_dims": Bounds(2, 3),
+        "foreground_fraction": Bounds(0, 1),
+        "epochs": Bounds(1, 100_000),
+        "lr": Bounds(0, 10, low_open=True),
+        "weight_decay": Bounds(0, 10),
+        "val_fraction": Bounds(0, 0.9, low_open=True),
+        "slice_axis": Bounds(0, 2),
+    }
+    CHOICES: ClassVar[dict[str, tuple[Any, ...]]] = {
+        **PlanBase.CHOICES,
+        "task": ("segmentation",),
+        "normalization": ("zscore_per_image", "ct"),
+    }
+    MODEL_KIND: ClassVar[str | None] = "segmenter"
+
     @property
     def n_classes(self) -> int:
         return len(self.labels)
@@ -96,8 +116,6 @@ class SegPlan(PlanBase):
         return w
 
     def validate(self) -> SegPlan:
-        if self.epochs < 1 or self.steps_per_epoch < 1 or self.batch_size < 1:
-            raise ScandxError("invalid plan: epochs, steps_per_epoch and batch_size must be >= 1")
         if len(self.patch_size) != self.spatial_dims:
             raise ScandxError("invalid plan: patch_size length != spatial_dims")
         return super().validate()

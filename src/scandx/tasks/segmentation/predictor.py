@@ -17,6 +17,7 @@ import torch
 
 from scandx.core.device import detect_device, runtime_device
 from scandx.core.predictor import Predictor, checked_weights, ensemble_members, read_model_json
+from scandx.core.privacy import file_ref
 from scandx.core.weights import load_weights
 from scandx.errors import ScandxError
 from scandx.models import create_model
@@ -109,7 +110,7 @@ class SegPredictor(Predictor):
                 "with --fov MASK",
                 path,
             )
-        case = SegCase(Path(str(path)).name.split(".")[0], [str(path)], None, fov=fov)
+        case = SegCase(file_ref(path), [str(path)], None, fov=fov)  # the mask is named by it
         r = read_case_arrays(case)
         plan = self.plan
         if r.image.shape[0] != plan.in_channels or r.image.ndim - 1 != plan.data_dims:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scandx.core.privacy import is_pseudonym, pseudonym
 from scandx.errors import ScandxError
 
 LABEL_DIRS = ("masks", "labels", "1st_manual", "manual")
@@ -50,7 +51,16 @@ class SegCase:
     patient_id: str = ""
 
     def __post_init__(self) -> None:
-        self.patient_id = self.patient_id or self.case_id
+        # ids only as keyed pseudonyms: case names are often patient names or ids
+        raw = self.case_id
+        if not _keyed(raw):
+            self.case_id = pseudonym(raw, "case")
+        if not _keyed(self.patient_id):
+            self.patient_id = pseudonym(self.patient_id or raw)
+
+
+def _keyed(text: str) -> bool:
+    return any(is_pseudonym(text, kind) for kind in ("case", "file", "pid"))
 
 
 @dataclass

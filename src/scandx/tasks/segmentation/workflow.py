@@ -16,8 +16,10 @@ import torch
 
 from scandx import __version__
 from scandx.core.engine import Hook, fit
+from scandx.core.health import refuse_non_finite
 from scandx.core.predictor import sha256
-from scandx.core.run_dir import RunDir, write_json, write_skipped
+from scandx.core.privacy import file_ref
+from scandx.core.run_dir import RunDir, atomic_path, atomic_write, write_json, write_skipped
 from scandx.core.weights import save_weights
 from scandx.errors import ScandxError
 from scandx.tasks.segmentation.fingerprint import seg_fingerprint
@@ -159,13 +161,17 @@ def seg_train_run(
     leaves out unusable cases (listed in RUN/skipped.csv)."""
     run = RunDir(out)
     run.guard_new(resume)
-    resuming = resume and run.can_resume()
+    resuming = resume  # the saved plan as it is (never re-planned), the recorded splits
+    if resuming:
+        run.check_resumable()
     manifest = load_seg_source(data)
+    if resuming:
+        run.check_cases_present({c.case_id for c in manifest.cases}, data)
     if resuming or plan_path:
         plan = SegPlan.load(run.plan_json if resuming else plan_path)  # type: ignore[arg-type]
         if not resuming:
             plan.as_given()
-        if seed is not None:
+        if seed is not None and not resuming:
             plan.seed = seed
     else:
         plan = None
@@ -210,6 +216,7 @@ def train_prepared(
     with run.training():
         if not resuming:
             plan.save(run.plan_json)
+        if not resuming or not run.manifest_csv.exists():
             write_manifest(run.manifest_csv, manifest)
             write_skipped(run.path, manifest.skipped)
         result = fit(SegTraining(plan, train, val), run, resume=resuming, hooks=hooks)
@@ -262,6 +269,7 @@ def save_seg_model(
     manifest: SegManifest,
     threshold: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    refuse_non_finite(model)
     model_dir.mkdir(parents=True, exist_ok=True)
     weights = model_dir / "weights.safetensors"
     save_weights(model, weights)  # DynUNet shares tensors between submodules
@@ -283,20 +291,23 @@ def save_seg_model(
         "weights": weights.name,
         "sha256": sha256(weights),
     }
-    (model_dir / "model.json").write_text(json.dumps(info, indent=2) + "\n")
+    atomic_write(model_dir / "model.json", json.dumps(info, indent=2) + "\n")
     return info
 
 
 def write_manifest(path: Path, manifest: SegManifest) -> None:
     """manifest.csv: every case with its patient, split and files (the same file name and
-    first columns as classification's)."""
-    with open(path, "w", newline="") as f:
+    first columns as classification's); files by keyed pseudonym (``core.privacy``)."""
+
+    def ref(f: str | None) -> str:
+        return file_ref(f) if f else ""
+
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["case_id", "patient_id", "split", "images", "label", "fov"])
         for c in manifest.cases:
-            w.writerow(
-                [c.case_id, c.patient_id, c.split, ";".join(c.images), c.label or "", c.fov or ""]
-            )
+            images = ";".join(ref(i) for i in c.images)
+            w.writerow([c.case_id, c.patient_id, c.split, images, ref(c.label), ref(c.fov)])
 
 
 def apply_saved_splits(manifest: SegManifest, path: Path) -> None:

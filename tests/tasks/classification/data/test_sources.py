@@ -10,6 +10,7 @@ import pydicom
 import pytest
 from PIL import Image
 
+from scandx.core.privacy import pseudonym
 from scandx.errors import BadImageError, ScandxError
 from scandx.tasks.classification.data.sources import load_source
 from scandx.tasks.classification.data.splits import assign_splits
@@ -31,8 +32,9 @@ def test_folder_per_class_with_nested_patients(phantoms):
     folders = {c.path.rsplit("/", 2)[1] for c in m.cases}
     # a patient folder may hold a DICOM (with PatientID) and a PNG: still one patient
     assert len({c.patient_id for c in m.cases}) == len(folders)
-    for c in m.cases:
-        assert c.patient_id == c.path.rsplit("/", 2)[1]
+    for c in m.cases:  # the patient folder, as a keyed pseudonym (never its name)
+        assert c.patient_id == pseudonym(c.path.rsplit("/", 2)[1])
+        assert c.case_id.startswith("case-") and "/" not in c.case_id
 
 
 @needs_shared
@@ -85,7 +87,7 @@ def test_csv_single_label_with_metadata(tmp_path):
         w.writerows(rows)
     m = load_source(tmp_path / "m.csv")
     assert m.task == "binary" and m.classes == ["normal", "pneumonia"]
-    assert m.cases[0].meta["site"] == "A" and m.cases[0].patient_id == "p0"
+    assert m.cases[0].meta["site"] == "A" and m.cases[0].patient_id == pseudonym("p0")
 
 
 def test_csv_multilabel_columns(tmp_path):

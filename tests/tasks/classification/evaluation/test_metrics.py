@@ -104,8 +104,8 @@ def test_evaluate_predictions_shape():
     out = evaluate_predictions(
         "binary", ["neg", "pos"], y, probs, {"positive": 0.5}, [str(i) for i in range(8)], n_boot=50
     )
-    for key in REQUIRED_BINARY_METRICS:
-        assert set(out[key]) == {"value", "ci95"}
+    for key in REQUIRED_BINARY_METRICS:  # 8 cases: Wilson intervals, no AUC interval
+        assert {"value", "ci95"} <= set(out[key])
     assert out["sensitivity"]["value"] == pytest.approx(3 / 4)  # 0.8, 0.7, 0.9 >= 0.5; 0.35 missed
     assert out["specificity"]["value"] == pytest.approx(3 / 4)  # 0.6 is a false positive
     assert out["confusion_matrix"]["matrix"] == [[3, 1], [1, 3]]

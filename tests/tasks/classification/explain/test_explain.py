@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from scandx.cli import main
+from scandx.core.privacy import file_ref
 from scandx.models import create_model, list_models, min_input_size
 from scandx.tasks.classification.data.images import letterbox_resize
 from scandx.tasks.classification.explain import METHODS, explain_tensor, target_layers
@@ -57,7 +58,9 @@ def test_explain_cli_on_dicom_and_png(quick_run, phantoms, tmp_path, capsys):
         assert main(["-q", "explain", str(run), *files, "--method", method, "--out", str(out)]) == 0
         with open(out / "explanations.csv") as f:
             rows = list(csv.DictReader(f))
-        assert [r["path"] for r in rows] == files and all(r["class"] == "lesion" for r in rows)
+        assert [r["file"] for r in rows] == [file_ref(f) for f in files]
+        assert [r["input"] for r in rows] == ["1", "2"]
+        assert all(r["class"] == "lesion" for r in rows)
         for r in rows:
             png = np.asarray(Image.open(r["overlay"]))
             assert png.shape == (32, 32, 3)  # the image's own geometry

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import torch
 
+from scandx.core.privacy import locate
 from scandx.tasks.classification import workflow
 from scandx.tasks.classification.evaluation.metrics import roc_auc
 from scandx.tasks.classification.inference import Predictor
@@ -43,7 +44,7 @@ def test_other_modalities_score_as_out_of_distribution(phantoms, tmp_path):
     m = workflow.evaluate_run(run, phantoms, n_boot=50)
     assert 0 <= m["ood"]["flagged_fraction"] <= 1
     with open(run / "eval" / "test" / "predictions.csv") as f:
-        inside = [r["path"] for r in csv.DictReader(f)]
+        inside = list(locate([r["file"] for r in csv.DictReader(f)], phantoms).values())
     outside = [
         DICOM_TEST / "CT_small.dcm",
         DICOM_TEST / "MR_small.dcm",

@@ -240,7 +240,9 @@ def _image_of(
             raise BadImageError(f"{problem}: {img}", where)
     else:
         if cell not in uid_index:
-            raise BadImageError(f"no DICOM file with SOPInstanceUID {cell} under {root}", where)
+            raise BadImageError(
+                "no DICOM file with this row's SOPInstanceUID under the image root", where
+            )
         img = uid_index[cell]
     if reader_for(img) is None:
         raise BadImageError(f"unsupported file type {file_extension(img) or '(none)'}", img)

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scandx.core.privacy import file_ref
+
 log = logging.getLogger(__name__)
 
 TASKS = ("binary", "multiclass", "multilabel")
@@ -110,14 +112,15 @@ class Manifest:
         label_cols = ["label"] if self.task != "multilabel" else list(self.classes)
         with open(path, "w", newline="") as f:
             w = csv.writer(f)
-            w.writerow(["case_id", "patient_id", "path", "split", *label_cols, *meta_keys])
+            # the input by its keyed pseudonym, never its path (names may identify)
+            w.writerow(["case_id", "patient_id", "file", "split", *label_cols, *meta_keys])
             for c in self.cases:
                 if self.task == "multilabel":
                     labels = [str(int(v)) for v in c.target]  # type: ignore[union-attr]
                 else:
                     labels = [self.classes[int(c.target)]]  # type: ignore[arg-type]
                 meta = [_cell(c.meta.get(k, "")) for k in meta_keys]
-                w.writerow([c.case_id, c.patient_id, c.path, c.split, *labels, *meta])
+                w.writerow([c.case_id, c.patient_id, file_ref(c.path), c.split, *labels, *meta])
 
     def warn(self, code: str, message: str, **fields: Any) -> None:
         """Record a warning for the plan and the report, and log it."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from scandx.core.privacy import is_pseudonym, pseudonym, scrub_paths, where_ref
 from scandx.data.dicom import header_meta, read_dataset
 from scandx.data.identity import case_ids_for, duplicate_groups
 from scandx.errors import BadImageError, ScandxError
@@ -23,7 +24,7 @@ def skip_or_raise(err: BadImageError, skipped: list[tuple[str, str]], skip_bad: 
     if not skip_bad:
         raise err
     skipped.append((err.where or "", err.reason))
-    log.warning("skipped %s: %s", err.where, err.reason)
+    log.warning("skipped %s: %s", where_ref(err.where), scrub_paths(err.reason))
 
 
 def image_meta(path: Path, kind: str) -> dict:
@@ -95,7 +96,10 @@ def settle_identity(
         for pk, d in zip(patient_keys, digests, strict=True)
     ]
     for case, patient in zip(cases, link_patients(keys), strict=True):
-        case.patient_id = patient
+        # a folder name or a CSV value may be the real PatientID: only its keyed pseudonym
+        # reaches the run (DICOM ids and content keys already are pseudonyms)
+        keyed = is_pseudonym(patient, "pid") or is_pseudonym(patient, "case")
+        case.patient_id = patient if keyed else pseudonym(patient, "pid")
     if groups:
         names = note_names or [c.case_id for c in cases]
         shown = "; ".join(" = ".join(names[i] for i in g) for g in groups[:5])

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+from scandx.core.privacy import file_ref
 from scandx.data.files import display_path, file_problem, is_printable_name, walk_files
 from scandx.data.identity import content_digest
 from scandx.data.readers import file_extension, reader_for, supported_extensions
@@ -122,7 +123,7 @@ def load_folder(path: Path, image_root: Path | None = None, skip_bad: bool = Fal
         stray = [f for f in root.iterdir() if not f.name.startswith(".") and not f.is_dir()]
         for f in stray:
             log.warning(
-                "ignoring %s: files directly under the data folder have no class", display_path(f)
+                "ignoring %s: files directly under the data folder have no class", file_ref(f)
             )
     if not files:
         raise ScandxError("no image files found in the class folders", path)

@@ -6,6 +6,14 @@
 
 The fitted parameters are stored in ``model.json`` ``calibration`` and applied to
 the logits by the Predictor, so every consumer sees calibrated probabilities.
+
+Refused on a small validation split (``calibration_refusal``): a parameter fitted by
+maximum likelihood on a handful of cases follows one or two of them (6 images gave a
+temperature of 15, every probability squeezed into 0.30-0.70). The rule is the usual
+one for fitting a logistic model, about 10 events per parameter (Peduzzi et al. 1996):
+at least ``MIN_PER_CLASS`` cases of every class (both outcomes of every label) and
+``MIN_PER_PARAMETER`` cases per fitted parameter. Below it the probabilities stay
+uncalibrated (``method: none``) with the reason in ``note``, which reports show.
 """
 
 from __future__ import annotations
@@ -17,12 +25,38 @@ import torch
 import torch.nn.functional as F
 
 N_BINS = 15
+MIN_PER_CLASS = 10
+MIN_PER_PARAMETER = 10
+
+
+def calibration_refusal(task: str, y: np.ndarray, k: int) -> str | None:
+    """Why the validation split is too small to fit calibration on, or None."""
+    y = np.asarray(y)
+    if task == "multilabel":
+        counts = [int(min(y[:, j].sum(), len(y) - y[:, j].sum())) for j in range(k)]
+        per_param = len(y)  # one temperature per label, fitted on all cases
+        what = "cases of the rarer outcome of each label"
+    else:
+        counts = np.bincount(y.astype(int), minlength=k).tolist()
+        per_param = len(y) / (2 * k if task == "multiclass" else 1)
+        what = "cases per class"
+    if min(counts) < MIN_PER_CLASS or per_param < MIN_PER_PARAMETER:
+        return (
+            f"not calibrated: the validation split has {len(y)} cases ({what}: "
+            f"{', '.join(map(str, counts))}); fitting needs >= {MIN_PER_CLASS} of each and "
+            f">= {MIN_PER_PARAMETER} per parameter, so the probabilities are the network's own"
+        )
+    return None
 
 
 def fit_calibration(task: str, logits: np.ndarray, y: np.ndarray) -> dict[str, Any]:
-    """Parameters minimising the validation negative log-likelihood."""
+    """Parameters minimising the validation negative log-likelihood; ``method: none``
+    with a ``note`` when the validation split is too small (``calibration_refusal``)."""
     z = torch.as_tensor(logits, dtype=torch.float64)
     k = z.shape[1]
+    refusal = calibration_refusal(task, y, k)
+    if refusal is not None:
+        return {"method": "none", "note": refusal}
     if task == "multiclass":
         params = {
             "weight": torch.ones(k, dtype=torch.float64),
@@ -63,7 +97,7 @@ def _scaled(task: str, z: torch.Tensor, p: dict[str, torch.Tensor]) -> torch.Ten
 
 def apply_calibration(logits: torch.Tensor, calibration: dict[str, Any] | None) -> torch.Tensor:
     """Calibrated logits; identity when there is no calibration."""
-    if not calibration:
+    if not calibration or calibration.get("method") == "none":
         return logits
     if calibration["method"] == "vector_scaling":
         w = torch.tensor(calibration["weight"], dtype=logits.dtype)

@@ -14,7 +14,7 @@ import numpy as np
 
 from scandx.core.stats import bootstrap_ci
 from scandx.tasks.classification.evaluation.metrics import binary_metrics
-from scandx.tasks.classification.evaluation.report import json_number
+from scandx.tasks.classification.evaluation.report import json_number, small_sample_interval
 
 GRID = np.linspace(0.0, 1.0, 101)
 
@@ -150,46 +150,110 @@ OPERATING_RULES = {
 }
 
 
-def choose_operating_points(y: np.ndarray, score: np.ndarray, youden: float) -> dict[str, float]:
-    """Thresholds for each rule of OPERATING_RULES, from validation data."""
-    return {
-        "sensitivity_90": threshold_for_sensitivity(y, score, 0.90),
-        "sensitivity_95": threshold_for_sensitivity(y, score, 0.95),
-        "specificity_90": threshold_for_specificity(y, score, 0.90),
-        "specificity_95": threshold_for_specificity(y, score, 0.95),
-        "youden": float(youden),
-    }
+RULE_TARGETS = {  # rule: (which cases it counts, the target rate)
+    "sensitivity_90": ("positive", 0.90),
+    "sensitivity_95": ("positive", 0.95),
+    "specificity_90": ("negative", 0.90),
+    "specificity_95": ("negative", 0.95),
+}
+
+
+def cases_needed(target: float) -> int:
+    """Cases a rate target needs before it differs from 100%: with n cases the rates
+    are k/n, so "at least 90%" means "all of them" until n >= 10 (95%: 20)."""
+    return math.ceil(1 / (1 - target) - 1e-9)
+
+
+def choose_operating_points(y: np.ndarray, score: np.ndarray, youden: float) -> dict[str, Any]:
+    """Thresholds for each rule of OPERATING_RULES, from validation data.
+
+    A sensitivity (specificity) target is refused when validation has too few positive
+    (negative) cases to resolve it (``cases_needed``); ``notes`` says which and why."""
+    y = np.asarray(y).astype(bool)
+    counts = {"positive": int(y.sum()), "negative": int((~y).sum())}
+    finders = {"positive": threshold_for_sensitivity, "negative": threshold_for_specificity}
+    chosen: dict[str, Any] = {}
+    notes = []
+    for rule, (kind, target) in RULE_TARGETS.items():
+        need = cases_needed(target)
+        if counts[kind] < need:
+            notes.append(
+                f"{rule} not chosen: validation had {counts[kind]} {kind} case(s); a "
+                f"{target:.0%} target needs >= {need} to differ from 100%"
+            )
+            continue
+        chosen[rule] = finders[kind](y, score, target)
+    chosen["youden"] = float(youden)
+    if notes:
+        chosen["notes"] = notes
+    return chosen
 
 
 def operating_point_table(
     y: np.ndarray,
     score: np.ndarray,
     patients: Sequence[str],
-    thresholds: dict[str, float],
+    thresholds: dict[str, Any],
     n_boot: int = 1000,
     seed: int = 0,
 ) -> list[dict[str, Any]]:
-    """Sensitivity, specificity, PPV, NPV with patient-bootstrap CIs at each threshold."""
+    """Sensitivity, specificity, PPV, NPV with patient-bootstrap CIs at each threshold
+    (Wilson score intervals where the counts are small). Rules that gave the same
+    threshold on validation are one row (``same_as``, ``note``); rules refused at
+    training time are rows with ``refused``."""
     y = np.asarray(y).astype(bool)
     names = ("sensitivity", "specificity", "ppv", "npv")
+    distinct: dict[float, list[str]] = {}
+    for rule, t in thresholds.items():
+        if rule != "notes" and isinstance(t, int | float):
+            distinct.setdefault(round(float(t), 9), []).append(rule)
 
     def stat(idx: np.ndarray) -> dict[str, float]:
         out = {}
-        for rule, t in thresholds.items():
+        for t, rules in distinct.items():
             m = binary_metrics(y[idx], score[idx], t)
-            out.update({f"{rule}/{n}": m[n] for n in names})
+            out.update({f"{rules[0]}/{n}": m[n] for n in names})
         return out
 
     ci = bootstrap_ci(stat, patients, n_boot=n_boot, seed=seed)
     rows = []
-    for rule, t in thresholds.items():
+    for t, rules in distinct.items():
+        rule = rules[0]
         point = binary_metrics(y, score, t)
+        pred = score >= t
+        tp, fp = int(np.sum(y & pred)), int(np.sum(~y & pred))
+        fn, tn = int(np.sum(y & ~pred)), int(np.sum(~y & ~pred))
+        props = {
+            "sensitivity": (tp, tp + fn),
+            "specificity": (tn, tn + fp),
+            "ppv": (tp, tp + fp),
+            "npv": (tn, tn + fn),
+        }
         row: dict[str, Any] = {"rule": rule, "chosen_by": OPERATING_RULES.get(rule, rule)}
         row["threshold"] = round(float(t), 6)
         for n in names:
             lo, hi = ci.get(f"{rule}/{n}", [np.nan, np.nan])
-            row[n] = {"value": json_number(point[n]), "ci95": [json_number(lo), json_number(hi)]}
+            entry = {"value": json_number(point[n]), "ci95": [json_number(lo), json_number(hi)]}
+            small_sample_interval(entry, n, props, {}, {})
+            row[n] = entry
+        if len(rules) > 1:
+            row["same_as"] = rules[1:]
+            row["chosen_by"] = "; ".join(OPERATING_RULES.get(r, r) for r in rules)
+            row["note"] = (
+                f"{', '.join(rules)} gave one threshold ({t:.4f}) on validation: reported once"
+                + ("; too few validation cases to tell the rules apart" if len(rules) > 2 else "")
+            )
         rows.append(row)
+    for note in thresholds.get("notes") or []:
+        rule = note.split(" ", 1)[0]
+        rows.append(
+            {
+                "rule": rule,
+                "chosen_by": OPERATING_RULES.get(rule, rule),
+                "refused": note,
+                "note": note,
+            }
+        )
     return rows
 
 

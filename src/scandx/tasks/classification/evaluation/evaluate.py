@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from scandx.core import model_card as core_card
+from scandx.core.privacy import file_ref, scrub_paths, where_ref
 from scandx.core.run_dir import RunDir
 from scandx.errors import ScandxError
 from scandx.tasks.classification.data.images import load_cases
@@ -25,7 +26,7 @@ from scandx.tasks.classification.evaluation.analyses import (
 from scandx.tasks.classification.evaluation.calibration import expected_calibration_error
 from scandx.tasks.classification.evaluation.html_report import write_report
 from scandx.tasks.classification.evaluation.model_card import card_sections, write_model_card
-from scandx.tasks.classification.evaluation.report import evaluate_predictions
+from scandx.tasks.classification.evaluation.report import collect_warnings, evaluate_predictions
 from scandx.tasks.classification.evaluation.subgroups import resolve_columns, subgroup_metrics
 from scandx.tasks.classification.inference.predictor import Predictor
 from scandx.tasks.classification.positive import align_classes
@@ -107,8 +108,9 @@ def evaluate_run(
             task, classes, y, probs, thresholds, kept, columns, n_boot=n_boot
         ),
     }
+    metrics["warnings"] = collect_warnings(metrics)  # small samples, missing classes
     if skipped:
-        metrics["skipped"] = [{"path": p, "reason": r} for p, r in skipped]
+        metrics["skipped"] = [{"file": where_ref(p), "reason": scrub_paths(r)} for p, r in skipped]
     decisions = predictor.decide(probs)
     shown = None
     if gallery > 0:
@@ -169,7 +171,7 @@ def _write_predictions(
             [
                 "case_id",
                 "patient_id",
-                "path",
+                "file",
                 *label_cols,
                 *[f"prob_{c}" for c in classes],
                 *binary,
@@ -189,5 +191,13 @@ def _write_predictions(
                 else []
             )
             w.writerow(
-                [c.case_id, c.patient_id, c.path, *labels, *[f"{p:.6f}" for p in pr], *extra, pred]
+                [
+                    c.case_id,
+                    c.patient_id,
+                    file_ref(c.path),
+                    *labels,
+                    *[f"{p:.6f}" for p in pr],
+                    *extra,
+                    pred,
+                ]
             )

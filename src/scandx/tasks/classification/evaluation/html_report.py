@@ -12,7 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from scandx.core.report import ci_text, esc, html_table, model_card_section, write_page
+from scandx.core.report import ci_text as value_ci_text
+from scandx.core.report import esc, html_table, model_card_section, write_page
 from scandx.tasks.classification.evaluation.curves import OPERATING_RULES
 from scandx.tasks.classification.evaluation.report import HEADLINE
 from scandx.tasks.classification.evaluation.svg import PALETTE, Series, unit_chart
@@ -33,6 +34,33 @@ def positive_line(m: dict[str, Any]) -> str:
     )
 
 
+def ci_text(m: Any, digits: int = 3) -> str:
+    """``value (lo-hi)``, marked W for a Wilson interval, "no CI" where one was refused,
+    and the reason where the value itself cannot be measured."""
+    text = value_ci_text(m, digits)
+    if not isinstance(m, dict):
+        return text
+    if m.get("value") is None and m.get("note"):
+        return f"n/a ({esc(m['note'])})"
+    if m.get("ci_method") == "wilson":
+        return f"{text} W"
+    if m.get("ci_note"):
+        return f"{text} <span class='warn'>(no CI: {esc(m['ci_note'])})</span>"
+    return text
+
+
+def warnings_box(warnings: list[str]) -> str:
+    """What this split's size and make-up do not support, at the top of the report."""
+    if not warnings:
+        return ""
+    items = "".join(f"<li>{esc(w)}</li>" for w in warnings)
+    return (
+        "<div class='warnbox' role='alert' style='border:2px solid #a40;background:#fff4e5;"
+        "padding:8px 16px;margin:12px 0'><strong class='warn'>Warning: read these results "
+        f"with care</strong><ul>{items}</ul></div>"
+    )
+
+
 def headline_section(m: dict[str, Any]) -> str:
     rows = [[esc(k), ci_text(m[k])] for k in HEADLINE if isinstance(m.get(k), dict)]
     per_class = m.get("per_class", {})
@@ -50,8 +78,9 @@ def headline_section(m: dict[str, Any]) -> str:
         "<h2>Metrics</h2>"
         + html_table(["metric", "value (95% CI)"], rows)
         + "<p class='muted'>95% CIs: percentile bootstrap over patients, "
-        f"{m['bootstrap']['replicates']} replicates. Decisions at the operating threshold "
-        "chosen on validation.</p>"
+        f"{m['bootstrap']['replicates']} replicates (W: Wilson score interval, used where "
+        "few cases stand behind a proportion; n/a: no interval, too few cases). Decisions at "
+        "the operating threshold chosen on validation.</p>"
         + "<h3>Per class</h3>"
         + html_table(["class", "n", "AUC", "sensitivity", "specificity"], pc_rows)
     )
@@ -149,17 +178,23 @@ def operating_section(
     out = ["<h2>Operating points</h2>"]
     for target, rows in points.items():
         table_rows = [
-            [
-                esc(OPERATING_RULES.get(r["rule"], r["rule"])),
-                f"{r['threshold']:.4f}",
-                ci_text(r["sensitivity"]),
-                ci_text(r["specificity"]),
-                ci_text(r["ppv"]),
-                ci_text(r["npv"]),
-            ]
+            [esc(r.get("chosen_by") or OPERATING_RULES.get(r["rule"], r["rule"]))]
+            + (
+                ["not chosen", esc(r["refused"]), "", "", ""]
+                if "refused" in r
+                else [
+                    f"{r['threshold']:.4f}",
+                    ci_text(r["sensitivity"]),
+                    ci_text(r["specificity"]),
+                    ci_text(r["ppv"]),
+                    ci_text(r["npv"]),
+                ]
+            )
             for r in rows
         ]
         out.append(f"<h3>{esc(target)}</h3>")
+        merged = [r["note"] for r in rows if r.get("same_as")]
+        out.extend(f"<p class='warn'>{esc(n)}</p>" for n in merged)
         out.append(
             html_table(
                 ["threshold chosen by", "threshold", "sensitivity", "specificity", "PPV", "NPV"],
@@ -302,6 +337,7 @@ def write_report(path: Path, data: dict[str, Any]) -> Path:
         f"{info['sha256'][:16]}\u2026; scandx {info['scandx_version']}; written {data['created']}."
     )
     sections = [
+        warnings_box(m.get("warnings") or []),
         positive_line(m),
         ood_line,
         skipped_line,

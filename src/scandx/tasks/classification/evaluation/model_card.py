@@ -39,7 +39,10 @@ def _fmt(m: dict[str, Any] | None) -> str:
     if not isinstance(m, dict) or m.get("value") is None:
         return "n/a"
     lo, hi = m["ci95"]
-    return f"{m['value']:.3f} ({lo:.3f}-{hi:.3f})" if lo is not None else f"{m['value']:.3f}"
+    if lo is None:
+        return f"{m['value']:.3f} (no CI)" if m.get("ci_note") else f"{m['value']:.3f}"
+    mark = " W" if m.get("ci_method") == "wilson" else ""
+    return f"{m['value']:.3f} ({lo:.3f}-{hi:.3f}){mark}"
 
 
 def write_model_card(run: Path) -> Path:
@@ -115,7 +118,15 @@ def _evaluation_lines(evals: dict[str, dict]) -> list[str]:
     for split, m in evals.items():
         cells = [_fmt(m.get(k)) for k in HEADLINE]
         lines.append(f"| {split} | {m['cases']} | {m['patients']} | " + " | ".join(cells) + " |")
-    return lines + ["", "Values with 95% CIs from a 1,000-replicate bootstrap over patients."]
+    lines += [
+        "",
+        "Values with 95% CIs from a bootstrap over patients; W: Wilson score interval, used "
+        "where few cases stand behind a proportion; no CI: too few cases for one.",
+    ]
+    for split, m in evals.items():
+        for w in m.get("warnings") or []:
+            lines.append(f"\n> **Warning ({split})**: {w}")
+    return lines
 
 
 def _calibration_lines(info: dict, evals: dict[str, dict]) -> list[str]:
@@ -126,6 +137,8 @@ def _calibration_lines(info: dict, evals: dict[str, dict]) -> list[str]:
         else "- Each member calibrated on its own validation fold; the ensemble averages "
         "the calibrated probabilities (so before = after below)"
     ]
+    if cal.get("note"):
+        lines.append(f"- **Warning**: {cal['note']}")
     for split, m in evals.items():
         c = m.get("calibration", {})
         if "ece_before" in c:
@@ -154,9 +167,14 @@ def _threshold_lines(info: dict, plan: dict) -> list[str]:
 
 def _ood_lines(info: dict, evals: dict[str, dict]) -> list[str]:
     ood = info.get("ood") or {}
+    rate = ood.get("target_false_flag_rate")
+    aim = (
+        f"set on validation images to flag about {rate:.0%} of in-distribution images"
+        if rate is not None
+        else "flags about 5% of validation images"
+    )
     lines = [
-        f"- {ood.get('method', 'none')}; threshold {ood.get('threshold', float('nan')):.3f} "
-        "(flags about 5% of validation images)"
+        f"- {ood.get('method', 'none')}; threshold {ood.get('threshold', float('nan')):.3f} ({aim})"
     ]
     for split, m in evals.items():
         if "flagged_fraction" in m.get("ood", {}):

@@ -1,4 +1,12 @@
-"""Metrics of a set of predictions, with patient-level bootstrap CIs, as metrics.json."""
+"""Metrics of a set of predictions, with patient-level bootstrap CIs, as metrics.json.
+
+Small samples (issue 11): a proportion (sensitivity, specificity, PPV, NPV, accuracy)
+with few cases behind it, or whose bootstrap interval has zero width, gets the Wilson
+score interval instead (``ci_method``, ``count``: successes and cases); an AUC with
+fewer than ``MIN_AUC_EACH`` positives or negatives keeps its value but no interval
+(``ci_note``); a metric that cannot be measured (no case of a class) is null with the
+reason in ``note``; and ``warnings`` lists all of it for the report and the model card.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from scandx.core.stats import bootstrap_ci
+from scandx.core.stats import bootstrap_ci, needs_exact_interval, wilson_interval
 from scandx.tasks.classification.evaluation.metrics import (
     binary_metrics,
     confusion,
@@ -50,6 +58,109 @@ def flat_metrics(
         for k, name in enumerate(classes):
             per = binary_metrics(y[:, k], probs[:, k], t[k])
             out.update({f"per_class/{name}/{m}": v for m, v in per.items() if m in _PER_CLASS})
+    return out
+
+
+MIN_AUC_EACH = 5  # positives and negatives an AUC interval needs (fewer: refused)
+
+
+def _tally(truth: np.ndarray, pred: np.ndarray) -> dict[str, tuple[int, int]]:
+    """(successes, cases) behind each proportion of a one-vs-rest decision."""
+    tp, fp = int(np.sum(truth & pred)), int(np.sum(~truth & pred))
+    fn, tn = int(np.sum(truth & ~pred)), int(np.sum(~truth & ~pred))
+    return {
+        "sensitivity": (tp, tp + fn),
+        "specificity": (tn, tn + fp),
+        "ppv": (tp, tp + fp),
+        "npv": (tn, tn + fn),
+        "accuracy": (tp + tn, len(truth)),
+    }
+
+
+def proportion_counts(
+    task: str, classes: list[str], y: np.ndarray, probs: np.ndarray, thresholds: dict[str, Any]
+) -> tuple[dict[str, tuple[int, int]], dict[str, tuple[int, int]]]:
+    """({metric key: (successes, cases)} of the proportions, {auc key: (positives,
+    negatives)}), keyed as ``flat_metrics`` keys them."""
+    pred = decisions(task, probs, thresholds, classes)
+    props: dict[str, tuple[int, int]] = {}
+    aucs: dict[str, tuple[int, int]] = {}
+    for k, name in enumerate(classes):
+        truth = (y[:, k] if task == "multilabel" else y == k).astype(bool)
+        decided = (pred[:, k] if task == "multilabel" else pred == k).astype(bool)
+        for m, c in _tally(truth, decided).items():
+            if m != "accuracy":
+                props[f"per_class/{name}/{m}"] = c
+        aucs[f"per_class/{name}/auc"] = (int(truth.sum()), int((~truth).sum()))
+    if task == "binary":
+        truth = y == 1
+        props.update(_tally(truth, pred == 1))
+        aucs["auc"] = (int(truth.sum()), int((~truth).sum()))
+    else:
+        if task == "multiclass":
+            props["accuracy"] = (int(np.sum(pred == y)), len(y))
+        aucs["auc"] = (min(c[0] for c in aucs.values()), min(c[1] for c in aucs.values()))
+    return props, aucs
+
+
+def small_sample_interval(
+    entry: dict[str, Any], key: str, props: dict, aucs: dict, notes: dict[str, str]
+) -> None:
+    """Replace or refuse ``entry``'s interval where the counts do not support it."""
+    if key in props and entry["value"] is not None:
+        k, n = props[key]
+        if needs_exact_interval(k, n, entry["ci95"]):
+            entry["ci95"] = [json_number(v) for v in wilson_interval(k, n)]
+            entry["ci_method"] = "wilson"
+            entry["count"] = [k, n]
+            notes.setdefault("wilson", key)
+    elif key in aucs and entry["value"] is not None:
+        pos, neg = aucs[key]
+        if min(pos, neg) < MIN_AUC_EACH:
+            entry["ci95"] = [None, None]
+            entry["ci_note"] = (
+                f"no interval: {pos} positive and {neg} negative cases (an AUC interval "
+                f"needs >= {MIN_AUC_EACH} of each)"
+            )
+            notes.setdefault("auc", f"{key}: {entry['ci_note']}")
+    elif entry["value"] is not None and entry["ci95"][0] is not None:
+        if entry["ci95"][0] == entry["ci95"][1]:
+            entry["ci_note"] = "the bootstrap interval has zero width: too few cases to vary"
+            notes.setdefault("degenerate", key)
+    if entry["value"] is None:
+        if key in props and props[key][1] == 0:
+            entry["note"] = "not measurable: no case in its denominator in this split"
+        elif key in aucs and min(aucs[key]) == 0:
+            entry["note"] = "not measurable: this split lacks positive or negative cases"
+
+
+def sample_warnings(
+    task: str, classes: list[str], y: np.ndarray, notes: dict[str, str]
+) -> list[str]:
+    """The report's warnings about what this split's size and make-up do not support."""
+    out = []
+    counts = (
+        {c: (int(y[:, k].sum()), int(len(y) - y[:, k].sum())) for k, c in enumerate(classes)}
+        if task == "multilabel"
+        else {c: (int(np.sum(y == k)), int(np.sum(y != k))) for k, c in enumerate(classes)}
+    )
+    for name, (pos, neg) in counts.items():
+        if pos == 0 or (task == "multilabel" and neg == 0):
+            which = "no cases of" if pos == 0 else "only cases of"
+            out.append(
+                f"This split has {which} {name!r}: its AUC, sensitivity and related metrics "
+                "cannot be measured and are left out (not 1.000); accuracy describes the "
+                "cases present only."
+            )
+    if "wilson" in notes:
+        out.append(
+            "Some proportions rest on few cases: their 95% intervals are Wilson score "
+            "intervals (marked), not bootstrap percentiles, which collapse to zero width."
+        )
+    if "auc" in notes:
+        out.append(f"AUC interval refused: {notes['auc']}.")
+    if "degenerate" in notes:
+        out.append("Some bootstrap intervals have zero width (marked): too few cases to vary.")
     return out
 
 
@@ -111,12 +222,15 @@ def evaluate_predictions(
         n_boot=n_boot,
         seed=seed,
     )
+    props, aucs = proportion_counts(task, classes, y, probs, thresholds)
+    notes: dict[str, str] = {}
     result: dict[str, Any] = {}
     for key, value in point.items():
         entry = {
             "value": json_number(value),
             "ci95": [json_number(v) for v in ci.get(key, [np.nan, np.nan])],
         }
+        small_sample_interval(entry, key, props, aucs, notes)
         parts = key.split("/")
         node = result
         for p in parts[:-1]:
@@ -145,9 +259,24 @@ def evaluate_predictions(
         "replicates": n_boot,
         "resampling_unit": "patient",
         "seed": seed,
-        "interval": "percentile",
+        "interval": "percentile; Wilson score where marked (ci_method)",
     }
+    result["warnings"] = sample_warnings(task, classes, y, notes)
     return result
+
+
+def collect_warnings(metrics: dict[str, Any]) -> list[str]:
+    """metrics.json's warnings with those of calibration and the operating points."""
+    out = list(metrics.get("warnings") or [])
+    cal_note = (metrics.get("calibration") or {}).get("note")
+    if cal_note:
+        out.append(f"Calibration: {cal_note}.")
+    for target, rows in (metrics.get("operating_points") or {}).items():
+        for row in rows if isinstance(rows, list) else []:
+            # refused rules, or three or more rules at one threshold: validation too small
+            if row.get("note") and ("refused" in row or len(row.get("same_as", [])) > 1):
+                out.append(f"Operating points for {target}: {row['note']}")
+    return list(dict.fromkeys(out))
 
 
 def json_number(v: float | None) -> float | None:

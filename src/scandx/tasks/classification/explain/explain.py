@@ -90,7 +90,8 @@ def write_explanation(result: dict[str, Any], out_dir: Path, index: int = 0) -> 
     Volumes: one overlay per slice in ``<stem>_slices/slice_<z>.png`` and a montage of
     all slices as the returned PNG.
     """
-    stem = f"{index:04d}_" + Path(result["path"]).name.replace(".", "_") + f"_{result['method']}"
+    # named by position, never by the input's name (file names may identify the patient)
+    stem = f"{index:04d}_{result['method']}"
     png = out_dir / f"{stem}.png"
     heat = result["heatmap"]
     if heat.ndim == 3:

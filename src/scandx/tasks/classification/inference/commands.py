@@ -6,6 +6,7 @@ import csv
 from pathlib import Path
 from typing import Any
 
+from scandx.core.predictor import input_ref
 from scandx.tasks.classification.inference.predictor import Predictor
 
 
@@ -17,7 +18,8 @@ def explain_run(
     method: str = "auto",
     class_name: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Heatmap overlays (PNG) and raw maps (.npy) for image files, plus explanations.csv."""
+    """Heatmap overlays (PNG) and raw maps (.npy) for image files, plus explanations.csv;
+    inputs are named by position and keyed pseudonym (``core.predictor.input_ref``)."""
     from scandx.tasks.classification.explain.explain import explain_file, write_explanation
 
     predictor = Predictor.from_run(run)
@@ -28,7 +30,8 @@ def explain_run(
     for i, r in enumerate(results):
         png = write_explanation(r, out, i)
         rows.append(
-            {k: r[k] for k in ("path", "class", "probability", "method", "layer")}
+            input_ref(i + 1, r["path"])
+            | {k: r[k] for k in ("class", "probability", "method", "layer")}
             | {"overlay": str(png)}
         )
     with open(out / "explanations.csv", "w", newline="") as f:

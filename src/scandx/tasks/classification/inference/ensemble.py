@@ -18,6 +18,7 @@ import torch
 
 from scandx.core.predictor import ensemble_members
 from scandx.tasks.classification.inference.model_io import load_model
+from scandx.tasks.classification.inference.model_schema import check_classifier_info
 from scandx.tasks.classification.inference.predictor import Predictor
 
 
@@ -28,6 +29,7 @@ class EnsemblePredictor(Predictor):
 
     @classmethod
     def from_members(cls, model_dir: Path, info: dict[str, Any], device: str = "cpu"):
+        check_classifier_info(info, Path(model_dir) / "model.json", single=False)
         members = []
         for member_dir in ensemble_members(model_dir, info):  # each checked by sha256
             model, member_info = load_model(member_dir)

@@ -24,7 +24,8 @@ from scandx.tasks.classification.inference.model_io import load_model
 from scandx.tasks.classification.inference.ood import (
     as_features,
     capturing_penultimate,
-    mahalanobis,
+    ood_features,
+    ood_score,
     penultimate_features,
     tta_probabilities,
 )
@@ -81,24 +82,27 @@ class Predictor(PredictorProtocol):
         return self.to_probabilities(self.logits(x))
 
     def logits_and_features(self, x: torch.Tensor) -> tuple[torch.Tensor, np.ndarray | None]:
-        """Raw logits and, when the model has an OOD score, its features, in one pass."""
-        if self.info.get("ood_tensors") is None:
+        """Raw logits and, when the model has an OOD score, what it is computed from (the
+        penultimate features and the input statistics), in one pass."""
+        tensors = self.info.get("ood_tensors")
+        if tensors is None:
             return self.logits(x), None
         with capturing_penultimate(self.model) as captured:
             logits = self.logits(x)
-        return logits, as_features(captured)
+        return logits, ood_features(as_features(captured), x, tensors)
 
     def ood_scores(
         self, x: torch.Tensor | None = None, features: np.ndarray | None = None
     ) -> np.ndarray | None:
-        """Mahalanobis OOD score per image (higher = less like the training data), from a
-        batch or from features already captured by ``logits_and_features``."""
+        """OOD score per image (higher = less like the training data; flagged above
+        model.json ``ood.threshold``), from a batch or from what ``logits_and_features``
+        captured."""
         tensors = self.info.get("ood_tensors")
         if tensors is None:
             return None
         if features is None:
-            features = penultimate_features(self.model, x.to(self.device))
-        return mahalanobis(features, tensors)
+            features = ood_features(penultimate_features(self.model, x.to(self.device)), x, tensors)
+        return ood_score(features, tensors)
 
     def uncertainty(
         self, x: torch.Tensor, n: int = 8, probs: np.ndarray | None = None
@@ -138,19 +142,22 @@ class Predictor(PredictorProtocol):
         return [*probs, *decision, "predicted", "uncertainty", "ood_score", "ood_flag"]
 
     def score(self, prepared: list[torch.Tensor]) -> list[dict[str, Any]]:
-        """Probabilities, decision, TTA spread and OOD score per prepared image."""
-        x = torch.stack(prepared)
-        logits, features = self.logits_and_features(x)
-        probs = self.to_probabilities(logits)
-        spread = self.uncertainty(x, probs=probs)
-        scores = self.ood_scores(features=features)
+        """Probabilities, decision, TTA spread and OOD score per prepared image.
+
+        One image at a time: a float32 convolution gives results that differ in the last
+        bits with the batch size, so scoring images together would make an image's
+        outputs (its OOD score, its TTA spread) depend on the other files of the call."""
         threshold = (self.info.get("ood") or {}).get("threshold")
         out = []
-        for i, (pr, d) in enumerate(zip(probs, self.decide(probs), strict=True)):
-            row = {**self._row(pr, d), "uncertainty": float(spread[i])}
+        for x in prepared:
+            logits, features = self.logits_and_features(x[None])
+            probs = self.to_probabilities(logits)
+            spread = self.uncertainty(x[None], probs=probs)
+            scores = self.ood_scores(features=features)
+            row = {**self._row(probs[0], self.decide(probs)[0]), "uncertainty": float(spread[0])}
             if scores is not None:
-                row["ood_score"] = float(scores[i])
-                row["ood_flag"] = bool(scores[i] > threshold)
+                row["ood_score"] = float(scores[0])
+                row["ood_flag"] = bool(scores[0] > threshold)
             out.append(row)
         return out
 
