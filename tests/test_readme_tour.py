@@ -88,8 +88,8 @@ def test_readme_tour_runs_as_written(tmp_path):
         "explain/explanations.csv",
         "runs/phantoms/model/model.json",
         "runs/drive/eval/test/metrics.json",
-        "masks/01_test.png",
         "masks/predictions.csv",
     ):
         assert (work / path).exists(), path
-    assert r.stdout.count("path,prob_") == 1  # predict without --out printed CSV rows
+    assert len(list((work / "masks").glob("file-*.png"))) == 1  # named by keyed reference
+    assert r.stdout.count("input,file,prob_") == 1  # predict without --out printed CSV rows

@@ -89,12 +89,14 @@ def test_classification_refuses_segmentation_options(phantoms, tmp_path, capsys)
 
 
 def test_predict_out_names_a_folder(quick_run, phantoms, tmp_path, capsys):
+    from scandx.core.privacy import file_ref
+
     f = str(next(phantoms.rglob("*.png")))
     assert main(["-q", "predict", str(quick_run), f, "--out", str(tmp_path / "p.csv")]) == 2
     assert "--out names a folder" in _err(capsys)[0]
     assert main(["-q", "predict", str(quick_run), f]) == 0  # CSV rows on stdout
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[0].startswith("path,prob_") and lines[1].startswith(f)
+    assert lines[0].startswith("input,file,prob_") and lines[1].startswith(f"1,{file_ref(f)},")
 
 
 @pytest.mark.parametrize("module", ["scandx", "scandx.cli"])

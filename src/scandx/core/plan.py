@@ -105,7 +105,9 @@ def read_plan_json(path: str | Path) -> dict[str, Any]:
         d = json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise ScandxError("plan file not found", path) from None
-    except (OSError, json.JSONDecodeError) as e:
+    except UnicodeDecodeError:
+        raise ScandxError("plan is not UTF-8 text", path) from None
+    except (OSError, ValueError) as e:  # JSONDecodeError
         raise ScandxError(f"plan is not valid JSON ({e})", path) from None
     if not isinstance(d, dict) or "task" not in d:
         raise ScandxError("plan has no 'task' field", path)

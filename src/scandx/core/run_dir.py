@@ -153,9 +153,14 @@ class RunDir:
 
     def read_json(self, path: Path) -> dict[str, Any]:
         try:
-            return json.loads(path.read_text())
+            d = json.loads(path.read_text())
         except FileNotFoundError:
             raise ScandxError(f"{path.name} missing", path) from None
+        except (OSError, ValueError) as e:  # not UTF-8, not JSON
+            raise ScandxError(f"{path.name} is not valid JSON ({e})", path) from None
+        if not isinstance(d, dict):
+            raise ScandxError(f"{path.name} is not a JSON object", path)
+        return d
 
     @property
     def lock_file(self) -> Path:

@@ -8,7 +8,6 @@ one line to ``_TASKS`` below (see docs/design.md, "Adding a task").
 from __future__ import annotations
 
 import importlib
-import json
 from pathlib import Path
 from typing import Any
 
@@ -58,8 +57,6 @@ def task_for_run(run: str | Path) -> Task:
     path = Path(run) / "plan.json"
     if not path.exists():
         raise ScandxError("not a scandx run (plan.json missing); run scandx train first", run)
-    try:
-        d = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ScandxError(f"plan is not valid JSON ({e})", path) from None
-    return task_for_plan(d, str(path))
+    from scandx.core.plan import read_plan_json
+
+    return task_for_plan(read_plan_json(path), str(path))

@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image
 
 from scandx.cli import main
+from scandx.core.privacy import locate
 from scandx.tasks.classification.data.sources import load_source
 from scandx.tasks.classification.data.splits import assign_splits
 from scandx.tasks.classification.runs import apply_run_splits
@@ -69,11 +70,14 @@ def test_new_image_of_a_training_patient_takes_its_patients_split(tmp_path):
     assert extra.split == "train"
 
 
-def test_cli_evaluate_external_csv(quick_run, tmp_path):
+def test_cli_evaluate_external_csv(quick_run, phantoms, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(quick_run, run)  # quick_run is shared: evaluate a copy
     with open(run / "manifest.csv", newline="") as f:
         recorded = list(csv.DictReader(f))
+    found = locate([r["file"] for r in recorded], under=phantoms)  # files by keyed reference
+    for r in recorded:
+        r["path"] = str(found[r["file"]])
     test_rows = [(r["path"], r["label"], "") for r in recorded if r["split"] == "test"]
     new_rows = []
     for i, r in enumerate(recorded[:12]):  # altered copies: new images, 3 per patient

@@ -54,7 +54,9 @@ def test_volume_explain_writes_one_overlay_per_slice(volume_run: Path, volumes: 
     vol = next(volumes.glob("lesion/*/vol.dcm"))
     out = tmp_path / "x"
     assert main(["-q", "explain", str(volume_run), str(vol), "--out", str(out)]) == 0
-    stem = "0000_vol_dcm_layercam"  # auto: LayerCAM for the simple-cnn's dense head
+    # named by position, never by the file's name; auto: LayerCAM for the dense head
+    (png,) = out.glob("*_layercam.png")
+    stem = png.stem
     slices = sorted((out / f"{stem}_slices").glob("slice_*.png"))
     assert len(slices) == 8
     heat = np.load(out / f"{stem}.npy")

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from scandx.cli import main
+from scandx.core.privacy import file_ref
 from scandx.tasks.segmentation.fingerprint import seg_fingerprint
 from scandx.tasks.segmentation.plan import target_spacing, unet_layout
 from scandx.tasks.segmentation.sources import load_seg_source
@@ -77,7 +78,7 @@ def test_few_thick_slices_get_a_2d_unet_slice_by_slice_end_to_end(tmp_path, caps
     src = data / "imagesTs" / "ell_010_0000.nii.gz"
     out = tmp_path / "pred"
     assert main(["-q", "predict", str(run), str(src), "--out", str(out)]) == 0
-    pred = nib.load(str(out / "ell_010_0000.nii.gz"))
+    pred = nib.load(str(out / f"{file_ref(src)}.nii.gz"))  # named by keyed reference
     assert pred.shape == (48, 48, 8)
     np.testing.assert_allclose(pred.affine, nib.load(str(src)).affine)
     # --dims 3d overrides: a 3D U-Net whose first levels leave the thick axis alone

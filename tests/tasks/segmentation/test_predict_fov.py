@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from scandx.cli import main
+from scandx.core.privacy import file_ref
 from scandx.errors import ScandxError
 from scandx.tasks.segmentation.infer import normalize
 from scandx.tasks.segmentation.plan import SegPlan
@@ -95,7 +96,7 @@ def test_predict_cli_takes_the_fov_and_masks_outside_it(tmp_path, monkeypatch, c
     assert len(err) == 1 and "--fov" in err[0] and not out.exists()
     args = ["-q", "predict", str(run), str(IMAGE), "--fov", str(FOV), "--out", str(out)]
     assert main(args) == 0
-    mask = np.asarray(Image.open(out / "01_test.png")) > 0
+    mask = np.asarray(Image.open(out / f"{file_ref(IMAGE)}.png")) > 0
     fov = np.asarray(Image.open(FOV).convert("L")) > 0
     assert mask[fov].any() and not mask[~fov].any()
     with open(out / "predictions.csv") as f:

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from scandx.cli import main
+from scandx.core.privacy import pseudonym
 from scandx.errors import ScandxError
 from scandx.tasks.segmentation.case_lists import load_case_list
 from scandx.tasks.segmentation.sources import load_seg_source
@@ -59,7 +60,7 @@ def test_bad_dataset_json_is_one_line_naming_file_and_key(tmp_path, meta, messag
 def test_valid_training_list_with_channel_files_is_accepted(tmp_path):
     root = _decathlon(tmp_path / "dec", {**GOOD, "training": [ENTRY], "numTraining": 1})
     m = load_seg_source(root)
-    assert [c.case_id for c in m.cases] == ["c_000"]
+    assert [c.case_id for c in m.cases] == [pseudonym("c_000", "case")]
 
 
 def test_cli_bad_dataset_json_exit_2_one_line(tmp_path, capsys):

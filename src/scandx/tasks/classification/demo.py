@@ -6,11 +6,13 @@ data would.
 
 from __future__ import annotations
 
+import csv
 import logging
 import time
 from pathlib import Path
 
 from scandx.core.predictor import predict_run
+from scandx.core.privacy import locate
 from scandx.core.run_dir import fresh_demo_folder
 from scandx.tasks.classification import workflow
 from scandx.tasks.classification.data.synthetic import make_phantom_dataset
@@ -33,8 +35,10 @@ def run_demo(
     run = out / "run"
     summary = workflow.train_run(data, run, time_budget_s=time_budget_s, seed=seed)
     metrics = workflow.evaluate_run(run, data, split="test")
-    pred_csv = (run / "eval" / "test" / "predictions.csv").read_text().splitlines()
-    test_files = [line.split(",")[2] for line in pred_csv[1:3]]
+    with open(run / "eval" / "test" / "predictions.csv", newline="") as f:
+        refs = [row["file"] for row in csv.DictReader(f)][:2]
+    found = locate(refs, under=data)  # outputs name files by keyed reference only
+    test_files = [found[r] for r in refs if r in found]
     preds = predict_run(run, test_files, out)  # -> out/predictions.csv
     elapsed = time.perf_counter() - t0
     table = summary_table(metrics, summary, elapsed, run)

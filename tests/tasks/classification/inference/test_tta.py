@@ -23,7 +23,7 @@ def test_uncertainty_of_an_image_does_not_change_with_the_other_files(quick_run,
     together = p.predict_files(files)[3]
     reordered = p.predict_files([files[5], files[3], files[0]])[1]
     for row in (together, reordered):
-        assert row["path"] == alone["path"]
+        assert row["file"] == alone["file"]
         assert row["uncertainty"] == alone["uncertainty"]
         assert row["ood_score"] == alone["ood_score"]
 
