@@ -237,8 +237,21 @@ def header_meta(ds: Any) -> dict[str, Any]:
         "sex": str(ds.get("PatientSex", "") or ""),
         "age": age,
         "manufacturer": str(ds.get("Manufacturer", "") or ""),
-        "spacing": [float(s) for s in spacing] if spacing else None,
+        "spacing": _spacing(spacing),
     }
+
+
+def _spacing(value: Any) -> list[float] | None:
+    """Pixel spacing as two positive finite numbers, or None when the header's is unusable
+    (metadata only: a damaged spacing must not make the image unreadable)."""
+    try:
+        many = hasattr(value, "__iter__") and not isinstance(value, str | bytes)
+        values = [float(v) for v in (value if many else [value])]
+    except (TypeError, ValueError):
+        return None
+    if len(values) != 2 or not all(np.isfinite(v) and v > 0 for v in values):
+        return None
+    return values
 
 
 def read_dicom(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
