@@ -75,6 +75,47 @@ def test_odd_csv_manifests(image_folder: Path, tmp_path: Path, header, rows, pla
         path.unlink(missing_ok=True)
 
 
+@given(
+    labels=st.lists(
+        st.sampled_from(["0", "1", "0.0", "1.0", "normal", "Normal ", "lesion"]),
+        min_size=6,
+        max_size=6,
+    ),
+    header=st.sampled_from([["path", "label", "patient_id"], ["Path", "LABEL", "split"]]),
+    edits_=st.lists(st.tuples(st.integers(0, 5), st.integers(0, 2), CELLS), max_size=3),
+)
+def test_near_valid_csv_manifests(image_folder: Path, tmp_path: Path, labels, header, edits_):
+    """Valid manifests with a few cells changed: most are accepted, so the checks on an
+    accepted manifest (classes, cases) are exercised too."""
+    import csv
+    import io
+
+    from scandx.tasks.classification.data.sources import load_source
+
+    rows = [
+        [f"im{i}.png", labels[i], f"p{i // 2}" if header[2] == "patient_id" else ""]
+        for i in range(6)
+    ]
+    for r, c, value in edits_:
+        rows[r][c] = value
+    buf = io.StringIO()
+    csv.writer(buf).writerows([header, *rows])
+    path = image_folder / f"near-{tmp_path.name}.csv"
+    path.write_text(buf.getvalue(), encoding="utf-8", errors="surrogateescape")
+
+    def check(manifest: Any) -> str | None:
+        if len(manifest.classes) < 2 or len(manifest) == 0:
+            return f"{len(manifest)} cases, classes {manifest.classes}"
+        if len({c.case_id for c in manifest.cases}) != len(manifest):
+            return "two cases share a case id"
+        return None
+
+    try:
+        attempt("csv near-valid", lambda: load_source(path), check)
+    finally:
+        path.unlink(missing_ok=True)
+
+
 @pytest.fixture(scope="module")
 def decathlon(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
     import nibabel as nib
