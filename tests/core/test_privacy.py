@@ -69,3 +69,44 @@ def test_scrub_paths_and_where_ref_leave_no_path(tmp_path: Path):
     )
     case = privacy.pseudonym("Doe_John", "case")
     assert privacy.where_ref(case) == case  # already a pseudonym
+
+
+@pytest.mark.parametrize(
+    ("column", "identifying"),
+    [
+        ("PatientName", True),
+        ("accession_number", True),
+        ("MRN", True),
+        ("birth_date", True),
+        ("StudyDate", True),
+        ("study_id", True),
+        ("email", True),
+        ("sex", False),
+        ("age", False),
+        ("site", False),
+        ("candidate", False),
+        ("smoker", False),
+    ],
+)
+def test_identifier_like_columns(column: str, identifying: bool):
+    assert privacy.identifying_column(column) == identifying
+
+
+def test_csv_columns_named_like_identifiers_are_keyed(tmp_path: Path):
+    import numpy as np
+    from PIL import Image
+
+    from scandx.tasks.classification.data.sources import load_source
+
+    rows = ["path,label,PatientName,accession,age"]
+    for i in range(8):
+        Image.fromarray(np.full((8, 8), i * 20, np.uint8)).save(tmp_path / f"{i}.png")
+        rows.append(f"{i}.png,{i % 2},DOE^JANE{i},ACC{i}77,{40 + i}")
+    (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
+    m = load_source(tmp_path / "m.csv")
+    out = tmp_path / "manifest.csv"
+    m.to_csv(out)
+    text = out.read_text()
+    assert "DOE^JANE" not in text and "ACC" not in text
+    assert "meta-" in text and ",41" in text  # keyed, and age kept as it is
+    assert any("named like identifiers" in n for n in m.notes)

@@ -133,3 +133,17 @@ def where_ref(where: str | Path | None) -> str:
     if sep and line.isdigit() and head:
         return f"{file_ref(head)}:{line}"
     return file_ref(text) if text else ""
+
+
+# column names that hold (or may hold) a direct identifier; their values are keyed too
+_IDENTIFYING = re.compile(
+    r"name|mrn|accession|birth|dob|address|street|zip|postcode|phone|fax|e.?mail|ssn|"
+    r"social|insurance|medical.?record|nhs|uid|(?<!i)date|(^|[_ .-])id$|^id$",
+    re.IGNORECASE,
+)
+
+
+def identifying_column(name: str) -> bool:
+    """A metadata column named like an identifier (PatientName, accession, MRN, birth
+    date, a ``*_id``...): its values reach outputs only as keyed pseudonyms."""
+    return bool(_IDENTIFYING.search(name.strip()))

@@ -17,6 +17,7 @@ import difflib
 import io
 from pathlib import Path
 
+from scandx.core.privacy import identifying_column, pseudonym
 from scandx.data.dicom import read_dataset
 from scandx.data.files import file_problem
 from scandx.data.identity import content_digest
@@ -56,6 +57,7 @@ def load_csv(path: Path, image_root: Path | None = None, skip_bad: bool = False)
         )
     label_cols = _label_columns(rows, cols, named, path)
     meta_cols = [c for c in cols if c not in named.values() and c not in label_cols]
+    keyed_cols = {c for c in meta_cols if identifying_column(c)}
     skipped: list[tuple[str, str]] = []
     targets, label_notes = _targets(rows, named, label_cols, path, skipped, skip_bad)
     uid_index = _dicom_uid_index(root) if key == "sop_instance_uid" else {}
@@ -91,7 +93,13 @@ def load_csv(path: Path, image_root: Path | None = None, skip_bad: bool = False)
         dicom_pid = meta.pop("patient_id", "")
         given_pid = _cell(row, named.get("patient_id"))
         patient_keys.append([f"pid:{given_pid}"] if given_pid else [dicom_pid] if dicom_pid else [])
-        meta.update({c: row[c] for c in meta_cols if row.get(c) not in (None, "")})
+        meta.update(
+            {
+                c: pseudonym(row[c], "meta") if c in keyed_cols else row[c]
+                for c in meta_cols
+                if row.get(c) not in (None, "")
+            }
+        )
         digests.append(digest)
         rows_of.append(f"line {i}")
         cases.append(
@@ -109,6 +117,11 @@ def load_csv(path: Path, image_root: Path | None = None, skip_bad: bool = False)
         raise ScandxError(f"unknown split value(s) {bad_split}; use train, val or test", path)
     manifest = Manifest(task=task, classes=classes, cases=cases, source=str(path), skipped=skipped)
     manifest.notes.extend(label_notes)
+    if keyed_cols:
+        manifest.notes.append(
+            f"column(s) {', '.join(sorted(keyed_cols))} named like identifiers: their values "
+            "are stored as keyed pseudonyms"
+        )
     origins = [f"{path}:{r.split()[1]}" for r in rows_of]
     settle_identity(manifest, digests, patient_keys, origins, rows_of)
     return manifest
