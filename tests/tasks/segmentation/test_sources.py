@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -84,3 +85,24 @@ def test_bad_case_spec_is_one_line(tmp_path, spec, message):
     f.write_text(spec if isinstance(spec, str) else json.dumps(spec))
     with pytest.raises(ScandxError, match=message):
         load_case_list(f)
+
+
+def test_a_fifo_or_dangling_link_among_the_images_is_named_not_dropped(tmp_path: Path):
+    import os
+
+    import numpy as np
+    from PIL import Image
+
+    for d in ("images", "masks"):
+        (tmp_path / d).mkdir()
+    for i in range(3):
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "images" / f"c{i}.png")
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "masks" / f"c{i}.png")
+    os.mkfifo(tmp_path / "images" / "c3.png")
+    with pytest.raises(ScandxError, match="FIFO") as e:
+        load_seg_source(tmp_path)
+    assert "c3.png" in str(e.value)
+    (tmp_path / "images" / "c3.png").unlink()
+    (tmp_path / "images" / "c3.png").symlink_to(tmp_path / "gone.png")
+    with pytest.raises(ScandxError, match="dangling symlink"):
+        load_seg_source(tmp_path)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from scandx.core.privacy import is_pseudonym, pseudonym
+from scandx.data.files import display_path, file_problem
 from scandx.errors import ScandxError
 
 LABEL_DIRS = ("masks", "labels", "1st_manual", "manual")
@@ -95,11 +96,18 @@ def case_key(name: str) -> str:
 
 
 def _files(folder: Path) -> list[Path]:
-    return sorted(
-        p
-        for p in folder.iterdir()
-        if p.is_file() and not p.name.startswith(".") and p.name.lower().endswith(IMAGE_EXT)
-    )
+    """The image files of a folder; an image-named entry that is not a readable regular
+    file (a FIFO, a dangling symlink, a symlink loop) is an error, never silently left out."""
+    found = []
+    for p in sorted(folder.iterdir()):
+        if p.name.startswith(".") or not p.name.lower().endswith(IMAGE_EXT):
+            continue
+        problem = file_problem(p)
+        if problem and not p.is_dir():
+            raise ScandxError(f"not a readable image file: {problem}", display_path(p))
+        if not problem:
+            found.append(p)
+    return found
 
 
 def is_seg_source(path: Path) -> bool:
