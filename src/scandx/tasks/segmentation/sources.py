@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scandx.core.privacy import is_pseudonym, pseudonym
+from scandx.core.privacy import file_ref, is_pseudonym, pseudonym
 from scandx.data.files import display_path, file_problem
 from scandx.errors import ScandxError
 
@@ -82,7 +82,7 @@ class SegManifest:
         for c in self.cases:
             per[c.split or "unsplit"] = per.get(c.split or "unsplit", 0) + 1
         return {
-            "source": self.source,
+            "source": file_ref(self.source) if self.source else "",  # a path may name a patient
             "layout": self.layout,
             "cases": len(self.cases),
             "per_split": per,

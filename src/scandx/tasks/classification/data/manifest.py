@@ -99,7 +99,7 @@ class Manifest:
     def summary(self) -> dict[str, Any]:
         splits = sorted({c.split for c in self.cases})
         return {
-            "source": self.source,
+            "source": file_ref(self.source) if self.source else "",  # a path may name a patient
             "task": self.task,
             "classes": self.classes,
             "cases": len(self.cases),

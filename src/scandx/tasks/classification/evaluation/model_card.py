@@ -65,7 +65,8 @@ def card_sections(info: dict, plan: dict, evals: dict[str, dict]) -> CardSection
     if info.get("ensemble"):
         details.append(f"- Ensemble: {info['combine']}")
     training = [
-        f"- Source: {data.get('source') or 'see manifest.csv'}; {data.get('cases', '?')} cases "
+        f"- Source: {data.get('source') or 'see manifest.csv'} (keyed reference of the data "
+        f"path: `core.privacy.locate`); {data.get('cases', '?')} cases "
         f"from {data.get('patients', '?')} patients; labels as given by the source.",
         "- Splits: patient-level (no patient in two splits), stratified by label, seeded; splits "
         "given by the source kept. Per split and class:",
