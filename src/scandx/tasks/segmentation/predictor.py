@@ -16,7 +16,13 @@ import numpy as np
 import torch
 
 from scandx.core.device import detect_device, runtime_device
-from scandx.core.predictor import Predictor, checked_weights, ensemble_members, read_model_json
+from scandx.core.predictor import (
+    Predictor,
+    checked_weights,
+    ensemble_members,
+    read_model_json,
+    require,
+)
 from scandx.core.privacy import file_ref
 from scandx.core.weights import load_weights
 from scandx.errors import ScandxError
@@ -46,10 +52,30 @@ def _load_member(model_dir: Path, plan: SegPlan) -> torch.nn.Module:
     return model.eval()
 
 
+def check_seg_model_json(info: dict[str, Any], where: Path) -> None:
+    """Segmentation's own model.json keys (the shared ones are checked by
+    ``read_model_json``): the component rule per label and the binary threshold."""
+    post = require(info, where, "postprocessing", dict)
+    for label, rule in post.items():
+        if not (str(label).isdigit() and isinstance(rule, dict)):
+            raise ScandxError(f"postprocessing[{label!r}]: expected a label and a rule", where)
+        keep = rule.get("keep_largest_component", False)
+        if not isinstance(keep, bool):
+            raise ScandxError(
+                f"postprocessing[{label!r}].keep_largest_component: expected true/false", where
+            )
+    threshold = info.get("threshold")
+    if threshold is not None:
+        value = require(info, where, "threshold.value", float)
+        if not 0.0 <= value <= 1.0:
+            raise ScandxError(f"threshold.value {value} is not a probability in [0, 1]", where)
+
+
 def load_seg_run(run: Path) -> tuple[torch.nn.Module, SegPlan, dict[str, Any]]:
     """(model, plan, model.json) of a run, on the CPU; a ``train --folds`` run gives the
     ensemble of its fold models."""
     info = read_model_json(run / "model")
+    check_seg_model_json(info, run / "model" / "model.json")
     plan = SegPlan.load(run / "plan.json")
     if "ensemble" in info:
         members = [_load_member(m, plan) for m in ensemble_members(run / "model", info)]
