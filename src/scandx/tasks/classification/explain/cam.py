@@ -12,6 +12,8 @@ synthetic phantoms in docs/benchmarks.md.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -36,6 +38,34 @@ def _layercam_class():
             return torch.relu((torch.relu(grad) * acti).sum(1, keepdim=True))
 
     return LayerCAM
+
+
+def networks(model: nn.Module) -> list[nn.Module]:
+    """The networks a heatmap is computed on: the seeds' networks of a ``SeedEnsemble``
+    (kept when leftover budget trained a second seed; its layer names are prefixed
+    ``members.<i>.``, so one member's target layers are not another's), else the model.
+    Each network's map is computed at its own target layers and the maps averaged."""
+    from scandx.models.registry import SeedEnsemble
+
+    if isinstance(model, SeedEnsemble):
+        return [net for member in model.members for net in networks(member)]
+    return [model]
+
+
+@contextmanager
+def _hooks_removed_after(model: nn.Module) -> Iterator[None]:
+    """Remove the hooks registered on ``model`` inside (MONAI's CAM registers a forward and
+    a backward hook per target layer and never removes them: every explained image would
+    leave two more on the model, each holding its last activations and gradients)."""
+    before = {m: (set(m._forward_hooks), set(m._backward_hooks)) for m in model.modules()}
+    try:
+        yield
+    finally:
+        for m, (fwd, bwd) in before.items():
+            for key in set(m._forward_hooks) - fwd:
+                del m._forward_hooks[key]
+            for key in set(m._backward_hooks) - bwd:
+                del m._backward_hooks[key]
 
 
 def candidate_layers(model: nn.Module) -> list[str]:
@@ -121,13 +151,16 @@ def explain_tensor(
     model.eval()
     if method in ("gradcam", "gradcam++", "layercam"):
         layers = layers or target_layers(model, tuple(x.shape[1:]))
+        missing = sorted(set(layers) - {n for n, _ in model.named_modules()})
+        if missing:  # MONAI would only warn, then fail on a missing activation
+            raise ValueError(f"{type(model).__name__} has no layer {', '.join(missing)}")
         cam_cls = {"gradcam": GradCAM, "gradcam++": GradCAMpp}.get(method) or _layercam_class()
         maps = []
         for layer in layers:
             # MONAI's default post-processing maps (min, max) to (1, 0), flipping the
             # map (monai.visualize.class_activation_maps.default_normalizer); keep it raw.
-            cam = cam_cls(nn_module=model, target_layers=layer, postprocessing=_identity)
-            with torch.enable_grad():
+            with _hooks_removed_after(model), torch.enable_grad():
+                cam = cam_cls(nn_module=model, target_layers=layer, postprocessing=_identity)
                 heat = cam(x.clone().requires_grad_(True), class_idx=class_idx)
             maps.append(_unit(heat[0, 0].detach().float().numpy()))
         out = np.mean(maps, axis=0)

@@ -14,6 +14,7 @@ from scandx.tasks.classification.explain.cam import (
     METHODS,
     default_method,
     explain_tensor,
+    networks,
     target_layers,
 )
 from scandx.tasks.classification.explain.overlay import (
@@ -64,15 +65,24 @@ def explain_display(
     k = class_index
     if k is None:
         k = 1 if predictor.task == "binary" else int(np.argmax(probs))
-    # an ensemble (cross-validated run) is explained by the mean of its members' maps
+    # An ensemble (cross-validated run) is explained by the mean of its members' maps, a
+    # member kept as a SeedEnsemble by the mean of its seeds' networks' maps, each network
+    # at its own target layers (one fold may have kept a second seed, another not).
     models = [m.model for m in getattr(predictor, "members", [predictor])]
     if method == "auto":
-        method = default_method(models[0])
-    if method == "occlusion":
-        layers = None
-    elif layers is None:
-        layers = target_layers(models[0], tuple(x.shape[1:]))
-    heat_input = np.mean([explain_tensor(m, x, k, method, layers) for m in models], axis=0)
+        method = default_method(networks(models[0])[0])
+    shape = tuple(x.shape[1:])
+    jobs: list[list[tuple[Any, list[str] | None]]] = []
+    for model in models:
+        if method == "occlusion":  # model-agnostic: the member as it predicts
+            jobs.append([(model, None)])
+        else:
+            jobs.append([(net, layers or target_layers(net, shape)) for net in networks(model)])
+    heat_input = np.mean(
+        [np.mean([explain_tensor(n, x, k, method, ls) for n, ls in job], axis=0) for job in jobs],
+        axis=0,
+    )
+    layers = jobs[0][0][1]
     heat = unletterbox(heat_input, display.shape[1:])
     return {
         "class": predictor.classes[k],
