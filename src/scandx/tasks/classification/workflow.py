@@ -253,7 +253,12 @@ def train_prepared(
     thresholds = choose_thresholds(plan, y_val, val_probs)  # on calibrated probabilities
     operating_points = choose_all_operating_points(plan, y_val, val_probs, thresholds)
     ood_tensors, ood_info = fit_ood(
-        model_nn, data_t.x_train, data_t.y_train.numpy(), data_t.x_val, plan.seed
+        model_nn,
+        data_t.x_train,
+        data_t.y_train.numpy(),
+        data_t.x_val,
+        plan.seed,
+        groups=[c.patient_id for c in tr_cases + va_cases],  # cross-fitted by patient
     )
     refuse_non_finite(model_nn)  # a model with NaN weights is never written
     info = save_model(

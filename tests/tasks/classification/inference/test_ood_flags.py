@@ -12,7 +12,12 @@ from PIL import Image
 
 from scandx.tasks.classification.data.synthetic import make_phantom_dataset
 from scandx.tasks.classification.inference import Predictor
-from scandx.tasks.classification.inference.ood import FALSE_FLAG_RATE, flag_threshold
+from scandx.tasks.classification.inference.ood import (
+    CONFIDENCE,
+    FALSE_FLAG_RATE,
+    _held_out_distances,
+    flag_threshold,
+)
 from tests.conftest import DICOM_DATA, DICOM_TEST, SHARED, needs_shared
 
 SLACK = 0.04  # a few dozen held-out images: the observed rate varies around the target
@@ -31,10 +36,47 @@ def test_threshold_from_a_small_validation_split_is_not_just_its_maximum():
     assert np.mean(new > t) < 0.03
 
 
+def test_threshold_is_a_tolerance_bound_whatever_the_sample_size():
+    # over many draws of n in-distribution scores, the threshold lets through more than
+    # `rate` of new ones in at most about 1 - CONFIDENCE of the draws, for small n too
+    from scipy.stats import norm
+
+    rng = np.random.default_rng(1)
+    rate = FALSE_FLAG_RATE / 2
+    for n in (8, 12, 30, 200, 600):
+        thresholds = [flag_threshold(rng.lognormal(1.0, 0.3, n), rate) for _ in range(400)]
+        exceed = 1 - norm.cdf((np.log(thresholds) - 1.0) / 0.3)  # true rate above each
+        assert np.mean(exceed > rate) < (1 - CONFIDENCE) + 0.05, n
+        assert np.median(exceed) < rate, n
+
+
+def test_threshold_on_many_scores_is_not_below_their_order_statistic_bound():
+    rng = np.random.default_rng(2)
+    heavy = np.exp(rng.standard_t(2, 2000) * 0.2 + 1.0)  # a tail heavier than log-normal
+    t = flag_threshold(heavy, 0.005)
+    assert t >= np.sort(heavy)[-6]  # n = 2000: the 6th largest bounds the 99.5% quantile
+    assert np.mean(heavy > t) <= 0.005
+
+
+def test_cross_fitted_distances_hold_out_whole_patients():
+    rng = np.random.default_rng(3)
+    rows = rng.normal(size=(40, 30))
+    rows = np.r_[rows, rows]  # every patient imaged twice, identically
+    labels = np.zeros(80, int)
+    by_image = _held_out_distances(rows, labels, np.arange(80).astype(str), 0)
+    by_patient = _held_out_distances(rows, labels, np.r_[np.arange(40), np.arange(40)], 0)
+    # an image whose twin is in the fit looks closer than a new patient's image would
+    assert np.median(by_patient) > 1.1 * np.median(by_image)
+
+
 def test_new_in_distribution_images_are_rarely_flagged(quick_run, tmp_path):
     info = json.loads((quick_run / "model" / "model.json").read_text())
     assert info["ood"]["threshold"] == 1.0
     assert info["ood"]["target_false_flag_rate"] == FALSE_FLAG_RATE
+    # the input-statistics threshold rests on every training and validation image
+    n_images = sum(1 for r in (quick_run / "manifest.csv").read_text().splitlines()[1:])
+    assert info["ood"]["input_images"] > info["ood"]["val_images"]
+    assert info["ood"]["input_images"] <= n_images
     # phantoms from another seed: the same distribution, images the model never saw
     held_out = _images(make_phantom_dataset(tmp_path / "more", n_patients=30, size=32, seed=7))
     rows = Predictor.from_run(quick_run).predict_files(held_out)

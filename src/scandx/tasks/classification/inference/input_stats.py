@@ -9,6 +9,10 @@ absolute difference between neighbouring pixels, which noise and textureless ima
 are far from). All on the normalised model input, so they need nothing but the
 tensors the model sees; the distance is a Mahalanobis distance under a Ledoit-Wolf
 covariance of the training images' statistics.
+
+None of this depends on the trained network, so ``ood.fit_ood`` fits it on the training
+and validation images together and sets its threshold on their cross-fitted (held-out
+by patient) distances: on every image, not on a validation split of a dozen.
 """
 
 from __future__ import annotations
