@@ -10,8 +10,12 @@ import pytest
 
 # measured machine speed (core/speed.py) is cached per test session, never in ~/.cache
 os.environ.setdefault("SCANDX_CACHE_DIR", tempfile.mkdtemp(prefix="scandx-speed-"))
-# the pseudonym secret (core/privacy.py) is per test session, never the user's own
-os.environ.setdefault("SCANDX_CONFIG_DIR", tempfile.mkdtemp(prefix="scandx-config-"))
+# the pseudonym secret (core/privacy.py) is the tests' own, never the user's, and fixed:
+# patient pseudonyms order the seeded split, so a new secret per session would give
+# every session other splits (the same installation always gives the same ones)
+if "SCANDX_CONFIG_DIR" not in os.environ:
+    os.environ["SCANDX_CONFIG_DIR"] = tempfile.mkdtemp(prefix="scandx-config-")
+    (Path(os.environ["SCANDX_CONFIG_DIR"]) / "secret").write_text("5ca9d0" * 8 + "\n")
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = (ROOT / ".." / "shared" / "data").resolve()
