@@ -262,27 +262,19 @@ def atomic_write(path: str | Path, data: bytes | str, tmp: Path | None = None) -
     the temporary file is removed; a full disk is one line naming the file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tmp or path.with_name(f".{path.name}.tmp")
     raw = data.encode() if isinstance(data, str) else data
-    try:
-        with open(tmp, "wb") as f:
-            f.write(raw)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        tmp.unlink(missing_ok=True)
-        if isinstance(e, OSError) and e.errno in DISK_FULL:
-            raise disk_full(e, path) from None
-        raise
+    with atomic_path(path, tmp) as t, open(t, "wb") as f:
+        f.write(raw)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """A hidden temporary path to write ``path``'s content to (by any writer); renamed
-    into place when the block ends without error, removed otherwise."""
+def atomic_path(path: str | Path, tmp: Path | None = None) -> Iterator[Path]:
+    """A hidden temporary path (default ``.NAME.tmp``) to write ``path``'s content to (by
+    any writer); renamed into place when the block ends without error, removed otherwise."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = tmp or path.with_name(f".{path.name}.tmp")
     try:
         yield tmp
         os.replace(tmp, path)

@@ -92,16 +92,7 @@ def check_codestream(b: bytes, expected: tuple[int, int, int] | None = None) -> 
     if xt == 0 or yt == 0:
         raise CodestreamError("SIZ marker with a zero tile size")
     n_tiles = math.ceil((xsiz - xto) / xt) * math.ceil((ysiz - yto) / yt)
-    pos, scod = 2, 0
-    while _u16(b, pos) != SOT:  # main header: marker segments with their lengths
-        marker, length = _u16(b, pos), _u16(b, pos + 2)
-        if marker >> 8 != 0xFF or not 0x50 <= marker & 0xFF <= 0x7F or length < 2:
-            raise CodestreamError(f"invalid marker 0x{marker:04X} in the main header at {pos}")
-        if marker == COD:
-            scod = b[pos + 4]
-        pos += 2 + length
-        if pos >= end:
-            raise CodestreamError("main header runs past the end of the codestream")
+    pos, scod = _header(b, 2, SOT, end, 0, "the main header")
     parts: dict[int, list[tuple[int, int]]] = {}
     while pos < end - 2:
         if _u16(b, pos) != SOT:
@@ -124,18 +115,24 @@ def check_codestream(b: bytes, expected: tuple[int, int, int] | None = None) -> 
             raise CodestreamError(f"tile {tile}: tile-parts missing or repeated")
 
 
-def _check_tile_part(b: bytes, pos: int, stop: int, scod: int) -> None:
-    """The tile-part header's marker segments, then packet data free of marker codes."""
-    pos += 2 + _u16(b, pos + 2)
-    while _u16(b, pos) != SOD:
+def _header(b: bytes, pos: int, until: int, stop: int, scod: int, what: str) -> tuple[int, int]:
+    """Walk a header's marker segments up to the ``until`` marker: (its position, the
+    coding style byte of the last COD seen, else ``scod``)."""
+    while _u16(b, pos) != until:
         marker, length = _u16(b, pos), _u16(b, pos + 2)
         if marker >> 8 != 0xFF or not 0x50 <= marker & 0xFF <= 0x7F or length < 2:
-            raise CodestreamError(f"invalid marker 0x{marker:04X} in a tile-part header at {pos}")
+            raise CodestreamError(f"invalid marker 0x{marker:04X} in {what} at {pos}")
         if marker == COD:
             scod = b[pos + 4]
         pos += 2 + length
         if pos >= stop:
-            raise CodestreamError(f"tile-part header at {pos} runs past its tile-part")
+            raise CodestreamError(f"{what} at {pos} runs past its end")
+    return pos, scod
+
+
+def _check_tile_part(b: bytes, pos: int, stop: int, scod: int) -> None:
+    """The tile-part header's marker segments, then packet data free of marker codes."""
+    pos, scod = _header(b, pos + 2 + _u16(b, pos + 2), SOD, stop, scod, "a tile-part header")
     body = memoryview(b)[pos + 2 : stop]
     i = bytes(body).find(b"\xff")
     data = bytes(body)

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from scandx.core.json_file import read_json_object
 from scandx.errors import ScandxError
 from scandx.tasks.segmentation.sources import SPLIT_DIRS, SegCase, SegManifest
 
@@ -60,14 +61,7 @@ def load_case_list(path: Path) -> SegManifest:
     if path.suffix.lower() == ".csv":
         cases = _csv_cases(path)
         return SegManifest(_labels_found(cases, path), cases, str(path), [], "case-table")
-    try:
-        spec = json.loads(path.read_bytes().decode("utf-8-sig"))
-    except (OSError, UnicodeDecodeError) as e:
-        raise ScandxError(f"cannot read ({e})", path) from None
-    except json.JSONDecodeError as e:
-        raise ScandxError(f"not valid JSON ({e.msg} at line {e.lineno})", path) from None
-    if not isinstance(spec, dict):
-        raise ScandxError(f"case spec must be a JSON object, found {type(spec).__name__}", path)
+    spec = read_json_object(path, "case spec")
     if "labels" not in spec:
         raise ScandxError("case spec lacks 'labels'", path)
     _check_spec_types(spec, path)

@@ -19,12 +19,12 @@ Layouts recognised (``load_seg_source``):
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scandx.core.json_file import read_json_object
 from scandx.core.privacy import file_ref, is_pseudonym, pseudonym
 from scandx.data.files import display_path, file_problem
 from scandx.errors import ScandxError
@@ -248,14 +248,7 @@ def _bad(key: str, reason: str, where: Path) -> ScandxError:
 def read_dataset_json(where: Path) -> dict[str, Any]:
     """A Decathlon / nnU-Net ``dataset.json``, checked key by key before any work: one line
     naming the file and the key for anything malformed, of the wrong type or missing."""
-    try:
-        meta = json.loads(where.read_bytes().decode("utf-8-sig"))
-    except (OSError, UnicodeDecodeError) as e:
-        raise ScandxError(f"cannot read ({e})", where) from None
-    except json.JSONDecodeError as e:
-        raise ScandxError(f"not valid JSON ({e.msg} at line {e.lineno})", where) from None
-    if not isinstance(meta, dict):
-        raise ScandxError(f"must be a JSON object, found {type(meta).__name__}", where)
+    meta = read_json_object(where)
     for key in ("labels", "modality", "channel_names"):
         if key in meta and not isinstance(meta[key], dict):
             raise _bad(key, f"must be an object, found {type(meta[key]).__name__}", where)
