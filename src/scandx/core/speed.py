@@ -58,7 +58,11 @@ def best_of(step: Callable[[], None], warmup: int = 1, repeats: int = 5) -> floa
 
 
 def cached_seconds(probe: str, device: str, precision: str, measure: Callable[[], float]) -> float:
-    """Seconds of ``probe`` on this machine: from the cache, else measured and stored."""
+    """Seconds of ``probe`` on this machine: the fastest ever measured here. Each call
+    measures again (a few steps), but a slower result (another job running) never
+    replaces the cached one, so load cannot change a plan; a faster one does, so a first
+    probe taken under load cannot fix a bad plan for ever (it did: a demo planned from
+    probes cached during a busy test run picked the smallest CNN, 10x too slow)."""
     key = hashlib.sha256(f"{machine_key(device, precision)}|{probe}".encode()).hexdigest()[:24]
     use_cache = os.environ.get("SCANDX_SPEED_CACHE", "").lower() not in ("off", "0", "no")
     path = cache_path()
@@ -68,10 +72,11 @@ def cached_seconds(probe: str, device: str, precision: str, measure: Callable[[]
             table = json.loads(path.read_text())
         except (OSError, ValueError):
             table = {}
-        if key in table:
-            return float(table[key])
     seconds = float(measure())
-    if use_cache:
+    cached = table.get(key)
+    if cached is not None and float(cached) <= seconds:
+        return float(cached)  # a busy machine only ever measures slower: keep the fastest
+    if use_cache:  # first measurement, or one faster than a probe taken under load
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             table[key] = seconds
