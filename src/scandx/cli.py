@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from scandx import __version__
+from scandx.cli_service import SERVICE_COMMANDS, add_service_commands, run_service_command
 from scandx.core.task import Options
 from scandx.errors import ScandxError
 from scandx.models.registry import check_model_name, list_models
@@ -227,6 +228,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--class", dest="class_name", help="class to explain (default: positive/top)")
     s.add_argument("--out", default="explanations", help="output folder (default explanations/)")
+    add_service_commands(sub)
     return p
 
 
@@ -293,6 +295,8 @@ def _dispatch(args: argparse.Namespace, opts: Options) -> int:
     from scandx.core.run_dir import RunDir
     from scandx.tasks import get_task, task_for_data, task_for_run
 
+    if args.command in SERVICE_COMMANDS:
+        return run_service_command(args)
     if args.command == "demo":
         print(get_task(args.task).demo(Path(args.out), opts))
         return 0

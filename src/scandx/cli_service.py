@@ -1,0 +1,21 @@
+"""The service-side commands (``serve``, ``keys``, ``export``), registered on the main
+parser by ``scandx.cli``; each lives with the package it drives."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+SERVICE_COMMANDS = ("serve",)
+
+
+def add_service_commands(sub: Any) -> None:
+    from scandx.serve.cli import add_serve_command
+
+    add_serve_command(sub)
+
+
+def run_service_command(args: argparse.Namespace) -> int:
+    from scandx.serve.cli import run_serve
+
+    return run_serve(args)

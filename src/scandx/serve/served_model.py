@@ -1,0 +1,208 @@
+"""A trained run as the service holds it: its Predictor, loaded once at start-up, and
+the one function that turns an accepted upload into the JSON answer.
+
+The answer is built from the same Predictor ``scandx evaluate`` and ``scandx predict``
+use (``core.predictor.load_predictor``): the same preprocessing, calibration,
+operating point, uncertainty, out-of-distribution score, sliding window and
+post-processing, so an image gets the same answer from the command line and the
+service. A Predictor is not safe to call from two threads at once (the OOD score is
+captured with a forward hook), so each model has a lock; the service runs several
+models, or several ``--workers`` processes, side by side.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from scandx.core.predictor import Predictor, load_predictor
+from scandx.errors import ScandxError
+from scandx.serve.uploads import Upload
+
+MAX_PREVIEW_SLICES = 48
+
+
+@dataclass
+class ServedModel:
+    name: str
+    run: Path
+    predictor: Predictor
+    runtime: str = "torch"
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def load(cls, run: str | Path, name: str | None = None, runtime: str = "torch") -> ServedModel:
+        run = Path(run)
+        if runtime == "torch":
+            predictor = load_predictor(run)
+        else:
+            predictor = load_predictor(run, runtime=runtime)  # type: ignore[call-arg]
+        return cls(name or run.resolve().name, run, predictor, runtime)
+
+    @property
+    def task(self) -> str:
+        return self.predictor.task
+
+    @property
+    def version(self) -> str:
+        """When the model was trained (model.json ``created``): a retrained run is a new
+        version; the weights' sha256 says exactly which weights answered."""
+        return str(self.predictor.info.get("created", "unknown"))
+
+    @property
+    def weights_sha256(self) -> str:
+        return str(self.predictor.info["sha256"])
+
+    def describe(self) -> dict[str, Any]:
+        info = self.predictor.info
+        out: dict[str, Any] = {
+            "name": self.name,
+            "task": self.task,
+            "version": self.version,
+            "weights_sha256": self.weights_sha256,
+            "runtime": self.runtime,
+            "scandx_version": info.get("scandx_version"),
+        }
+        if self.task == "segmentation":
+            out["labels"] = {str(k): v for k, v in self.predictor.labels.items()}  # type: ignore[attr-defined]
+            out["dims"] = self.predictor.plan.data_dims  # type: ignore[attr-defined]
+        else:
+            out["classes"] = list(info["classes"])
+            out["positive_class"] = getattr(self.predictor, "positive_class", None)
+            out["has_ood_score"] = info.get("ood") is not None
+        return out
+
+    def header(self) -> dict[str, Any]:
+        return {k: self.describe()[k] for k in ("name", "version", "weights_sha256", "runtime")}
+
+    def predict(
+        self, upload: Upload, *, heatmap: bool = False, preview: bool = False
+    ) -> list[dict]:
+        """One result per image: a classifier scores each image of a series; a segmenter
+        takes a series (or a NIfTI volume) as one volume."""
+        with self.lock:
+            if self.task == "segmentation":
+                return [self._segment(upload, preview)]
+            if upload.kind in ("nifti", "nifti-gz"):
+                raise ScandxError(
+                    "this model classifies 2D images; NIfTI volumes go to a segmenter"
+                )
+            files = upload.images if upload.kind == "dicom-series" else [upload.path]
+            return [self._classify(i, f, heatmap) for i, f in enumerate(files, start=1)]
+
+    def _classify(self, index: int, path: Path, heatmap: bool) -> dict[str, Any]:
+        p = self.predictor
+        row = p.score([p.prepare(path)])[0]
+        classes = list(p.info["classes"])
+        out: dict[str, Any] = {
+            "index": index,
+            "probabilities": {c: row[f"prob_{c}"] for c in classes},
+            "label": row["predicted"],
+            "uncertainty": row.get("uncertainty"),
+            "ood_score": row.get("ood_score"),
+            "ood_flag": row.get("ood_flag"),
+        }
+        if p.task == "binary":
+            out["positive_class"] = row["positive_class"]
+            out["threshold"] = row["threshold"]
+        if heatmap:
+            out["heatmap"] = self._heatmap(path)
+        return out
+
+    def _heatmap(self, path: Path) -> dict[str, Any]:
+        from scandx.data.readers import read_image
+        from scandx.tasks.classification.explain.explain import explain_display
+        from scandx.tasks.classification.explain.overlay import montage, overlay, slice_overlays
+
+        display, _ = read_image(path)
+        r = explain_display(self.predictor, display, "upload")  # type: ignore[arg-type]
+        heat = r["heatmap"]
+        rgb = montage(slice_overlays(display, heat)) if heat.ndim == 3 else overlay(display, heat)
+        return {
+            "class": r["class"],
+            "method": r["method"],
+            "layer": r["layer"],
+            "overlay_png": png_base64(rgb),
+        }
+
+    def _segment(self, upload: Upload, preview: bool) -> dict[str, Any]:
+        import tempfile
+
+        from scandx.tasks.segmentation.predictor import write_mask
+
+        p = self.predictor
+        case, loaded = p.prepare(upload.path)
+        scored = p.score([(case, loaded)])[0]
+        pred = scored["mask"]
+        labels: dict[int, str] = p.labels  # type: ignore[attr-defined]
+        voxel = float(np.prod(loaded.spacing)) if loaded.spacing else 1.0
+        unit = "ml" if pred.ndim == 3 else "mm2"
+        scale = voxel / 1000.0 if pred.ndim == 3 else voxel
+        regions = {}
+        for k, v in labels.items():
+            if k:
+                count = int((pred == k).sum())
+                regions[v] = {"label": k, "voxels": count, unit: round(count * scale, 4)}
+        with tempfile.TemporaryDirectory(prefix="scandx-mask-") as tmp:
+            path = write_mask(Path(tmp), case, pred, loaded, labels)
+            seg = Path(tmp) / path.name.replace(".nii.gz", ".seg.dcm")
+            mask = seg if seg.exists() else path
+            media = {".dcm": "application/dicom", ".png": "image/png"}.get(
+                mask.suffix, "application/gzip"
+            )
+            fmt = "dicom-seg" if mask == seg else ("png" if mask.suffix == ".png" else "nifti")
+            body = {"format": fmt, "media_type": media, "data": _b64(mask.read_bytes())}
+        out: dict[str, Any] = {
+            "index": 1,
+            "shape": list(pred.shape),
+            "spacing": [float(s) for s in loaded.spacing],
+            "volume_unit": unit,
+            "regions": regions,
+            "mask": body,
+        }
+        if preview:
+            out["preview"] = mask_previews(loaded.image, pred)
+        return out
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def png_base64(rgb: np.ndarray) -> str:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgb), mode="RGB").save(buf, format="PNG")
+    return _b64(buf.getvalue())
+
+
+COLOURS = np.array(
+    [[0, 0, 0], [255, 64, 64], [64, 200, 64], [64, 128, 255], [255, 200, 0], [200, 64, 255]],
+    np.float32,
+)
+
+
+def mask_previews(image: np.ndarray, mask: np.ndarray) -> list[str]:
+    """PNG (base64) of the image with the mask blended in: one for a 2D image, one per
+    slice (at most ``MAX_PREVIEW_SLICES``, evenly spaced) for a volume."""
+    grey = image[0].astype(np.float32)
+    lo, hi = np.percentile(grey, [0.5, 99.5])
+    grey = np.clip((grey - lo) / max(hi - lo, 1e-6), 0, 1) * 255
+    if grey.ndim == 2:
+        grey, mask = grey[None], mask[None]
+    picks = np.unique(np.linspace(0, grey.shape[0] - 1, MAX_PREVIEW_SLICES).round().astype(int))
+    out = []
+    for z in picks:
+        base = np.repeat(grey[z][..., None], 3, axis=-1)
+        colour = COLOURS[np.minimum(mask[z], len(COLOURS) - 1)]
+        alpha = np.where(mask[z] > 0, 0.45, 0.0)[..., None]
+        rgb = (1 - alpha) * base + alpha * colour
+        out.append(png_base64(np.round(rgb).astype(np.uint8)))
+    return out
