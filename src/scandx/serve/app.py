@@ -102,12 +102,15 @@ def raise_open_service(host: str) -> None:
     )
 
 
-def create_app(config: ServeConfig) -> FastAPI:
-    state = ServiceState(config)
+def create_app(config: ServeConfig, started: ServiceState | None = None) -> FastAPI:
+    """The application; ``started`` is a state whose models are already loaded (``scandx
+    serve`` with one worker loads them once, before listening, to fail early)."""
+    state = started or ServiceState(config)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        await run_in_threadpool(state.start)
+        if not state.models:
+            await run_in_threadpool(state.start)
         yield
 
     app = FastAPI(

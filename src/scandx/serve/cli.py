@@ -88,7 +88,8 @@ def run_serve(args: argparse.Namespace) -> int:
     from scandx.serve.app import ServiceState, create_app
 
     config = config_from(args)
-    ServiceState(config).start()  # loads and checks every model and the database once
+    state = ServiceState(config)
+    state.start()  # loads and checks every model and the database, before listening
     ssl = (
         {"ssl_certfile": config.tls_cert, "ssl_keyfile": config.tls_key} if config.tls_cert else {}
     )
@@ -102,7 +103,7 @@ def run_serve(args: argparse.Namespace) -> int:
     )
     common = {"host": config.host, "port": config.port, "log_level": "warning", **ssl}
     if config.workers == 1:
-        uvicorn.run(create_app(config), **common)
+        uvicorn.run(create_app(config, state), **common)
         return 0
     os.environ[ENV_CONFIG] = config.to_json()
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="scandx-metrics-"))
