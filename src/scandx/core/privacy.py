@@ -32,15 +32,21 @@ SECRET_BYTES = 32
 DIGEST_CHARS = 16  # 64 bits: collisions need ~4e9 identifiers
 
 
+def config_dir() -> Path:
+    """This installation's scandx folder: ``$SCANDX_CONFIG_DIR``, else
+    ``$XDG_CONFIG_HOME/scandx`` (default ``~/.config/scandx``)."""
+    config = os.environ.get("SCANDX_CONFIG_DIR")
+    if config:
+        return Path(config).expanduser()
+    xdg = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
+    return Path(xdg) / "scandx"
+
+
 def secret_path() -> Path:
     explicit = os.environ.get("SCANDX_SECRET_FILE")
     if explicit:
         return Path(explicit).expanduser()
-    config = os.environ.get("SCANDX_CONFIG_DIR")
-    if config:
-        return Path(config).expanduser() / "secret"
-    xdg = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
-    return Path(xdg) / "scandx" / "secret"
+    return config_dir() / "secret"
 
 
 @functools.lru_cache(maxsize=8)

@@ -1,0 +1,1 @@
+"""The inference service (``scandx serve``): REST API, keys and roles, audit trail."""
