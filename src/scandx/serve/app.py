@@ -38,7 +38,6 @@ from scandx.serve.served_model import ServedModel
 
 log = logging.getLogger("scandx.serve")
 WEB = Path(__file__).parent / "web"
-OPEN_KEY_ID = "open-loopback"  # the caller when no key exists and the service is loopback-only
 
 
 class ServiceState:
@@ -131,7 +130,7 @@ def create_app(config: ServeConfig, started: ServiceState | None = None) -> Fast
             token = auth[7:].strip()
         if not token:
             if not await run_in_threadpool(state.store.has_keys):
-                return Caller(OPEN_KEY_ID, "admin")
+                return Caller(None, "admin")  # no key exists; loopback only
             raise HTTPException(
                 401, "an API key is required", headers={"WWW-Authenticate": "Bearer"}
             )

@@ -26,7 +26,7 @@ log = logging.getLogger("scandx.serve")
 
 @dataclass
 class Caller:
-    key_id: str
+    key_id: str | None  # None: no key exists and the service listens on loopback only
     role: str
 
 
