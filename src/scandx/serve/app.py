@@ -22,7 +22,7 @@ import math
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -191,18 +191,25 @@ def create_app(config: ServeConfig, started: ServiceState | None = None) -> Fast
         },
     )
     async def predict(
-        request: Request, name: str, heatmap: bool = False, preview: bool = False
+        request: Request,
+        name: str,
+        heatmap: bool = False,
+        preview: bool = False,
+        mask_format: Literal["nifti", "png", "dicom-seg"] | None = None,
     ) -> dict[str, Any]:
         """Predict on one upload (multipart field ``file``): a PNG/JPEG/TIFF, a DICOM
         file, a zip of one DICOM series, or a NIfTI volume. ``heatmap=true`` adds the
         explanation overlay (classifiers); ``preview=true`` adds the mask over the image
-        as PNGs, slice by slice for volumes (segmenters)."""
+        as PNGs, slice by slice for volumes (segmenters); ``mask_format`` asks for the
+        mask as nifti, png or dicom-seg (default: DICOM SEG for a DICOM series, NIfTI for
+        NIfTI, PNG for 2D images)."""
         model = state.models.get(name)
         async with audited(request, "predict", model) as rec:
             rec.caller = await caller(request, "clinician")
             if model is None:
                 raise HTTPException(404, f"no model named {name!r}; see GET /v1/models")
-            return await predict_upload(state, request, model, rec, heatmap, preview)
+            options = {"heatmap": heatmap, "preview": preview, "mask_format": mask_format}
+            return await predict_upload(state, request, model, rec, options)
 
     @app.get("/v1/audit", tags=["admin"])
     async def audit(

@@ -28,7 +28,7 @@ FIELD = "file"
 
 
 async def predict_upload(
-    state: Any, request: Request, model: Any, rec: Any, heatmap: bool, preview: bool
+    state: Any, request: Request, model: Any, rec: Any, options: dict[str, Any]
 ) -> dict[str, Any]:
     state.admit()  # 503 with Retry-After when the queue is full
     seconds = None
@@ -38,9 +38,7 @@ async def predict_upload(
             rec.input_sha256 = await receive_file(request, work / "received", state)
             upload = await run_in_threadpool(accept, work / "received", state.config.limits(), work)
             start = time.perf_counter()
-            results = await run_in_threadpool(
-                model.predict, upload, heatmap=heatmap, preview=preview
-            )
+            results = await run_in_threadpool(lambda: model.predict(upload, **options))
             seconds = time.perf_counter() - start
     except UploadError as e:
         raise HTTPException(e.status, e.reason) from None

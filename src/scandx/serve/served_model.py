@@ -82,13 +82,18 @@ class ServedModel:
         return {k: self.describe()[k] for k in ("name", "version", "weights_sha256", "runtime")}
 
     def predict(
-        self, upload: Upload, *, heatmap: bool = False, preview: bool = False
+        self,
+        upload: Upload,
+        *,
+        heatmap: bool = False,
+        preview: bool = False,
+        mask_format: str | None = None,
     ) -> list[dict]:
         """One result per image: a classifier scores each image of a series; a segmenter
         takes a series (or a NIfTI volume) as one volume."""
         with self.lock:
             if self.task == "segmentation":
-                return [self._segment(upload, preview)]
+                return [self._segment(upload, preview, mask_format)]
             if upload.kind in ("nifti", "nifti-gz"):
                 raise ScandxError(
                     "this model classifies 2D images; NIfTI volumes go to a segmenter"
@@ -131,7 +136,7 @@ class ServedModel:
             "overlay_png": png_base64(rgb),
         }
 
-    def _segment(self, upload: Upload, preview: bool) -> dict[str, Any]:
+    def _segment(self, upload: Upload, preview: bool, mask_format: str | None) -> dict[str, Any]:
         import tempfile
 
         from scandx.tasks.segmentation.predictor import write_mask
@@ -150,14 +155,9 @@ class ServedModel:
                 count = int((pred == k).sum())
                 regions[v] = {"label": k, "voxels": count, unit: round(count * scale, 4)}
         with tempfile.TemporaryDirectory(prefix="scandx-mask-") as tmp:
-            path = write_mask(Path(tmp), case, pred, loaded, labels)
-            seg = Path(tmp) / path.name.replace(".nii.gz", ".seg.dcm")
-            mask = seg if seg.exists() else path
-            media = {".dcm": "application/dicom", ".png": "image/png"}.get(
-                mask.suffix, "application/gzip"
+            body = _mask_file(
+                Path(tmp), write_mask(Path(tmp), case, pred, loaded, labels), mask_format
             )
-            fmt = "dicom-seg" if mask == seg else ("png" if mask.suffix == ".png" else "nifti")
-            body = {"format": fmt, "media_type": media, "data": _b64(mask.read_bytes())}
         out: dict[str, Any] = {
             "index": 1,
             "shape": list(pred.shape),
@@ -169,6 +169,27 @@ class ServedModel:
         if preview:
             out["preview"] = mask_previews(loaded.image, pred)
         return out
+
+
+MASK_FORMATS = {"nifti": ".nii.gz", "png": ".png", "dicom-seg": ".seg.dcm"}
+MEDIA = {"nifti": "application/gzip", "png": "image/png", "dicom-seg": "application/dicom"}
+
+
+def _mask_file(folder: Path, written: Path, wanted: str | None) -> dict[str, Any]:
+    """The mask file to answer with: ``wanted`` (nifti, png, dicom-seg) when it was
+    written for this input, else the input's own format: DICOM SEG for a DICOM series
+    (NIfTI when the mask is empty: a SEG must hold a segment), NIfTI for NIfTI, PNG
+    for a 2D raster."""
+    stem = written.name.removesuffix(".nii.gz").removesuffix(".png")
+    files = {f: folder / (stem + ext) for f, ext in MASK_FORMATS.items()}
+    present = [f for f, p in files.items() if p.is_file()]
+    if wanted is not None and wanted not in present:
+        raise ScandxError(
+            f"mask_format {wanted!r} is not available for this input (available: "
+            f"{', '.join(present)})"
+        )
+    fmt = wanted or ("dicom-seg" if "dicom-seg" in present else present[0])
+    return {"format": fmt, "media_type": MEDIA[fmt], "data": _b64(files[fmt].read_bytes())}
 
 
 def _b64(data: bytes) -> str:
