@@ -18,7 +18,7 @@ from sqlalchemy import MetaData, select, update
 
 from scandx.errors import ScandxError
 from scandx.serve.keys_cli import main as keys_main
-from scandx.serve.store import ROLES, Store
+from scandx.serve.store import ROLES, Store, claimed_key_id
 from scandx.serve.store_db import schema_info
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -91,6 +91,7 @@ def test_authenticate(store: Store, db_url: str) -> None:
     malformed += [token.replace("sdx_", "sdk_"), "x" * 10_000, None, 42]
     for bad in (wrong, unknown, *malformed):
         assert store.authenticate(bad) is None, bad
+    assert claimed_key_id(wrong) == info.key_id and claimed_key_id(f"Bearer {token}") is None
     assert store.revoke(info.key_id) and not store.revoke(info.key_id)
     assert not store.revoke("0" * 16) and not store.revoke("not an id")
     assert store.authenticate(token) is None and not store.has_keys()

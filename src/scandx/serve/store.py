@@ -91,6 +91,15 @@ def default_db_url() -> str:
     return f"sqlite:///{(config_dir() / 'serve.db').absolute()}"
 
 
+def claimed_key_id(token: object) -> str | None:
+    """The key id a well-formed token names, whether or not its secret is right: what
+    the audit of a refused request may record (never the token itself)."""
+    if not isinstance(token, str) or len(token) > 128:
+        return None
+    match = _TOKEN.fullmatch(token)
+    return match.group(1) if match else None
+
+
 def _token_digest(token: str) -> str:
     # SHA-256, not bcrypt/scrypt/argon2: a slow hash only protects low-entropy secrets
     # (passwords) against guessing; a key's secret is 256 bits from the OS's CSPRNG, so a
@@ -255,13 +264,11 @@ class Store:
 
     def authenticate(self, token: str) -> KeyInfo | None:
         """The active key ``token`` is, or None (malformed, unknown, wrong or revoked)."""
-        if not isinstance(token, str) or len(token) > 128:
-            return None
-        match = _TOKEN.fullmatch(token)
-        if match is None:
+        key_id = claimed_key_id(token)
+        if key_id is None:
             return None
         with self._transaction() as c:
-            row = c.execute(select(api_keys).where(api_keys.c.key_id == match.group(1))).first()
+            row = c.execute(select(api_keys).where(api_keys.c.key_id == key_id)).first()
         # looked up by id, compared in constant time: no timing tells how much matched
         if row is None or not hmac.compare_digest(row.token_sha256, _token_digest(token)):
             return None
