@@ -9,9 +9,13 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from scandx.errors import ScandxError
-from scandx.serve.store import ROLES, KeyInfo, Store
+from scandx.serve.roles import ROLES
+
+if TYPE_CHECKING:  # the store (SQLAlchemy) is imported when a keys command runs
+    from scandx.serve.store import KeyInfo
 
 DB_HELP = (
     "sqlite:///PATH or postgresql://USER@HOST[:PORT]/DATABASE (default: serve.db in the "
@@ -63,6 +67,8 @@ def _table(keys: list[KeyInfo]) -> str:
 
 def run_keys(args: argparse.Namespace) -> int:
     """Run ``keys <action>``; a problem raises ScandxError (the CLI prints it, exits 2)."""
+    from scandx.serve.store import Store
+
     with Store(args.db) as store:
         if args.keys_command == "create":
             token, info = store.create_key(args.role, args.label)

@@ -34,6 +34,7 @@ from sqlalchemy.exc import IntegrityError, ProgrammingError, SQLAlchemyError
 
 from scandx.core.privacy import config_dir, scrub_paths
 from scandx.errors import ScandxError
+from scandx.serve.roles import ROLES
 from scandx.serve.store_db import (
     SCHEMA_VERSION,
     api_keys,
@@ -47,7 +48,7 @@ from scandx.serve.store_db import (
     sqlite_engine,
 )
 
-ROLES = ("clinician", "admin")
+__all__ = ["ROLES", "KeyInfo", "Store", "StoreUnavailable", "claimed_key_id", "default_db_url"]
 KEY_PREFIX = "sdx"
 KEY_ID_BYTES = 8  # 16 hex characters: names a key, not secret
 KEY_SECRET_BYTES = 32
