@@ -34,6 +34,7 @@ from sqlalchemy.exc import IntegrityError, ProgrammingError, SQLAlchemyError
 
 from scandx.core.privacy import config_dir, scrub_paths
 from scandx.errors import ScandxError
+from scandx.serve.roles import ROLES
 from scandx.serve.store_db import (
     SCHEMA_VERSION,
     api_keys,
@@ -47,7 +48,7 @@ from scandx.serve.store_db import (
     sqlite_engine,
 )
 
-ROLES = ("clinician", "admin")
+__all__ = ["ROLES", "KeyInfo", "Store", "StoreUnavailable", "claimed_key_id", "default_db_url"]
 KEY_PREFIX = "sdx"
 KEY_ID_BYTES = 8  # 16 hex characters: names a key, not secret
 KEY_SECRET_BYTES = 32
@@ -89,6 +90,15 @@ def default_db_url() -> str:
     """``sqlite:///<config folder>/serve.db`` (``$SCANDX_CONFIG_DIR`` or
     ``~/.config/scandx``): the folder is created 0700 and the file 0600 on first use."""
     return f"sqlite:///{(config_dir() / 'serve.db').absolute()}"
+
+
+def claimed_key_id(token: object) -> str | None:
+    """The key id a well-formed token names, whether or not its secret is right: what
+    the audit of a refused request may record (never the token itself)."""
+    if not isinstance(token, str) or len(token) > 128:
+        return None
+    match = _TOKEN.fullmatch(token)
+    return match.group(1) if match else None
 
 
 def _token_digest(token: str) -> str:
@@ -255,13 +265,11 @@ class Store:
 
     def authenticate(self, token: str) -> KeyInfo | None:
         """The active key ``token`` is, or None (malformed, unknown, wrong or revoked)."""
-        if not isinstance(token, str) or len(token) > 128:
-            return None
-        match = _TOKEN.fullmatch(token)
-        if match is None:
+        key_id = claimed_key_id(token)
+        if key_id is None:
             return None
         with self._transaction() as c:
-            row = c.execute(select(api_keys).where(api_keys.c.key_id == match.group(1))).first()
+            row = c.execute(select(api_keys).where(api_keys.c.key_id == key_id)).first()
         # looked up by id, compared in constant time: no timing tells how much matched
         if row is None or not hmac.compare_digest(row.token_sha256, _token_digest(token)):
             return None
