@@ -20,7 +20,8 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	scripts/ensure-chromium.sh
-	SCANDX_REQUIRE_BROWSER=1 $(VENV)/bin/python -m pytest -q tests
+	scripts/ensure-postgres.sh
+	SCANDX_REQUIRE_BROWSER=1 SCANDX_REQUIRE_POSTGRES=1 $(VENV)/bin/python -m pytest -q tests
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -6,16 +6,22 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-SERVICE_COMMANDS = ("serve",)
+SERVICE_COMMANDS = ("serve", "keys")
 
 
 def add_service_commands(sub: Any) -> None:
     from scandx.serve.cli import add_serve_command
+    from scandx.serve.keys_cli import add_keys_command
 
     add_serve_command(sub)
+    add_keys_command(sub)
 
 
 def run_service_command(args: argparse.Namespace) -> int:
+    if args.command == "keys":
+        from scandx.serve.keys_cli import run_keys
+
+        return run_keys(args)
     from scandx.serve.cli import run_serve
 
     return run_serve(args)

@@ -35,6 +35,7 @@ from scandx.serve.http_guard import GuardMiddleware
 from scandx.serve.metrics import ServeMetrics
 from scandx.serve.predict_route import predict_upload
 from scandx.serve.served_model import ServedModel
+from scandx.serve.store import claimed_key_id
 
 log = logging.getLogger("scandx.serve")
 WEB = Path(__file__).parent / "web"
@@ -123,25 +124,28 @@ def create_app(config: ServeConfig, started: ServiceState | None = None) -> Fast
     app.state.scandx = state
     app.add_middleware(GuardMiddleware, max_bytes=config.limits().max_bytes)
 
-    async def caller(request: Request, role: str) -> Caller:
+    async def authorize(request: Request, role: str, rec: Audited) -> None:
+        """Who is calling (``rec.caller``); 401 without a valid key, 403 without the role.
+        A refused key's id (never its secret) is kept for the audit record."""
         token = request.headers.get("x-api-key") or ""
         auth = request.headers.get("authorization") or ""
         if auth.lower().startswith("bearer "):
             token = auth[7:].strip()
         if not token:
             if not await run_in_threadpool(state.store.has_keys):
-                return Caller(None, "admin")  # no key exists; loopback only
+                rec.caller = Caller(None, "admin")  # no key exists; loopback only
+                return
             raise HTTPException(
                 401, "an API key is required", headers={"WWW-Authenticate": "Bearer"}
             )
         key = await run_in_threadpool(state.store.authenticate, token)
+        rec.caller = Caller(key.key_id if key else claimed_key_id(token), key.role if key else "")
         if key is None:
             raise HTTPException(
                 401, "unknown or revoked API key", headers={"WWW-Authenticate": "Bearer"}
             )
         if role == "admin" and key.role != "admin":
             raise HTTPException(403, f"this needs the admin role; the key's role is {key.role}")
-        return Caller(key.key_id, key.role)
 
     def audited(request: Request, endpoint: str, model: ServedModel | None = None) -> Audited:
         return Audited(state, endpoint, model)
@@ -169,7 +173,7 @@ def create_app(config: ServeConfig, started: ServiceState | None = None) -> Fast
     @app.get("/v1/models", tags=["models"])
     async def list_models(request: Request) -> dict[str, Any]:
         async with audited(request, "models") as rec:
-            rec.caller = await caller(request, "clinician")
+            await authorize(request, "clinician", rec)
             return {"models": [m.describe() for m in state.models.values()]}
 
     @app.post(
@@ -205,7 +209,7 @@ def create_app(config: ServeConfig, started: ServiceState | None = None) -> Fast
         NIfTI, PNG for 2D images)."""
         model = state.models.get(name)
         async with audited(request, "predict", model) as rec:
-            rec.caller = await caller(request, "clinician")
+            await authorize(request, "clinician", rec)
             if model is None:
                 raise HTTPException(404, f"no model named {name!r}; see GET /v1/models")
             options = {"heatmap": heatmap, "preview": preview, "mask_format": mask_format}
@@ -221,7 +225,7 @@ def create_app(config: ServeConfig, started: ServiceState | None = None) -> Fast
         offset: int = 0,
     ) -> dict[str, Any]:
         async with audited(request, "audit") as rec:
-            rec.caller = await caller(request, "admin")
+            await authorize(request, "admin", rec)
             if not 1 <= limit <= 1000 or offset < 0:
                 raise HTTPException(422, "limit must be 1 to 1000 and offset 0 or more")
             rows = await run_in_threadpool(
@@ -237,14 +241,14 @@ def create_app(config: ServeConfig, started: ServiceState | None = None) -> Fast
     @app.get("/v1/keys", tags=["admin"])
     async def list_keys(request: Request) -> dict[str, Any]:
         async with audited(request, "keys") as rec:
-            rec.caller = await caller(request, "admin")
+            await authorize(request, "admin", rec)
             keys = await run_in_threadpool(state.store.list_keys)
             return {"keys": [key_json(k) for k in keys]}
 
     @app.post("/v1/keys", tags=["admin"])
     async def create_key(request: Request, role: str, label: str = "") -> dict[str, Any]:
         async with audited(request, "keys") as rec:
-            rec.caller = await caller(request, "admin")
+            await authorize(request, "admin", rec)
             try:
                 token, info = await run_in_threadpool(state.store.create_key, role, label)
             except Exception as e:  # ScandxError: unknown role
@@ -254,7 +258,7 @@ def create_app(config: ServeConfig, started: ServiceState | None = None) -> Fast
     @app.delete("/v1/keys/{key_id}", tags=["admin"])
     async def revoke_key(request: Request, key_id: str) -> dict[str, Any]:
         async with audited(request, "keys") as rec:
-            rec.caller = await caller(request, "admin")
+            await authorize(request, "admin", rec)
             if not await run_in_threadpool(state.store.revoke, key_id):
                 raise HTTPException(404, "no active key with that id")
             return {"revoked": key_id}

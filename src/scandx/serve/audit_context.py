@@ -21,6 +21,8 @@ from typing import Any
 from fastapi import HTTPException
 from starlette.concurrency import run_in_threadpool
 
+from scandx.serve.store import StoreUnavailable
+
 log = logging.getLogger("scandx.serve")
 
 
@@ -49,6 +51,8 @@ class Audited:
             status = 200
         elif isinstance(exc, HTTPException):
             status, error = exc.status_code, str(exc.detail)[:500]
+        elif isinstance(exc, StoreUnavailable):  # the database went away mid-request
+            status, error = 503, exc.reason[:500]
         else:
             status, error = 500, f"internal error ({type(exc).__name__})"
             log.exception("internal error on %s", self.endpoint, exc_info=exc)
@@ -79,4 +83,6 @@ class Audited:
         self.state.metrics.observe(self.endpoint, m.name if m else "", status, seconds)
         if status == 500:
             raise HTTPException(500, "internal error; it has been logged") from None
+        if isinstance(exc, StoreUnavailable):
+            raise HTTPException(503, exc.reason, headers={"Retry-After": "5"}) from None
         return False
