@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import tempfile
 from typing import Any
 
@@ -106,8 +107,12 @@ def run_serve(args: argparse.Namespace) -> int:
         uvicorn.run(create_app(config, state), **common)
         return 0
     os.environ[ENV_CONFIG] = config.to_json()
-    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="scandx-metrics-"))
-    uvicorn.run("scandx.serve.cli:app_from_env", factory=True, workers=config.workers, **common)
+    shared = tempfile.mkdtemp(prefix="scandx-metrics-")  # the workers' shared metrics
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = shared
+    try:
+        uvicorn.run("scandx.serve.cli:app_from_env", factory=True, workers=config.workers, **common)
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
     return 0
 
 
