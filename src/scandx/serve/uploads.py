@@ -107,7 +107,7 @@ def accept(path: Path, limits: UploadLimits, workdir: Path) -> Upload:
         )
     if kind == "zip":
         return _accept_zip(path, limits, workdir)
-    target = path.with_name("upload" + SUFFIX[kind])
+    target = path.with_name(path.name + "-upload" + SUFFIX[kind])
     path.rename(target)
     return Upload(kind, target, check_pixels(target, kind, limits), [])
 
@@ -187,7 +187,7 @@ def _accept_zip(path: Path, limits: UploadLimits, workdir: Path) -> Upload:
     """A zip of one DICOM series: members extracted under numbered names (never the
     names inside the zip), each checked DICOM and counted against the limits; the
     declared sizes are not trusted (reading stops at the extracted-bytes limit)."""
-    folder = workdir / "series"
+    folder = workdir / (path.name + "-series")
     folder.mkdir()
     try:
         zf = zipfile.ZipFile(path)
