@@ -16,6 +16,7 @@ too many pixels, a broken header, a zip with something else than DICOM in it).
 from __future__ import annotations
 
 import gzip
+import logging
 import struct
 import warnings
 import zipfile
@@ -24,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from scandx.data.dicom import is_dicom_file
+
+log = logging.getLogger("scandx.serve")
 
 PNG = b"\x89PNG\r\n\x1a\n"
 KINDS_RASTER = ("png", "jpeg", "tiff")
@@ -93,7 +96,24 @@ def _nifti_magic(head: bytes) -> bool:
 
 def accept(path: Path, limits: UploadLimits, workdir: Path) -> Upload:
     """Check the uploaded file at ``path`` (already size-limited while it was received)
-    and return what it is; a zip is extracted into ``workdir`` as a DICOM series."""
+    and return what it is; a zip is extracted into ``workdir`` as a DICOM series.
+
+    Only ``UploadError`` leaves: these are a stranger's bytes, so a parser failing on
+    them in a way nobody foresaw is still a bad upload (422, logged by its type), not a
+    server error; an operating-system error (disk full: it has an errno) is the
+    server's and passes."""
+    try:
+        return _accept(path, limits, workdir)
+    except UploadError:
+        raise
+    except Exception as e:
+        if isinstance(e, OSError) and e.errno is not None:
+            raise
+        log.warning("upload refused by an unforeseen parser error (%s)", type(e).__name__)
+        raise UploadError(422, f"unreadable upload ({type(e).__name__})") from None
+
+
+def _accept(path: Path, limits: UploadLimits, workdir: Path) -> Upload:
     with open(path, "rb") as f:
         head = f.read(1024)
     if not head:
@@ -118,7 +138,7 @@ def _gzip_is_nifti(path: Path) -> bool:
     try:
         with gzip.open(path, "rb") as g:
             return _nifti_magic(g.read(540))
-    except (OSError, EOFError, ValueError):
+    except Exception:  # noqa: BLE001 - BadGzipFile, zlib.error, EOFError on hostile bytes
         return False
 
 
