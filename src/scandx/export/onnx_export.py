@@ -158,6 +158,7 @@ def export_onnx(run: str | Path, out: str | Path | None = None) -> Path:
     run_dir = RunDir(run)
     if not run_dir.path.is_dir():
         raise ScandxError("no such run folder", run_dir.path)
+    read_model_json(run_dir.path / "model")  # a trained run, before anything is written
     final = Path(out) if out is not None else default_export_dir(run_dir.path)
     with run_dir.hold(create=False):
         task, networks = _networks(run_dir.path)
