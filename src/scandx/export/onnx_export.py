@@ -139,16 +139,21 @@ def _export_graph(model: nn.Module, kind: str, x: torch.Tensor, path: Path) -> l
 
 
 def _check_graph(model: nn.Module, kind: str, x: torch.Tensor, path: Path) -> float:
-    """Largest |ONNX Runtime - PyTorch| on the example batch and on one image of it."""
+    """Largest |ONNX Runtime - PyTorch| on the example batch and on one image of it: the
+    logits and, for a classifier, the penultimate features as the OOD score takes them."""
     from scandx.export.onnx_runtime import OnnxNetwork
+    from scandx.tasks.classification.inference.ood import capturing_penultimate
 
     session = OnnxNetwork(path)
     worst = 0.0
     for batch in (x, x[:1]):
         with torch.no_grad():
-            want = model(batch).float()
-            got = session(batch)
-        worst = max(worst, float((want - got).abs().max()))
+            pairs = [(model(batch).float(), session(batch))]
+            if kind == "classifier" and _has_linear(model):
+                with capturing_penultimate(model) as want, capturing_penultimate(session) as got:
+                    model(batch), session(batch)
+                pairs.append((torch.cat(want), torch.cat(got)))
+        worst = max(worst, *(float((a - b).abs().max()) for a, b in pairs))
     return worst
 
 
