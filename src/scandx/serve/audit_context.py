@@ -20,6 +20,7 @@ from typing import Any
 
 from fastapi import HTTPException
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from scandx.serve.store import StoreUnavailable
 
@@ -49,7 +50,7 @@ class Audited:
         error: str | None = None
         if exc is None:
             status = 200
-        elif isinstance(exc, HTTPException):
+        elif isinstance(exc, StarletteHTTPException):  # fastapi's too; form parsing's 400
             status, error = exc.status_code, str(exc.detail)[:500]
         elif isinstance(exc, StoreUnavailable):  # the database went away mid-request
             status, error = 503, exc.reason[:500]

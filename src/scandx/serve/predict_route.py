@@ -25,6 +25,7 @@ from scandx.serve.http_guard import BodyTooLarge, too_large_message
 from scandx.serve.uploads import UploadError, accept
 
 FIELD = "file"
+FOV = "fov"  # optional: the field-of-view mask of a model trained with them
 
 
 async def predict_upload(
@@ -35,8 +36,12 @@ async def predict_upload(
     try:
         with tempfile.TemporaryDirectory(prefix="scandx-upload-") as tmp:
             work = Path(tmp)
-            rec.input_sha256 = await receive_file(request, work / "received", state)
-            upload = await run_in_threadpool(accept, work / "received", state.config.limits(), work)
+            received = await receive_files(request, work, state)
+            rec.input_sha256 = received[FIELD]
+            upload = await run_in_threadpool(accept, work / FIELD, state.config.limits(), work)
+            if FOV in received:  # a field-of-view mask beside the image
+                fov = await run_in_threadpool(accept, work / FOV, state.config.limits(), work)
+                options = {**options, "fov": fov}
             start = time.perf_counter()
             results = await run_in_threadpool(lambda: model.predict(upload, **options))
             seconds = time.perf_counter() - start
@@ -54,22 +59,27 @@ async def predict_upload(
     }
 
 
-async def receive_file(request: Request, target: Path, state: Any) -> str:
-    """Save the multipart field ``file`` to ``target``; its sha256."""
+async def receive_files(request: Request, work: Path, state: Any) -> dict[str, str]:
+    """Save the multipart fields ``file`` (required) and ``fov`` (optional) in ``work``
+    under their field names; the sha256 of each."""
     kind = request.headers.get("content-type", "")
     if not kind.lower().startswith("multipart/form-data"):
         raise HTTPException(
             415, f"send the image as multipart/form-data, field {FIELD!r} (got {kind[:60]!r})"
         )
     try:
-        form = await request.form(max_files=1, max_fields=8)
+        form = await request.form(max_files=2, max_fields=8)
     except BodyTooLarge:
         raise HTTPException(413, too_large_message(state.config.limits().max_bytes)) from None
     try:
-        item = form.get(FIELD)
-        if not isinstance(item, UploadFile):
+        if not isinstance(form.get(FIELD), UploadFile):
             raise HTTPException(422, f"no file in the multipart field {FIELD!r}")
-        return await run_in_threadpool(_copy, item, target)
+        digests = {}
+        for name in (FIELD, FOV):
+            item = form.get(name)
+            if isinstance(item, UploadFile):
+                digests[name] = await run_in_threadpool(_copy, item, work / name)
+        return digests
     finally:
         await form.close()
 

@@ -88,12 +88,17 @@ class ServedModel:
         heatmap: bool = False,
         preview: bool = False,
         mask_format: str | None = None,
+        fov: Upload | None = None,
     ) -> list[dict]:
         """One result per image: a classifier scores each image of a series; a segmenter
-        takes a series (or a NIfTI volume) as one volume."""
+        takes a series (or a NIfTI volume) as one volume, with its field-of-view mask
+        (``fov``) when the model was trained with them."""
         with self.lock:
             if self.task == "segmentation":
+                self._set_fov(upload, fov)
                 return [self._segment(upload, preview, mask_format)]
+            if fov is not None:
+                raise ScandxError("a field-of-view mask ('fov') is for segmentation models")
             if upload.kind in ("nifti", "nifti-gz"):
                 raise ScandxError(
                     "this model classifies 2D images; NIfTI volumes go to a segmenter"
@@ -135,6 +140,21 @@ class ServedModel:
             "layer": r["layer"],
             "overlay_png": png_base64(rgb),
         }
+
+    def _set_fov(self, upload: Upload, fov: Upload | None) -> None:
+        p = self.predictor
+        if fov is not None and not p.plan.use_fov:  # type: ignore[attr-defined]
+            raise ScandxError(
+                "this model was trained without field-of-view masks: send no 'fov' field"
+            )
+        if fov is None and p.plan.use_fov:  # type: ignore[attr-defined]
+            raise ScandxError(
+                "this model was trained with field-of-view masks: send the image's mask in "
+                "the multipart field 'fov' beside 'file'"
+            )
+        if fov is not None and fov.kind not in ("png", "jpeg", "tiff", "nifti", "nifti-gz"):
+            raise ScandxError("the 'fov' mask must be an image file (PNG, GIF, TIFF or NIfTI)")
+        p.fov_masks = {str(upload.path): str(fov.path)} if fov else None  # type: ignore[attr-defined]
 
     def _segment(self, upload: Upload, preview: bool, mask_format: str | None) -> dict[str, Any]:
         import tempfile

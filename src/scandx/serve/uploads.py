@@ -129,7 +129,7 @@ def _accept(path: Path, limits: UploadLimits, workdir: Path) -> Upload:
         )
     if kind == "zip":
         return _accept_zip(path, limits, workdir)
-    target = path.with_name("upload" + SUFFIX[kind])
+    target = path.with_name(path.name + "-upload" + SUFFIX[kind])
     path.rename(target)
     return Upload(kind, target, check_pixels(target, kind, limits), [])
 
@@ -242,7 +242,7 @@ def _accept_zip(path: Path, limits: UploadLimits, workdir: Path) -> Upload:
         raise UploadError(
             413, f"the zip holds {entries} files, above the limit of {limits.max_members}"
         )
-    folder = workdir / "series"
+    folder = workdir / (path.name + "-series")
     folder.mkdir()
     try:
         zf = zipfile.ZipFile(path)
