@@ -24,3 +24,15 @@ def test_fuzzed_uploads_never_answer_5xx(quick_run, phantoms, capsys):
     assert fuzz.report(result) == 0, capsys.readouterr().out
     assert result["server_errors"] == 0 and result["alive"] and result["cases"] == 100
     assert {413, 415, 422} <= set(result["statuses"])
+
+
+def test_load_overload_and_sigkill_lose_no_audit_record(quick_run, phantoms, tmp_path, capsys):
+    load = bench("serve_load")
+    image = next(phantoms.rglob("*.png"))
+    rows = load.phases(quick_run, image, requests=40, clients=4, kill_after=0.5, work=tmp_path)
+    out = load.report(rows)
+    assert out == 0, capsys.readouterr().out
+    by = {r["phase"]: r for r in rows}
+    assert by["load"]["statuses"] == {200: 40}
+    assert set(by["overload"]["statuses"]) == {200, 503} and by["overload"]["alive"]
+    assert by["kill"]["answered_200"] >= 20 and by["kill"]["missing_records"] == 0

@@ -69,7 +69,7 @@ def test_gzipped_nifti_and_a_dicom_series_zip(tmp_path):
 
     (tmp_path / "a").mkdir()
     up = check(tmp_path / "a", gzip.compress(H.nifti_bytes((4, 8, 8))))
-    assert up.kind == "nifti-gz" and up.pixels == 256 and up.path.name.endswith("upload.nii.gz")
+    assert up.kind == "nifti-gz" and up.pixels == 256 and up.path.name.endswith(".nii.gz")
 
     from scandx.tasks.segmentation.synthetic import make_dicom_seg_cases
 
