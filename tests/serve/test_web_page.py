@@ -255,3 +255,57 @@ def test_page_layout_fits_a_narrow_window(page, service: Service):
     page.wait_for_selector("#workspace:not([hidden])")
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 0
+
+
+def test_an_unreadable_upload_shows_the_services_reason(page, service: Service, tmp_path):
+    junk = tmp_path / "notes.txt"
+    junk.write_bytes(b"not an image at all\n" * 20)
+    _sign_in(page, service, service.key)
+    page.get_by_label("Model").select_option("phantom")
+    page.get_by_label("Image or series").set_input_files(str(junk))
+    page.get_by_role("button", name="Predict").click()
+    error = page.locator("#error")
+    error.wait_for(state="visible")
+    assert error.text_content().startswith("Unsupported file type (415): not a file type")
+    assert page.locator("#result").is_hidden() and page.locator("#workspace").is_visible()
+
+
+def test_busy_service_says_when_to_retry(page, service: Service):
+    page.route(
+        "**/predict*",
+        lambda route: route.fulfill(
+            status=503,
+            headers={"Retry-After": "7"},
+            content_type="application/json",
+            body=json.dumps({"detail": "the service is busy (16 predictions running or queued)"}),
+        ),
+    )
+    _sign_in(page, service, service.key)
+    page.get_by_label("Model").select_option("phantom")
+    page.get_by_label("Image or series").set_input_files(
+        {"name": "x.png", "mimeType": "image/png", "buffer": b"\x89PNG\r\n\x1a\n"}
+    )
+    page.get_by_role("button", name="Predict").click()
+    page.locator("#error").wait_for(state="visible")
+    text = page.text_content("#error")
+    assert "(503)" in text and "busy" in text and "Try again in 7 s." in text
+
+
+def test_open_loopback_service_lets_the_user_in_without_a_key(page, service: Service):
+    """With no keys at all the service answers on loopback without one: the page goes
+    straight to the models (simulated here: this service has a key)."""
+    model = {"name": "m", "task": "binary", "version": "v", "weights_sha256": "ab" * 32}
+    models = {"models": [{**model, "classes": ["a", "b"], "positive_class": "b"}]}
+
+    def answer(route):
+        if route.request.headers.get("authorization"):
+            route.fulfill(status=500, body="a key was sent")
+        else:
+            route.fulfill(status=200, content_type="application/json", body=json.dumps(models))
+
+    page.route("**/v1/models", answer)
+    page.goto(service.url + "/", wait_until="load")
+    page.wait_for_selector("#workspace:not([hidden])")
+    assert page.locator("#signin").is_hidden() and page.locator("#sign-out").is_hidden()
+    assert "No API keys are set up" in page.text_content("#session-text")
+    assert "weights abababababab" in page.text_content("#model-info")
