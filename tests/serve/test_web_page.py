@@ -249,12 +249,17 @@ def test_server_text_is_never_parsed_as_html(page, service: Service):
     assert page.evaluate("window.pwned") is None
 
 
-def test_page_layout_fits_a_narrow_window(page, service: Service):
+@needs_shared
+def test_page_layout_fits_a_narrow_window(page, service: Service, tmp_path):
     page.set_viewport_size({"width": 360, "height": 740})
     _sign_in(page, service, service.key)
-    page.wait_for_selector("#workspace:not([hidden])")
+    page.get_by_label("Model").select_option("phantom")
+    page.get_by_label("Image or series").set_input_files(str(REAL_DICOM))
+    page.get_by_role("button", name="Predict").click()
+    page.wait_for_selector("#result:not([hidden]) img.heatmap", timeout=30_000)
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
-    assert overflow <= 0
+    assert overflow <= 0  # no sideways scrolling on a phone-sized window
+    page.screenshot(path=str(tmp_path / "narrow.png"), full_page=True)
 
 
 def test_an_unreadable_upload_shows_the_services_reason(page, service: Service, tmp_path):
