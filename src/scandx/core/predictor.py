@@ -44,6 +44,7 @@ class Predictor(ABC):
     task: str  # the plan's task value (binary, multiclass, multilabel, segmentation)
     info: dict[str, Any]  # model.json
     device: str = "cpu"
+    runtime: str = "torch"  # or "onnx": the network(s) run by ONNX Runtime
     batch_size: int = 64  # inputs scored together by predict_files
 
     @abstractmethod
@@ -250,12 +251,19 @@ def ensemble_members(model_dir: Path, info: dict[str, Any]) -> list[Path]:
     return members
 
 
-def load_predictor(run: str | Path, device: str | None = None) -> Predictor:
-    """The Predictor of any task's run (its ensemble for a cross-validated run)."""
+def load_predictor(run: str | Path, device: str | None = None, runtime: str = "torch") -> Predictor:
+    """The Predictor of any task's run (its ensemble for a cross-validated run).
+
+    ``runtime="onnx"``: the same Predictor, its network(s) run by ONNX Runtime from the
+    run's export (``scandx export RUN --format onnx``), checked against model.json:
+    missing, stale (model retrained since) or altered exports are refused (ScandxError).
+    Load once (a server: at start-up) and call ``prepare``/``score`` per request."""
     from scandx.core.run_dir import RunDir
+    from scandx.export.onnx_runtime import check_runtime
     from scandx.tasks import task_for_run
 
-    return task_for_run(run).load_predictor(RunDir(run), device)
+    check_runtime(runtime)
+    return task_for_run(run).load_predictor(RunDir(run), device, runtime)
 
 
 def predict_run(

@@ -96,7 +96,11 @@ class Task(ABC):
     def format_metrics(self, metrics: dict[str, Any]) -> str: ...
 
     @abstractmethod
-    def load_predictor(self, run: RunDir, device: str | None = None) -> Predictor: ...
+    def load_predictor(
+        self, run: RunDir, device: str | None = None, runtime: str = "torch"
+    ) -> Predictor:
+        """The run's Predictor; ``runtime="onnx"`` runs its network(s) from the run's
+        checked ONNX export (``scandx export``) with everything around them unchanged."""
 
     def explain(
         self, run: RunDir, files: list[str], out: Path, options: Options

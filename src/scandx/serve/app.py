@@ -56,6 +56,7 @@ class ServiceState:
         from scandx.serve.store import Store
 
         self.config.check()
+        _raise_pillow_limit(self.config.max_pixels)
         self.store = Store(self.config.db)
         if not self.config.is_loopback() and not self.store.has_keys():
             raise_open_service(self.config.host)
@@ -90,6 +91,15 @@ class ServiceState:
         self.metrics.in_flight.dec()
         if seconds is not None:
             self.recent_seconds = 0.8 * self.recent_seconds + 0.2 * seconds
+
+
+def _raise_pillow_limit(max_pixels: int) -> None:
+    """Pillow refuses images above twice its own MAX_IMAGE_PIXELS (179 million by
+    default) whatever the service's limit says: make ``--max-pixels`` the one limit."""
+    from PIL import Image
+
+    if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < max_pixels:
+        Image.MAX_IMAGE_PIXELS = max_pixels
 
 
 def raise_open_service(host: str) -> None:

@@ -39,10 +39,7 @@ class ServedModel:
     @classmethod
     def load(cls, run: str | Path, name: str | None = None, runtime: str = "torch") -> ServedModel:
         run = Path(run)
-        if runtime == "torch":
-            predictor = load_predictor(run)
-        else:
-            predictor = load_predictor(run, runtime=runtime)  # type: ignore[call-arg]
+        predictor = load_predictor(run, runtime=runtime)
         return cls(name or run.resolve().name, run, predictor, runtime)
 
     @property

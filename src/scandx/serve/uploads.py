@@ -16,12 +16,17 @@ too many pixels, a broken header, a zip with something else than DICOM in it).
 from __future__ import annotations
 
 import gzip
+import logging
 import struct
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from scandx.data.dicom import is_dicom_file
+
+log = logging.getLogger("scandx.serve")
 
 PNG = b"\x89PNG\r\n\x1a\n"
 KINDS_RASTER = ("png", "jpeg", "tiff")
@@ -91,7 +96,24 @@ def _nifti_magic(head: bytes) -> bool:
 
 def accept(path: Path, limits: UploadLimits, workdir: Path) -> Upload:
     """Check the uploaded file at ``path`` (already size-limited while it was received)
-    and return what it is; a zip is extracted into ``workdir`` as a DICOM series."""
+    and return what it is; a zip is extracted into ``workdir`` as a DICOM series.
+
+    Only ``UploadError`` leaves: these are a stranger's bytes, so a parser failing on
+    them in a way nobody foresaw is still a bad upload (422, logged by its type), not a
+    server error; an operating-system error (disk full: it has an errno) is the
+    server's and passes."""
+    try:
+        return _accept(path, limits, workdir)
+    except UploadError:
+        raise
+    except Exception as e:
+        if isinstance(e, OSError) and e.errno is not None:
+            raise
+        log.warning("upload refused by an unforeseen parser error (%s)", type(e).__name__)
+        raise UploadError(422, f"unreadable upload ({type(e).__name__})") from None
+
+
+def _accept(path: Path, limits: UploadLimits, workdir: Path) -> Upload:
     with open(path, "rb") as f:
         head = f.read(1024)
     if not head:
@@ -116,7 +138,7 @@ def _gzip_is_nifti(path: Path) -> bool:
     try:
         with gzip.open(path, "rb") as g:
             return _nifti_magic(g.read(540))
-    except (OSError, EOFError, ValueError):
+    except Exception:  # noqa: BLE001 - BadGzipFile, zlib.error, EOFError on hostile bytes
         return False
 
 
@@ -124,30 +146,40 @@ def check_pixels(path: Path, kind: str, limits: UploadLimits) -> int:
     """The number of samples the file declares, read from its header only; refused
     (422) above ``limits.max_pixels`` or when the header cannot be read."""
     if kind in KINDS_RASTER:
-        n = _raster_pixels(path)
+        n = _raster_pixels(path, limits)
     elif kind == "dicom":
         n = _dicom_pixels(path)
     else:
         n = _nifti_pixels(path)
     if n > limits.max_pixels:
-        raise UploadError(
-            422,
-            f"the image declares {n:,} samples, above this service's limit of "
-            f"{limits.max_pixels:,} (rows x columns x frames x channels); send a smaller "
-            "image or ask the administrator to raise --max-pixels",
-        )
+        raise UploadError(422, too_many_pixels(n, limits.max_pixels))
     return n
 
 
-def _raster_pixels(path: Path) -> int:
+def too_many_pixels(declared: int | None, most: int) -> str:
+    said = (
+        f"{declared:,} samples, above this service's limit of {most:,}"
+        if declared is not None
+        else f"more than {most:,} samples, this service's limit"
+    )
+    return (
+        f"the image declares {said} (rows x columns x frames x channels); send a smaller "
+        "image or ask the administrator to raise --max-pixels"
+    )
+
+
+def _raster_pixels(path: Path, limits: UploadLimits) -> int:
     from PIL import Image
 
     try:
         with Image.open(path) as im:  # reads the header only
             frames = int(getattr(im, "n_frames", 1) or 1)
             return im.width * im.height * len(im.getbands()) * frames
-    except Image.DecompressionBombError as e:
-        raise UploadError(422, f"the image declares too many pixels ({e})") from None
+    except Image.DecompressionBombError:
+        # Pillow's own bomb guard refused the header (above 2 x Image.MAX_IMAGE_PIXELS):
+        # the same refusal as ours, in the same words
+        most = min(limits.max_pixels, 2 * (Image.MAX_IMAGE_PIXELS or 0) or limits.max_pixels)
+        raise UploadError(422, too_many_pixels(None, most)) from None
     except Exception as e:  # noqa: BLE001 - any header a decoder rejects is a bad upload
         raise UploadError(422, f"unreadable image header ({type(e).__name__})") from None
 
@@ -156,7 +188,9 @@ def _dicom_pixels(path: Path) -> int:
     import pydicom
 
     try:
-        ds = pydicom.dcmread(str(path), stop_before_pixels=True)
+        with open(path, "rb") as f, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a hostile header's every oddity is not news
+            ds = pydicom.dcmread(_Capped(f, path.stat().st_size), stop_before_pixels=True)
         rows, cols = int(ds.get("Rows") or 0), int(ds.get("Columns") or 0)
         frames = int(ds.get("NumberOfFrames") or 1)
         samples = int(ds.get("SamplesPerPixel") or 1)
@@ -165,6 +199,22 @@ def _dicom_pixels(path: Path) -> int:
     if rows <= 0 or cols <= 0:
         raise UploadError(422, "the DICOM file holds no image (no Rows/Columns)")
     return rows * cols * max(frames, 1) * max(samples, 1)
+
+
+class _Capped:
+    """A file whose ``read(n)`` never asks for more than the bytes left: pydicom reads an
+    element's declared length in one call, and a mutated length of 4 GB would make
+    Python allocate 4 GB for a read that returns a few bytes."""
+
+    def __init__(self, f: Any, size: int) -> None:
+        self._f, self._size = f, size
+
+    def read(self, n: int | None = -1) -> bytes:
+        left = max(self._size - self._f.tell(), 0)
+        return self._f.read(left if n is None or n < 0 else min(n, left))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._f, name)
 
 
 def _nifti_pixels(path: Path) -> int:
@@ -187,11 +237,16 @@ def _accept_zip(path: Path, limits: UploadLimits, workdir: Path) -> Upload:
     """A zip of one DICOM series: members extracted under numbered names (never the
     names inside the zip), each checked DICOM and counted against the limits; the
     declared sizes are not trusted (reading stops at the extracted-bytes limit)."""
+    entries = _central_entries(path)
+    if entries > limits.max_members:
+        raise UploadError(
+            413, f"the zip holds {entries} files, above the limit of {limits.max_members}"
+        )
     folder = workdir / (path.name + "-series")
     folder.mkdir()
     try:
         zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, ValueError) as e:
+    except Exception as e:  # noqa: BLE001 - BadZipFile, NotImplementedError (spanned)...
         raise UploadError(422, f"not a readable zip file ({type(e).__name__})") from None
     images: list[Path] = []
     total_bytes = total_pixels = 0
@@ -225,6 +280,19 @@ def _accept_zip(path: Path, limits: UploadLimits, workdir: Path) -> Upload:
         raise UploadError(422, "the zip holds no DICOM file")
     path.unlink(missing_ok=True)
     return Upload("dicom-series", folder, total_pixels, images)
+
+
+def _central_entries(path: Path) -> int:
+    """How many central-directory entries the zip holds, counted on its bytes before
+    ``zipfile`` parses them: a 256 MB zip of empty members would otherwise become
+    millions of ZipInfo objects (gigabytes) before the member limit is checked."""
+    sig, count, tail = b"PK\x01\x02", 0, b""
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            block = tail + chunk
+            count += block.count(sig)
+            tail = block[-3:]
+    return count
 
 
 def _extract(

@@ -89,10 +89,10 @@ class ClassificationTask(Task):
             head += f"\npositive class {pos}: a case is called {pos} when P({pos}) >= {th:.3f}"
         return "\n".join([head, *("  " + r for r in metric_rows(m))])
 
-    def load_predictor(self, run: RunDir, device: str | None = None):
+    def load_predictor(self, run: RunDir, device: str | None = None, runtime: str = "torch"):
         from scandx.tasks.classification.inference.predictor import Predictor
 
-        return Predictor.from_run(run.path, device)
+        return Predictor.from_run(run.path, device, runtime)
 
     def explain(
         self, run: RunDir, files: list[str], out: Path, options: Options

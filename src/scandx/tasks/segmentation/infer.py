@@ -72,7 +72,9 @@ def _predict(model: torch.nn.Module, image: np.ndarray, plan: SegPlan, tta: bool
     from monai.inferers import sliding_window_inference
 
     model.eval()
-    device = next(model.parameters()).device  # the Predictor's (or training's) device
+    # the Predictor's (or training's) device; an ONNX Runtime network has no parameters
+    # and takes CPU tensors
+    device = next(model.parameters(), torch.empty(0)).device
     x = torch.from_numpy(image)[None].to(device)
     tta = plan.tta_flips if tta is None else tta
     flips: list[tuple[int, ...]] = [()]

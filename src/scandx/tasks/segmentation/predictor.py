@@ -99,10 +99,18 @@ class SegEnsemble(torch.nn.Module):
 class SegPredictor(Predictor):
     batch_size = 1  # whole images: one at a time
 
-    def __init__(self, run: Path, device: str | None = None) -> None:
+    def __init__(self, run: Path, device: str | None = None, runtime: str = "torch") -> None:
+        """``runtime="onnx"``: the network(s) run by ONNX Runtime from the run's checked
+        export (``scandx export``); everything around them is this class's, unchanged."""
+        from scandx.export.onnx_runtime import check_runtime, onnx_networks
+
+        self.runtime = check_runtime(runtime)
         model, self.plan, self.info = load_seg_run(Path(run))
         self.task = "segmentation"
         self.device = runtime_device(device or detect_device()[0], "fp32")[0]
+        if runtime == "onnx":
+            networks = list(onnx_networks(run, self.device).values())  # in member order
+            model = SegEnsemble(networks) if "ensemble" in self.info else networks[0]
         self.model = model.to(self.device).eval()
         self.labels = {int(k): v for k, v in self.plan.labels.items()}
 

@@ -98,10 +98,10 @@ class SegmentationTask(Task):
                 lines.append(f"  {k:<6} {m[k]['value']:8.4f}   [{lo:.4f}, {hi:.4f}]")
         return "\n".join(lines)
 
-    def load_predictor(self, run: RunDir, device: str | None = None):
+    def load_predictor(self, run: RunDir, device: str | None = None, runtime: str = "torch"):
         from scandx.tasks.segmentation.predictor import SegPredictor
 
-        return SegPredictor(run.path, device)
+        return SegPredictor(run.path, device, runtime)
 
     def explain(
         self, run: RunDir, files: list[str], out: Path, options: Options

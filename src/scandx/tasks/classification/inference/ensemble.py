@@ -26,14 +26,24 @@ class EnsemblePredictor(Predictor):
     def __init__(self, members: list[Predictor], info: dict[str, Any], device: str = "cpu"):
         super().__init__(members[0].model, info, device)
         self.members = members
+        self.runtime = members[0].runtime
 
     @classmethod
-    def from_members(cls, model_dir: Path, info: dict[str, Any], device: str = "cpu"):
+    def from_members(
+        cls,
+        model_dir: Path,
+        info: dict[str, Any],
+        device: str = "cpu",
+        networks: dict[Path, torch.nn.Module] | None = None,
+    ):
+        """``networks``: what scores each member (by its resolved model folder) in place
+        of its PyTorch network (ONNX Runtime sessions, ``export.onnx_runtime``)."""
         check_classifier_info(info, Path(model_dir) / "model.json", single=False)
         members = []
         for member_dir in ensemble_members(model_dir, info):  # each checked by sha256
             model, member_info = load_model(member_dir)
-            members.append(Predictor(model, member_info, device))
+            network = networks[member_dir.resolve()] if networks else None
+            members.append(Predictor(model, member_info, device, network))
         return cls(members, info, device)
 
     def _mean_to_logits(self, probs: np.ndarray) -> torch.Tensor:

@@ -55,7 +55,13 @@ CROSS_FIT_PARTS = 5
 MAX_FIT_IMAGES = 2000
 
 
-def _last_linear(model: nn.Module) -> nn.Linear:
+def _last_linear(model: nn.Module) -> nn.Module:
+    """The module whose input is the penultimate features: the last linear layer, or the
+    ``penultimate_tap`` of a network run elsewhere (``export.onnx_runtime.OnnxNetwork``
+    passes its graph's ``features`` output through it)."""
+    tap = getattr(model, "penultimate_tap", None)
+    if isinstance(tap, nn.Module):
+        return tap
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     if not linears:
         raise ValueError("model has no linear layer to take penultimate features from")

@@ -33,8 +33,19 @@ from scandx.tasks.classification.inference.scoring import predict_logits, probab
 
 
 class Predictor(PredictorProtocol):
-    def __init__(self, model: torch.nn.Module, info: dict[str, Any], device: str = "cpu"):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        info: dict[str, Any],
+        device: str = "cpu",
+        network: torch.nn.Module | None = None,
+    ):
+        """``model``: the PyTorch network (explanations need its gradients);
+        ``network``: what scores, when not ``model`` itself (an ONNX Runtime session,
+        ``export.onnx_runtime.OnnxNetwork``)."""
         self.model = model.to(device).eval()
+        self.network = self.model if network is None else network.to(device).eval()
+        self.runtime = "torch" if network is None else "onnx"
         self.info = info
         self.device = device
         self.contract = InputContract.from_dict(info["input"])
@@ -46,19 +57,26 @@ class Predictor(PredictorProtocol):
         )
 
     @classmethod
-    def from_run(cls, run_dir: str | Path, device: str | None = None) -> Predictor:
-        """The run's model; a cross-validated run (``train --folds``) gives its ensemble."""
+    def from_run(
+        cls, run_dir: str | Path, device: str | None = None, runtime: str = "torch"
+    ) -> Predictor:
+        """The run's model; a cross-validated run (``train --folds``) gives its ensemble.
+        ``runtime="onnx"``: scored by the run's checked ONNX export (``scandx export``)."""
         from scandx.core.device import detect_device, runtime_device
+        from scandx.export.onnx_runtime import check_runtime, onnx_networks
 
+        check_runtime(runtime)
         device = runtime_device(device or detect_device()[0], "fp32")[0]
         model_dir = Path(run_dir) / "model"
         info = read_model_json(model_dir)
+        networks = onnx_networks(run_dir, device) if runtime == "onnx" else None
         if "ensemble" in info:
             from scandx.tasks.classification.inference.ensemble import EnsemblePredictor
 
-            return EnsemblePredictor.from_members(model_dir, info, device)
+            return EnsemblePredictor.from_members(model_dir, info, device, networks)
         model, info = load_model(model_dir)
-        return cls(model, info, device)
+        network = networks[model_dir.resolve()] if networks else None
+        return cls(model, info, device, network)
 
     def prepare_file(self, path: str | Path) -> torch.Tensor:
         arr, _ = read_image(path)
@@ -69,7 +87,7 @@ class Predictor(PredictorProtocol):
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """Raw (uncalibrated) fp32 logits for a preprocessed batch (N, C, *size)."""
-        return predict_logits(self.model, x, self.device)
+        return predict_logits(self.network, x, self.device)
 
     def to_probabilities(self, logits: torch.Tensor, calibrated: bool = True) -> np.ndarray:
         """Probabilities from logits, through the calibration in model.json by default."""
@@ -87,7 +105,7 @@ class Predictor(PredictorProtocol):
         tensors = self.info.get("ood_tensors")
         if tensors is None:
             return self.logits(x), None
-        with capturing_penultimate(self.model) as captured:
+        with capturing_penultimate(self.network) as captured:
             logits = self.logits(x)
         return logits, ood_features(as_features(captured), x, tensors)
 
@@ -101,7 +119,9 @@ class Predictor(PredictorProtocol):
         if tensors is None:
             return None
         if features is None:
-            features = ood_features(penultimate_features(self.model, x.to(self.device)), x, tensors)
+            features = ood_features(
+                penultimate_features(self.network, x.to(self.device)), x, tensors
+            )
         return ood_score(features, tensors)
 
     def uncertainty(
