@@ -11,12 +11,6 @@ SCANDX_REQUIRE_BROWSER=1, so there a missing browser fails instead of skipping.
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +20,7 @@ import pytest
 
 from scandx.cli import main
 from tests.conftest import DICOM_TEST, needs_shared
+from tests.serve.live import LiveServer
 from tests.tasks.classification.evaluation.test_report_html import CHROMIUM_FLAGS, _chromium
 
 # A real greyscale DICOM from ../shared/data that the phantom classifier's input
@@ -33,7 +28,6 @@ from tests.tasks.classification.evaluation.test_report_html import CHROMIUM_FLAG
 # its 128-byte preamble starts with a TIFF header ("II*\0", a dual-personality file) and
 # the service's sniffer currently takes it for a TIFF (reported to the lead).
 REAL_DICOM = DICOM_TEST / "examples_overlay.dcm"
-START_TIMEOUT = 90.0
 
 
 @dataclass
@@ -42,27 +36,6 @@ class Service:
     key: str
     classifier_sha256: str
     series_zip: Path
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_ready(url: str, process: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"scandx serve exited ({process.returncode}): {log.read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/readyz", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.25)
-    pytest.fail(f"scandx serve not ready after {START_TIMEOUT:.0f} s: {log.read_text()[-2000:]}")
 
 
 @pytest.fixture(scope="module")
@@ -93,25 +66,10 @@ def service(
     with Store(db) as store:
         key, _ = store.create_key("clinician", "web page test")
     seg_run, series = segmentation_run
-    port = _free_port()
-    log = root / "serve.log"
-    cmd = [sys.executable, "-m", "scandx", "serve", f"phantom={quick_run}", f"lesions={seg_run}"]
-    cmd += ["--port", str(port), "--db", db]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with open(log, "wb") as out:
-        process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_ready(url, process, log)
+    runs = [f"phantom={quick_run}", f"lesions={seg_run}"]
+    with LiveServer([*runs, "--db", db], root / "serve.log") as server:
         sha = json.loads((quick_run / "model" / "model.json").read_text())["sha256"]
-        yield Service(url, key, sha, series)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        yield Service(server.url, key, sha, series)
 
 
 @pytest.fixture(scope="module")
@@ -314,3 +272,14 @@ def test_open_loopback_service_lets_the_user_in_without_a_key(page, service: Ser
     assert page.locator("#signin").is_hidden() and page.locator("#sign-out").is_hidden()
     assert "No API keys are set up" in page.text_content("#session-text")
     assert "weights abababababab" in page.text_content("#model-info")
+
+
+def test_the_key_lasts_the_tab_until_sign_out(page, service: Service):
+    _sign_in(page, service, service.key)
+    page.wait_for_selector("#workspace:not([hidden])")
+    page.reload(wait_until="load")
+    page.wait_for_selector("#workspace:not([hidden])")  # still signed in in this tab
+    page.get_by_role("button", name="Sign out").click()
+    assert page.locator("#signin").is_visible() and page.locator("#workspace").is_hidden()
+    assert page.evaluate("sessionStorage.length") == 0
+    assert page.evaluate("document.activeElement.id") == "api-key"  # ready to type a key
