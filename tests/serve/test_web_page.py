@@ -283,3 +283,25 @@ def test_the_key_lasts_the_tab_until_sign_out(page, service: Service):
     assert page.locator("#signin").is_visible() and page.locator("#workspace").is_hidden()
     assert page.evaluate("sessionStorage.length") == 0
     assert page.evaluate("document.activeElement.id") == "api-key"  # ready to type a key
+
+
+def test_page_sources_never_parse_strings_as_html_or_code():
+    """What the strict content security policy relies on, checked in the sources: no
+    inline script or style, nothing from another origin, no HTML or code built from text."""
+    import re
+
+    from scandx.serve.app import WEB
+
+    html = (WEB / "index.html").read_text()
+    assert re.findall(r"<script[^>]*>", html) == [
+        '<script src="/static/result.js" defer>',
+        '<script src="/static/app.js" defer>',
+    ]
+    assert "<style" not in html and " style=" not in html
+    assert not re.search(r"<[^>]*\son\w+=", html)  # no inline event handlers
+    assert not re.search(r"""(src|href)=["']?(https?:|//)""", html)
+    for name in ("app.js", "result.js"):
+        code = (WEB / name).read_text()
+        for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
+            assert sink not in code.replace("never innerHTML", ""), (name, sink)
+        assert 'setAttribute("style"' not in code and "http" not in code
