@@ -166,3 +166,11 @@ def test_sniffing_ignores_names_and_knows_each_magic():
     assert sniff(H.nifti_bytes()[:1024]) == "nifti"
     assert sniff(H.zip_of({"a": b"b"})[:1024]) == "zip"
     assert sniff(b"GIF89a" + b"\x00" * 400) is None
+
+
+@needs_shared
+@pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small.dcm", "MR_small_padded.dcm"])
+def test_dicom_with_a_tiff_header_in_its_preamble_is_dicom(tmp_path, name):
+    data = (DICOM_TEST / name).read_bytes()
+    assert data[:4] == b"II*\x00" and data[128:132] == b"DICM"  # dual-personality file
+    assert check(tmp_path, data).kind == "dicom"

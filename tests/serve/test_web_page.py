@@ -27,7 +27,7 @@ from tests.tasks.classification.evaluation.test_report_html import CHROMIUM_FLAG
 # contract accepts (2D, one frame, greyscale). CT_small.dcm would be the obvious pick but
 # its 128-byte preamble starts with a TIFF header ("II*\0", a dual-personality file) and
 # the service's sniffer currently takes it for a TIFF (reported to the lead).
-REAL_DICOM = DICOM_TEST / "examples_overlay.dcm"
+REAL_DICOM = DICOM_TEST / "CT_small.dcm"  # a dual-personality file (TIFF header in its preamble)
 
 
 @dataclass

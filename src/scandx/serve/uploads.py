@@ -70,15 +70,18 @@ class Upload:
 
 
 def sniff(head: bytes) -> str | None:
-    """The kind of file whose first bytes (at least 348 of them) are ``head``."""
+    """The kind of file whose first bytes (at least 348 of them) are ``head``.
+
+    DICOM first: its 128-byte preamble is free for another format's header (a
+    "dual-personality" file; pydicom's CT_small.dcm starts with a TIFF one)."""
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        return "dicom"
     if head.startswith(PNG):
         return "png"
     if head.startswith(b"\xff\xd8\xff"):
         return "jpeg"
     if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
         return "tiff"
-    if len(head) >= 132 and head[128:132] == b"DICM":
-        return "dicom"
     if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
         return "zip"
     if head[:2] == b"\x1f\x8b":
