@@ -52,7 +52,7 @@ def secret_path() -> Path:
 @functools.lru_cache(maxsize=8)
 def _secret_at(path: Path) -> bytes:
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # secret + serve.db
         try:  # O_EXCL: two processes creating it at once agree on the winner's secret
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
