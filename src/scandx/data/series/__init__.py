@@ -1,0 +1,13 @@
+"""DICOM studies -> series -> an image or a volume, and a selector of series for a model.
+
+``group_studies(paths)`` groups headers by study, series and time point;
+``load_series(series)`` builds a Volume (modality units, RAS affine, slice UIDs) or
+refuses with one line; ``load_selector(path)`` / ``select(study, selector)`` choose the
+series a model applies to.
+"""
+
+from scandx.data.series.grouping import group_studies
+from scandx.data.series.loading import load_series
+from scandx.data.series.model import Instance, Series, Study, Volume
+
+__all__ = ["Instance", "Series", "Study", "Volume", "group_studies", "load_series"]
