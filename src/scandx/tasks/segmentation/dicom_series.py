@@ -12,9 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scandx.data.checks import require_finite
-from scandx.data.dicom import check_compressed
-from scandx.errors import BadImageError, ScandxError
+from scandx.errors import ScandxError
 
 
 def is_dicom_seg(path: str | Path) -> bool:
@@ -46,52 +44,30 @@ def series_files(folder: Path, limit: int | None = None) -> tuple[list[Path], li
 def read_series(
     folder: Path,
 ) -> tuple[np.ndarray, tuple[float, float, float], np.ndarray, list[str]]:
-    """(volume (Z, Y, X) in modality units, spacing (z, y, x), RAS affine, SOP UIDs by slice)."""
-    import pydicom
-    from pydicom.pixels import apply_modality_lut
+    """(volume (Z, Y, X) in modality units, spacing (z, y, x), RAS affine, SOP UIDs by slice).
 
-    files, _ = series_files(folder)
-    if not files:
+    The folder must hold one 3D image series (SEG objects beside it are left out); it is
+    assembled and checked by the shared ``data.series`` code (ordering along the normal,
+    missing or duplicate slices refused, tilt and non-uniform spacing resampled)."""
+    from scandx.data.series import group_studies, load_series
+
+    series = [s for study in group_studies(folder) for s in study.series]
+    if not series:
         raise ScandxError("no DICOM image slices in the case folder", folder)
-    slices = []
-    for f in files:
-        try:
-            ds = pydicom.dcmread(str(f))
-            check_compressed(ds, f)
-            arr = apply_modality_lut(ds.pixel_array, ds).astype(np.float32)
-        except BadImageError:
-            raise
-        except Exception as e:
-            raise BadImageError(f"unreadable DICOM slice ({e})", f) from e
-        if arr.ndim != 2:
-            raise BadImageError("expected single-frame slices in a series", f)
-        require_finite(arr, f)
-        slices.append((ds, arr))
-    iop = np.array(slices[0][0].ImageOrientationPatient, dtype=float)
-    row_dir, col_dir = iop[:3], iop[3:]
-    normal = np.cross(row_dir, col_dir)
-    slices.sort(key=lambda s: float(np.dot(normal, np.array(s[0].ImagePositionPatient, float))))
-    positions = np.array(
-        [np.dot(normal, np.array(s[0].ImagePositionPatient, float)) for s in slices]
-    )
-    dz = (
-        float(np.median(np.diff(positions)))
-        if len(slices) > 1
-        else float(slices[0][0].get("SliceThickness", 1.0))
-    )
-    dy, dx = (float(v) for v in slices[0][0].PixelSpacing)
-    shapes = {a.shape for _, a in slices}
-    if len(shapes) > 1:
-        raise ScandxError(f"slices of different sizes {sorted(shapes)}", folder)
-    volume = np.stack([a for _, a in slices])
-    affine = np.eye(4)
-    affine[:3, 0] = normal * dz  # array axis 0: slices
-    affine[:3, 1] = col_dir * dy  # axis 1: rows
-    affine[:3, 2] = row_dir * dx  # axis 2: columns
-    affine[:3, 3] = np.array(slices[0][0].ImagePositionPatient, float)
-    affine[:2] *= -1  # LPS -> RAS
-    uids = [str(ds.SOPInstanceUID) for ds, _ in slices]
-    return volume, (abs(dz), dy, dx), affine, uids
+    if len(series) > 1:
+        raise ScandxError(
+            f"the case folder holds {len(series)} image series "
+            f"({', '.join(s.ref for s in series)}); one is expected",
+            folder,
+        )
+    volume = load_series(series[0])
+    if volume.is_4d:
+        raise ScandxError(
+            f"series {volume.series_ref} has a time axis ({volume.array.shape[0]} time points "
+            f"by {volume.time_key}); segmentation expects one 3D volume",
+            folder,
+        )
+    return volume.array, volume.spacing, volume.affine, volume.sop_uids
 
 
 def slice_positions(affine_ras: np.ndarray, n: int) -> np.ndarray:
