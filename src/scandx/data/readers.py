@@ -2,8 +2,8 @@
 
 Every reader returns float32 display values in [0, 1], shaped (C, H, W) for 2D
 images or (C, F, H, W) for multi-frame/volume images, plus a metadata dict. A
-reader is chosen by file extension from the registry below; files without an
-extension are sniffed for the DICOM preamble.
+reader is chosen by file extension from the registry below (DICOM, Siemens .ima,
+NIfTI, rasters); files without an extension are sniffed for the DICOM preamble.
 """
 
 from __future__ import annotations
@@ -78,7 +78,40 @@ def read_image(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
     return require_finite(arr, path), meta
 
 
-register_reader("dicom", (".dcm", ".dicom", ".dic"))(read_dicom)
+register_reader("dicom", (".dcm", ".dicom", ".dic", ".ima"))(read_dicom)  # .ima: Siemens
+
+
+@register_reader("nifti", (".nii", ".nii.gz"))
+def read_nifti_image(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
+    """A 2D NIfTI image as (1, H, W), a 3D volume as (1, Z, H, W), display values in [0, 1].
+
+    Reoriented to the closest RAS orientation first, then shown as a radiologist views a
+    slice: rows run from anterior/superior down, columns from the patient's right (the
+    same file always gives the same array, whatever its stored voxel order). uint8 voxels
+    are divided by 255, others scaled between their 0.5th and 99.5th percentiles (NIfTI
+    carries no window). A 4D file (time, channels) is refused: one image or volume is
+    expected."""
+    import nibabel as nib
+
+    from scandx.data.nifti import read_nifti
+
+    data, _zooms, affine = read_nifti(path, max_dims=3)
+    try:
+        canonical = nib.as_closest_canonical(nib.Nifti1Image(np.asarray(data), affine))
+        data = np.asarray(canonical.dataobj)
+    except Exception as e:  # an affine nibabel cannot reorient
+        raise BadImageError(f"cannot reorient NIfTI ({type(e).__name__}: {e})", path) from None
+    if data.ndim == 3 and data.shape[2] == 1:
+        data = data[:, :, 0]
+    # (x, y[, z]) -> ([z,] y, x), rows flipped so that anterior (superior) is up
+    view = np.flip(data.T, axis=-2)
+    if view.dtype == np.uint8:
+        out = view.astype(np.float32) / 255.0
+    else:
+        out = robust_unit(view.astype(np.float32))
+    frames = 1 if out.ndim == 2 else out.shape[0]
+    meta = {"format": "nifti", "frames": frames, "modality": ""}
+    return np.ascontiguousarray(out[None]), meta
 
 
 @register_reader("raster", (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif"))

@@ -9,5 +9,17 @@ series a model applies to.
 from scandx.data.series.grouping import group_studies
 from scandx.data.series.loading import load_series
 from scandx.data.series.model import Instance, Series, Study, Volume
+from scandx.data.series.selector import Selector, load_selector, parse_selector, select
 
-__all__ = ["Instance", "Series", "Study", "Volume", "group_studies", "load_series"]
+__all__ = [
+    "Instance",
+    "Selector",
+    "Series",
+    "Study",
+    "Volume",
+    "group_studies",
+    "load_selector",
+    "load_series",
+    "parse_selector",
+    "select",
+]
