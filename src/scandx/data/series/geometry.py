@@ -53,9 +53,11 @@ def check_uniform(frames: list[Frame], where: str) -> None:
 
 def unplaced_volume(frames: list[Frame], where: str, ref: str) -> Volume:
     """Frames without patient position (radiographs, cine loops): stacked as they come,
-    with only the pixel spacing in the affine."""
+    placed as an axial stack at the origin (rows along posterior, columns along left, as
+    DICOM's identity orientation; dcm2niix assumes the same) with the pixel spacing."""
     dy, dx = frames[0].spacing or (1.0, 1.0)
-    affine = np.diag([1.0, dy, dx, 1.0])
+    affine = np.eye(4)
+    affine[:3, :3] = [[0.0, 0.0, -dx], [0.0, -dy, 0.0], [1.0, 0.0, 0.0]]  # (z, y, x) -> RAS
     return Volume(
         array=np.stack([f.pixels for f in frames]).astype(np.float32),
         spacing=(1.0, dy, dx),
