@@ -57,3 +57,17 @@ def test_every_shared_series_matches_dcm2niix_or_the_difference_is_explained(too
     assert not unexplained, unexplained
     matched = [r for r in rows if r.outcome.startswith("match")]
     assert len(matched) >= 18  # measured: 12 placed series and 6 without position
+
+
+def test_a_siemens_mosaic_matches_dcm2niix(tool, tmp_path):
+    import gzip
+    from pathlib import Path
+
+    import nibabel
+
+    source = Path(nibabel.__file__).parent / "nicom" / "tests" / "data" / "siemens_dwi_1000.dcm.gz"
+    if not source.is_file():
+        pytest.skip(f"nibabel's mosaic test file {source} is not installed")
+    (tmp_path / "m.ima").write_bytes(gzip.decompress(source.read_bytes()))
+    (row,) = table([tmp_path])
+    assert (row.scandx, row.outcome) == ("48x128x128", "match")
