@@ -147,7 +147,11 @@ def sorted_slices(folder: Path) -> list:
     from scandx.tasks.segmentation.dicom_series import series_files
 
     files, _ = series_files(folder)
-    headers = [pydicom.dcmread(str(f), stop_before_pixels=True) for f in files]
+    return sort_by_position([pydicom.dcmread(str(f), stop_before_pixels=True) for f in files])
+
+
+def sort_by_position(headers: list) -> list:
+    """Slice datasets ordered along the slice normal, as ``read_series`` orders them."""
     iop = np.array(headers[0].ImageOrientationPatient, dtype=float)
     normal = np.cross(iop[:3], iop[3:])
     return sorted(
@@ -160,6 +164,24 @@ def write_dicom_seg(
 ) -> Path | None:
     """Write a predicted label map as a DICOM SEG referencing the source series
     (highdicom; one segment per foreground label). None when nothing was segmented."""
+    seg = seg_dataset(sorted_slices(source_folder), labels_zyx, names)
+    if seg is None:
+        return None
+    seg.save_as(str(path))
+    return path
+
+
+def seg_dataset(
+    source_images: list,
+    labels_zyx: np.ndarray,
+    names: dict[int, str],
+    algorithm: tuple[str, str, dict[str, str]] | None = None,
+    series_number: int = 9901,
+):
+    """A predicted label map (ordered as ``source_images``) as a highdicom Segmentation,
+    one segment per foreground label present in ``names``; None when nothing was
+    segmented. ``algorithm``: (name, version, parameters) for the Algorithm
+    Identification Sequence (default: scandx and its version)."""
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
@@ -168,8 +190,12 @@ def write_dicom_seg(
     present = [k for k in sorted(names) if k != 0]
     if not present or not labels_zyx.any():
         return None
-    algorithm = hd.AlgorithmIdentificationSequence(
-        name="scandx", family=codes.DCM.ArtificialIntelligence, version=__version__
+    name, version, parameters = algorithm or ("scandx", __version__, None)
+    identification = hd.AlgorithmIdentificationSequence(
+        name=name[:64],
+        family=codes.DCM.ArtificialIntelligence,
+        version=version[:64],
+        parameters=parameters,
     )
     descriptions = [
         hd.seg.SegmentDescription(
@@ -178,20 +204,20 @@ def write_dicom_seg(
             segmented_property_category=codes.SCT.Tissue,
             segmented_property_type=codes.SCT.Tissue,
             algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
-            algorithm_identification=algorithm,
+            algorithm_identification=identification,
         )
         for i, k in enumerate(present, start=1)
     ]
     relabelled = np.zeros(labels_zyx.shape, np.uint8)
     for i, k in enumerate(present, start=1):
         relabelled[labels_zyx == k] = i
-    seg = hd.seg.Segmentation(
-        source_images=sorted_slices(source_folder),
+    return hd.seg.Segmentation(
+        source_images=source_images,
         pixel_array=relabelled,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=descriptions,
         series_instance_uid=hd.UID(),
-        series_number=9901,
+        series_number=series_number,
         sop_instance_uid=hd.UID(),
         instance_number=1,
         manufacturer="scandx",
@@ -200,5 +226,3 @@ def write_dicom_seg(
         device_serial_number="0",
         content_description="scandx automatic segmentation (research use)",
     )
-    seg.save_as(str(path))
-    return path
