@@ -56,7 +56,9 @@ def read_instance(path: Path) -> Dataset:
         except Exception as e:
             raise BadImageError(f"not DICOM ({type(e).__name__})", path) from None
         if "SOPClassUID" not in ds:
-            raise BadImageError("not a DICOM file (no DICM header, no SOP Class UID)", path)
+            raise BadImageError(
+                "not a DICOM file (no DICM header, no SOP Class UID)", path
+            ) from None
     except Exception as e:
         raise BadImageError(f"unreadable DICOM ({type(e).__name__})", path) from None
     try:

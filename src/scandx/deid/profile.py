@@ -71,6 +71,11 @@ def deidentify_dataset(ds: Dataset, ctx: InstanceContext, dummy_text: bool = Fal
     """Apply the profile to ``ds`` in place (``dummy_text``: inside a sequence the table
     replaces with a dummy, free text the table does not list is replaced too)."""
     _drop_overlays_and_curves(ds, ctx)
+    # a Patient ID at this level (a nested one may be another patient's) names this
+    # level's patient; without one, the instance's patient
+    level_pseudonym = (
+        keyed.patient_pseudonym(str(ds.PatientID or "")) if "PatientID" in ds else None
+    )
     creators = _private_creators(ds)
     for tag in list(ds.keys()):
         elem = ds[tag]
@@ -86,7 +91,7 @@ def deidentify_dataset(ds: Dataset, ctx: InstanceContext, dummy_text: bool = Fal
             continue
         action = rule.action(ctx.options)
         ctx.count(action)
-        _apply(ds, elem, action, ctx)
+        _apply(ds, elem, action, ctx, level_pseudonym or ctx.patient_pseudonym)
 
 
 def _unlisted(elem: DataElement, ctx: InstanceContext, dummy_text: bool) -> None:
@@ -99,12 +104,9 @@ def _unlisted(elem: DataElement, ctx: InstanceContext, dummy_text: bool) -> None
         _apply_date(elem, ctx)
 
 
-def _apply(ds: Dataset, elem: DataElement, action: str, ctx: InstanceContext) -> None:
-    keyword = elem.keyword
-    if keyword == "PatientName" and action in ("Z", "D"):
-        elem.value = ctx.patient_pseudonym
-    elif keyword == "PatientID" and action in ("Z", "D"):
-        elem.value = ctx.patient_pseudonym
+def _apply(ds: Dataset, elem: DataElement, action: str, ctx: InstanceContext, patient: str) -> None:
+    if elem.keyword in ("PatientName", "PatientID") and action in ("Z", "D"):
+        elem.value = patient
     elif action == "X":
         del ds[elem.tag]
     elif action == "Z":
@@ -124,9 +126,9 @@ def _apply(ds: Dataset, elem: DataElement, action: str, ctx: InstanceContext) ->
 
 
 def _apply_uid(elem: DataElement, ctx: InstanceContext) -> None:
-    if elem.VR == "SQ":  # X/Z/U*: the sequence stays, its UIDs (U rows) are remapped
-        for item in elem.value:
-            deidentify_dataset(item, ctx)
+    if elem.VR == "SQ":  # X/Z/U*: the sequence stays, its UIDs (U rows) are remapped;
+        for item in elem.value:  # it holds references: free text in it is replaced
+            deidentify_dataset(item, ctx, dummy_text=True)
     elif elem.VR == "UI":
         if elem.VM > 1:
             elem.value = [ctx.uid(str(v)) for v in elem.value]
