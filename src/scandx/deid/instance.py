@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,6 +49,22 @@ class Instance:
 
 def read_instance(path: Path) -> Dataset:
     """The dataset of ``path``, fully parsed, or BadImageError with the reason."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = _read(path)
+    if any("End of file reached before delimiter" in str(w.message) for w in caught):
+        raise BadImageError("truncated (ends inside its encapsulated Pixel Data)", path)
+    syntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+    if syntax and not UID(syntax).is_transfer_syntax:
+        raise BadImageError("unknown transfer syntax (not one of PS3.5 / PS3.6)", path)
+    for keyword in ("SOPClassUID", "SOPInstanceUID"):
+        if not str(ds.get(keyword, "") or "").strip():
+            raise BadImageError(f"not a DICOM instance (no {keyword})", path)
+    _check_pixel_length(ds, path)
+    return ds
+
+
+def _read(path: Path) -> Dataset:
     try:
         ds = pydicom.dcmread(path)
     except InvalidDicomError:
@@ -66,10 +83,6 @@ def read_instance(path: Path) -> Dataset:
             _ = elem.value
     except Exception as e:
         raise BadImageError(f"damaged DICOM dataset ({type(e).__name__})", path) from None
-    for keyword in ("SOPClassUID", "SOPInstanceUID"):
-        if not str(ds.get(keyword, "") or "").strip():
-            raise BadImageError(f"not a DICOM instance (no {keyword})", path)
-    _check_pixel_length(ds, path)
     return ds
 
 
@@ -102,11 +115,11 @@ def deidentify_instance(ds: Dataset, table: Table, options: frozenset[str]) -> I
         scrub=_scrub_pattern(ds) if "clean_descriptors" in options else None,
     )
     burned_in = _burned_in(ds)
+    deidentify_dataset(ds, ctx)
     if "PatientName" not in ds:  # Type 2 in every patient module: the pseudonym
         ds.PatientName = ctx.patient_pseudonym
     if "PatientID" not in ds:
         ds.PatientID = ctx.patient_pseudonym
-    deidentify_dataset(ds, ctx)
     _mark(ds, options, ctx.kept_private > 0)
     _rebuild_meta(ds)
     return Instance(ds, patient_id, ctx.uids, ctx.actions, burned_in, ctx.kept_private)

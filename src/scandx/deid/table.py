@@ -34,6 +34,16 @@ TABLE_FILE = f"ps315_table_e1_1_{EDITION}.json"
 # the one action each combined code becomes (see the module docstring for why)
 COMBINED = {"X/Z": "Z", "X/D": "D", "Z/D": "D", "X/Z/D": "D", "X/Z/U*": "U"}
 
+# Where the attribute's Type is known to be the same wherever it occurs, the standard's
+# own rule (Type 3 -> X, Type 2 -> Z) is applied instead of the general choice above:
+# (action, why). A zero-item Type 3 sequence and a missing Type 2C attribute are IOD
+# errors (dciodvfy), and Z carries no more than X.
+IOD_OVERRIDES = {
+    "00081110": ("X", "Referenced Study Sequence is Type 3 (General Study Module)"),
+    "00102297": ("Z", "Responsible Person is Type 2C (Patient Module, non-human patient)"),
+    "00102299": ("Z", "Responsible Organization is Type 2C (Patient Module, non-human)"),
+}
+
 OPTION_COLUMN = {
     "modified_dates": "rtnLongModifDatesOpt",
     "clean_descriptors": "cleanDescOpt",
@@ -55,6 +65,8 @@ class Rule:
             code = self.options.get(OPTION_COLUMN.get(option, ""), "")
             if code:
                 return code
+        if self.key in IOD_OVERRIDES:
+            return IOD_OVERRIDES[self.key][0]
         return COMBINED.get(self.basic, self.basic)
 
 
