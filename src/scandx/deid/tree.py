@@ -23,6 +23,7 @@ import csv
 import json
 import logging
 import os
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,20 +114,25 @@ def deidentify_tree(src: str | Path, out: str | Path, options: DeidOptions) -> D
         if problem:
             summary.skipped.append((file_ref(path), problem))
             continue
-        try:
-            ds = read_instance(path)
-        except BadImageError as e:
-            summary.skipped.append((file_ref(path), e.reason))
-            log.warning("skipped %s: %s", file_ref(path), e.reason)
-            continue
-        instance = deidentify_instance(ds, table, chosen)
+        # pydicom's warnings quote values (a UID, a name): recorded, never printed
+        with warnings.catch_warnings(record=True):
+            warnings.simplefilter("always")
+            try:
+                ds = read_instance(path)
+            except BadImageError as e:
+                summary.skipped.append((file_ref(path), e.reason))
+                log.warning("skipped %s: %s", file_ref(path), e.reason)
+                continue
+            instance = deidentify_instance(ds, table, chosen)
         new_uid = str(instance.dataset.SOPInstanceUID)
         if new_uid in written_uids:
             reason = "duplicate SOP Instance UID (an earlier file of this run has it)"
             summary.skipped.append((file_ref(path), reason))
             continue
         target = _output_path(out, instance.dataset)
-        _write(instance.dataset, target)
+        with warnings.catch_warnings(record=True):
+            warnings.simplefilter("always")
+            _write(instance.dataset, target)
         written_uids.add(new_uid)
         summary.written += 1
         summary.outputs[path] = target
