@@ -128,6 +128,7 @@ class Pipeline:
         partial = self.results / f".{study}.partial"
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(mode=0o700)
+        (self.incoming / study).mkdir(mode=0o700, exist_ok=True)  # none retrieved: empty
         try:
             files = [Path(f) for f in self.processor(self.incoming / study, partial)]
             outside = [f for f in files if not f.resolve().is_relative_to(partial.resolve())]
