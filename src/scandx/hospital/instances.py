@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pydicom
 from pydicom.dataset import Dataset
+from pydicom.uid import UID
 
 from scandx.core.privacy import pseudonym
 from scandx.core.run_dir import atomic_write
@@ -52,6 +53,9 @@ def check_instance(ds: Dataset) -> tuple[str, str, str]:
     missing = [k for k, v in zip(_UID_KEYWORDS, uids, strict=True) if not v]
     if missing:
         raise BadInstance(f"missing {', '.join(missing)}")
+    invalid = [k for k, v in zip(_UID_KEYWORDS, uids, strict=True) if not UID(v).is_valid]
+    if invalid:
+        raise BadInstance(f"invalid {', '.join(invalid)}")
     return uids  # type: ignore[return-value]
 
 

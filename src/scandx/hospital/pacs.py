@@ -121,6 +121,8 @@ class PacsLoop:
                 try:
                     ds = read_instance(raw)
                     uids = check_instance(ds)
+                    if uids[0] != study_uid:
+                        raise BadInstance("the server answered an instance of another study")
                 except BadInstance as e:
                     self.inbox.reject(raw, SOURCE, e.reason)
                     continue
