@@ -147,6 +147,7 @@ def run_listen(args: argparse.Namespace) -> int:
 
 
 def run_pacs(args: argparse.Namespace) -> int:
+    from scandx.hospital.dicomweb import DicomWebClient
     from scandx.hospital.pacs import PacsConfig, PacsLoop
 
     if args.poll <= 0 or args.settle < 0:
@@ -161,7 +162,8 @@ def run_pacs(args: argparse.Namespace) -> int:
         settle_s=args.settle,
         retry=_retry(args),
     )
-    loop = PacsLoop(config, _processor(args))
+    client = DicomWebClient(config.url)  # checks the URL before any model is loaded
+    loop = PacsLoop(config, _processor(args), client)
     _stop_on_sigterm()
     try:
         loop.run(once=args.once)
