@@ -43,7 +43,7 @@ def statuses(state: Path) -> dict[str, str]:
         db.close()
 
 
-def test_storescu_study_reaches_orthanc(tmp_path, orthanc, storescu):
+def test_storescu_study_reaches_orthanc(tmp_path, orthanc, storescu, caplog):
     orthanc.clear()
     files = make_study(tmp_path / "src")
     node = start_node(tmp_path / "state", orthanc.dest)
@@ -61,6 +61,9 @@ def test_storescu_study_reaches_orthanc(tmp_path, orthanc, storescu):
     names = [p.name for p in (tmp_path / "state").rglob("*")]
     assert not any(source.StudyInstanceUID in n or source.PatientID in n for n in names)
     assert not list((tmp_path / "state" / "incoming").rglob("*.dcm"))
+    db_bytes = b"".join(p.read_bytes() for p in (tmp_path / "state").glob("state.db*"))
+    for secret in (source.StudyInstanceUID, source.SeriesInstanceUID, source.PatientID):
+        assert secret not in caplog.text and secret.encode() not in db_bytes
 
 
 def test_destination_down_retries_then_dead_letter(tmp_path, storescu, caplog):

@@ -175,6 +175,7 @@ def run_pacs(args: argparse.Namespace) -> int:
 
 
 def run_hospital_command(args: argparse.Namespace) -> int:
+    logging.getLogger("pynetdicom").setLevel(logging.WARNING)  # a line per instance is noise
     if args.command == "listen":
         return run_listen(args)
     return run_pacs(args)
