@@ -21,7 +21,9 @@ demo: $(STAMP)
 test: $(STAMP)
 	scripts/ensure-chromium.sh
 	scripts/ensure-postgres.sh
-	SCANDX_REQUIRE_BROWSER=1 SCANDX_REQUIRE_POSTGRES=1 $(VENV)/bin/python -m pytest -q tests
+	scripts/ensure-dicom-tools.sh
+	SCANDX_REQUIRE_BROWSER=1 SCANDX_REQUIRE_POSTGRES=1 SCANDX_REQUIRE_DICOM_TOOLS=1 \
+		$(VENV)/bin/python -m pytest -q tests
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

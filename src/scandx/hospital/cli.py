@@ -32,6 +32,12 @@ def _common(p: Any) -> None:
     )
     p.add_argument("--retry-wait", type=float, default=30.0, help="first wait in s, doubled (30)")
     p.add_argument("--runtime", choices=("torch", "onnx"), default="torch", help="torch or onnx")
+    p.add_argument(
+        "--selector",
+        metavar="JSON",
+        help="series selector for every run (default: RUN/selector.json where present; "
+        "without one, a model is tried on every series and its input checks decide)",
+    )
 
 
 def add_hospital_commands(sub: Any) -> None:
@@ -104,7 +110,7 @@ def _processor(args: argparse.Namespace) -> Any:
     from scandx.hospital.process import make_processor
 
     _check_runs(args.run)
-    return make_processor(args.run, runtime=args.runtime)
+    return make_processor(args.run, runtime=args.runtime, selector=args.selector)
 
 
 def _stop_on_sigterm() -> None:

@@ -13,7 +13,7 @@ has no applicable series (status ``no_applicable_series``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,6 @@ from scandx.errors import ScandxError
 from scandx.hospital.pipeline import Processor
 
 log = logging.getLogger("scandx.hospital")
-StudyPredictor = Callable[[Any, list[Path], Path], list[Path]]
 
 
 def series_folders(study_dir: Path) -> list[Path]:
@@ -29,49 +28,61 @@ def series_folders(study_dir: Path) -> list[Path]:
     return sorted(p for p in Path(study_dir).glob("series-*") if p.is_dir())
 
 
-def _predict_study() -> StudyPredictor:
-    try:
-        from scandx.dicom_out import predict_study  # type: ignore[attr-defined]
-    except ImportError as e:
-        raise ScandxError(
-            "scandx.dicom_out.predict_study is not available in this installation"
-        ) from e
-    return predict_study
+SELECTOR_FILE = "selector.json"  # RUN/selector.json: which series the run applies to
 
 
-def _applies(run: str, predictor: Any, files: list[Path]) -> bool:
-    """The run's series selector, when the series module offers one; else True (the
-    Predictor's own checks then decide)."""
-    try:
-        from scandx.data import series as series_mod  # type: ignore[attr-defined]
-    except ImportError:
+def run_selector(run: str | Path, selector_path: str | Path | None = None) -> Any:
+    """The series selector of a run: ``selector_path`` (``--selector``) if given, else
+    ``RUN/selector.json`` if present, else None (every series; the Predictor's own
+    input checks then decide)."""
+    from scandx.data.series import load_selector
+
+    path = Path(selector_path) if selector_path else Path(run) / SELECTOR_FILE
+    if selector_path is None and not path.is_file():
+        return None
+    return load_selector(path)
+
+
+def applies(selector: Any, files: list[Path]) -> bool:
+    """True when the selector matches the series these files form (headers only)."""
+    if selector is None:
         return True
-    applies = getattr(series_mod, "selector_applies", None)
-    if applies is None:
-        return True
-    return bool(applies(run, predictor, files))
+    from scandx.data.series import group_studies
+
+    studies = group_studies(files)
+    return any(selector.matches(series) for study in studies for series in study.series)
 
 
-def make_processor(runs: Sequence[str | Path], runtime: str = "torch") -> Processor:
-    """Load each run once; the processor runs every applicable (run, series) pair."""
+def make_processor(
+    runs: Sequence[str | Path], runtime: str = "torch", selector: str | Path | None = None
+) -> Processor:
+    """Load each run (and its selector) once; the processor runs every applicable (run,
+    series) pair through ``dicom_out.predict_study``."""
     from scandx.core.predictor import load_predictor
+    from scandx.dicom_out import ResultModel, predict_study
 
-    predictors = [(str(run), load_predictor(run, runtime=runtime)) for run in runs]
-    predict_study = _predict_study()
+    models = []
+    for run in runs:
+        predictor = load_predictor(run, runtime=runtime)
+        result_model = ResultModel.from_predictor(predictor, run)
+        models.append((predictor, result_model, run_selector(run, selector)))
 
     def process(study_dir: Path, out_dir: Path) -> list[Path]:
         results: list[Path] = []
         for folder in series_folders(study_dir):
             files = sorted(folder.glob("*.dcm"))
-            for index, (run, predictor) in enumerate(predictors, start=1):
-                if not _applies(run, predictor, files):
+            for index, (predictor, result_model, chooser) in enumerate(models, start=1):
+                if not applies(chooser, files):
+                    log.info("%s: model %d's selector does not match", folder.name, index)
                     continue
                 target = out_dir / f"{folder.name}-model{index}"
                 target.mkdir(parents=True, exist_ok=True)
                 try:
-                    results += [Path(p) for p in predict_study(predictor, files, target)]
+                    written = predict_study(predictor, files, target, model=result_model)
                 except ScandxError as e:
                     log.info("%s: model %d does not apply (%s)", folder.name, index, e.reason)
+                    continue
+                results += [Path(p) for p in written]
         return results
 
     return process
