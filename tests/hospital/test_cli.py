@@ -62,14 +62,17 @@ def test_default_processor_runs_each_model_on_each_series(tmp_path, monkeypatch)
         lambda run, runtime="torch": loaded.append(str(run)) or f"model:{run}",
     )
 
-    def predict_study(predictor, files, out_dir: Path) -> list[Path]:
+    def predict_study(predictor, files, out_dir: Path, model=None) -> list[Path]:
         if predictor == "model:ct" and files[0].parent.name == "series-b":
             raise ScandxError("not a CT volume")  # this model does not apply here
         out = out_dir / "sr.dcm"
         out.write_bytes(b"result")
         return [out]
 
-    monkeypatch.setattr(process, "_predict_study", lambda: predict_study)
+    monkeypatch.setattr("scandx.dicom_out.predict_study", predict_study)
+    monkeypatch.setattr(
+        "scandx.dicom_out.ResultModel.from_predictor", staticmethod(lambda p, run=None: None)
+    )
     processor = process.make_processor(["ct", "xr"])
     results = processor(study, tmp_path / "out")
     assert loaded == ["ct", "xr"]  # each run loaded once
