@@ -31,6 +31,7 @@ def tour_lines(readme: str) -> list[str]:
 def bash_lines(text: str) -> list[str]:
     lines = []
     for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+        block = re.sub(r"\\\n\s*", " ", block)  # a command continued with a backslash
         for line in block.splitlines():
             line = re.sub(r"\s+#.*$", "", line).strip()
             if line and not line.startswith("source "):
@@ -63,6 +64,7 @@ def test_every_scandx_line_of_the_readme_parses():
     lines = [x for x in bash_lines((ROOT / "README.md").read_text()) if x.startswith("scandx ")]
     assert any("brats2013" in x for x in lines)
     for line in lines:
+        line = re.sub(r"\[(--[^\]]*)\]", r"\1", line)  # [--optional flags] checked too
         args = ["X" if a.startswith("$") else a for a in line.split()[1:]]
         _parser().parse_args(args)  # SystemExit (test failure) on an unknown flag
 

@@ -59,3 +59,71 @@ def test_a_selector_that_does_not_match_sends_nothing(tmp_path, seg_run, orthanc
     finally:
         node.stop()
     assert not [i for i in orthanc.instances() if i.get("Manufacturer") == "scandx"]
+
+
+def _wait_port(port: int, proc, timeout: float = 60) -> None:
+    import socket
+    import time
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise AssertionError("scandx listen did not open its port")
+
+
+def test_the_commands_as_a_user_runs_them(tmp_path, seg_run, orthanc, storescu):
+    """``scandx listen`` and ``scandx pacs --once`` as subprocesses: the node answers a
+    storescu study into Orthanc and stops cleanly on SIGTERM; the DICOMweb loop then
+    finds a study seeded straight into Orthanc and stores its report back."""
+    import signal
+    import subprocess
+    import sys
+
+    import pydicom
+
+    from tests.hospital.conftest import CLIENT_AET, free_port
+    from tests.serve.live import child_env
+
+    orthanc.clear()
+    port = free_port()
+    listen = [sys.executable, "-m", "scandx", "listen", "--port", str(port), "--run",
+              str(seg_run), "--dest", orthanc.dest, "--idle", "1", "--state",
+              str(tmp_path / "node"), "--retry-wait", "1"]  # fmt: skip
+    proc = subprocess.Popen(listen, env=child_env(), stdout=subprocess.PIPE, text=True,
+                            stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        _wait_port(port, proc)
+        files = make_study(tmp_path / "a", n_slices=8, seed=7)
+        assert send_with_storescu(storescu, files, port).returncode == 0
+        study = pydicom.dcmread(files[0]).StudyInstanceUID
+
+        def answered(uid: str) -> bool:
+            return any(
+                i.get("Manufacturer") == "scandx" and i["StudyInstanceUID"] == uid
+                and i["Modality"] == "SR" for i in orthanc.instances()
+            )  # fmt: skip
+
+        assert wait_for(lambda: answered(study), 120)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    files = make_study(tmp_path / "b", n_slices=8, seed=8)
+    seeded = send_with_storescu(storescu, files, orthanc.dicom_port, orthanc.aet, CLIENT_AET)
+    assert seeded.returncode == 0
+    pacs = [sys.executable, "-m", "scandx", "pacs", "--dicomweb", orthanc.dicomweb, "--run",
+            str(seg_run), "--state", str(tmp_path / "web"), "--once"]  # fmt: skip
+    done = subprocess.run(pacs, env=child_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert answered(pydicom.dcmread(files[0]).StudyInstanceUID)
+    again = subprocess.run(pacs, env=child_env(), capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0
+    srs = [
+        i
+        for i in orthanc.instances()
+        if i.get("Manufacturer") == "scandx" and i["Modality"] == "SR"
+    ]
+    assert len(srs) == 2  # one per study: the second pass processed nothing again

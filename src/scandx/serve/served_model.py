@@ -96,10 +96,6 @@ class ServedModel:
                 return [self._segment(upload, preview, mask_format)]
             if fov is not None:
                 raise ScandxError("a field-of-view mask ('fov') is for segmentation models")
-            if upload.kind in ("nifti", "nifti-gz"):
-                raise ScandxError(
-                    "this model classifies 2D images; NIfTI volumes go to a segmenter"
-                )
             files = upload.images if upload.kind == "dicom-series" else [upload.path]
             return [self._classify(i, f, heatmap) for i, f in enumerate(files, start=1)]
 
