@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 from collections import Counter
 from pathlib import Path
@@ -17,11 +16,11 @@ import pytest
 from scandx.deid import DeidOptions, deidentify_tree
 from tests.conftest import DICOM_DATA, DICOM_TEST, needs_shared
 from tests.deid.check import check_actions
+from tests.system_tools import require_tool
 
 deid_data = pytest.importorskip("deid_data")
 DEID_DATA = Path(deid_data.__file__).parent / "data"
 UID_IN_MESSAGE = re.compile(r"<?\b\d+(?:\.\d+)*\b>?")  # UIDs (and any number)
-REQUIRE_TOOLS = os.environ.get("SCANDX_REQUIRE_DICOM_TOOLS") == "1"
 
 
 @pytest.fixture(scope="module")
@@ -101,10 +100,7 @@ def _dciodvfy_errors(path: Path) -> set[str]:
 
 @needs_shared
 def test_dciodvfy_finds_no_new_errors(real_run) -> None:
-    if shutil.which("dciodvfy") is None:
-        if REQUIRE_TOOLS:
-            pytest.fail("dciodvfy (Debian dicom3tools) is required (SCANDX_REQUIRE_DICOM_TOOLS=1)")
-        pytest.skip("dciodvfy (Debian dicom3tools) is not installed")
+    require_tool("dciodvfy", kind="dicom-tools", what="dciodvfy (Debian dicom3tools)")
     summary, _ = real_run
     problems, seen = [], set()
     for path, target in sorted(summary.outputs.items()):

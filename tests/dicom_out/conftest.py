@@ -6,13 +6,13 @@ they skip, saying why; with ``SCANDX_REQUIRE_DICOM_TOOLS=1`` (``make test``) the
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pydicom
 import pytest
+
+from tests.system_tools import require_tool
 
 
 @pytest.fixture(scope="session")
@@ -31,12 +31,7 @@ def seg_series_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path
 
 def dciodvfy(path: Path) -> tuple[list[str], list[str]]:
     """(errors, warnings) dciodvfy reports for a file."""
-    tool = shutil.which("dciodvfy")
-    if tool is None:
-        reason = "dciodvfy (Debian dicom3tools) is not installed"
-        if os.environ.get("SCANDX_REQUIRE_DICOM_TOOLS"):
-            pytest.fail(f"{reason}; make test installs it", pytrace=False)
-        pytest.skip(reason)
+    tool = require_tool("dciodvfy", kind="dicom-tools", what="dciodvfy (Debian dicom3tools)")
     done = subprocess.run([tool, str(path)], capture_output=True, text=True, timeout=60)
     lines = (done.stdout + done.stderr).splitlines()
     errors = [line for line in lines if line.startswith("Error")]

@@ -11,9 +11,7 @@ saying why; with ``SCANDX_REQUIRE_DICOM_TOOLS=1`` (``make test``) they fail inst
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -26,7 +24,9 @@ import pydicom
 import pytest
 from pydicom.uid import generate_uid
 
-INSTALL_HINT = "make test installs them with scripts/ensure-dicom-tools.sh"
+from tests import system_tools
+from tests.system_tools import free_port
+
 ORTHANC = "/usr/sbin/Orthanc"
 DICOMWEB_PLUGINS = (
     "/usr/share/orthanc/plugins/libOrthancDicomWeb.so",
@@ -37,15 +37,7 @@ CLIENT_AET = "STORESCU"
 
 
 def unavailable(reason: str) -> None:
-    if os.environ.get("SCANDX_REQUIRE_DICOM_TOOLS"):
-        pytest.fail(f"{reason}; {INSTALL_HINT}", pytrace=False)
-    pytest.skip(f"{reason} ({INSTALL_HINT})")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    system_tools.unavailable(reason, "dicom-tools")
 
 
 @dataclass

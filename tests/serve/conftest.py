@@ -17,7 +17,6 @@ import pwd
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -26,14 +25,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.system_tools import free_port, unavailable
+
 PG_USER = "scandx"
-INSTALL_HINT = "make test installs them with scripts/ensure-postgres.sh"
 
 
 def _unavailable(reason: str) -> None:
-    if os.environ.get("SCANDX_REQUIRE_POSTGRES"):
-        pytest.fail(f"{reason}; {INSTALL_HINT}", pytrace=False)
-    pytest.skip(f"{reason} ({INSTALL_HINT})")
+    unavailable(reason, "postgres")
 
 
 def _bin_dir() -> Path | None:
@@ -47,12 +45,6 @@ def _bin_dir() -> Path | None:
         return Path(found[-1]).parent
     on_path = shutil.which("initdb")
     return Path(on_path).parent if on_path else None
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -119,7 +111,7 @@ def _start(bin_dir: Path) -> PostgresServer:
     conf = root / "data" / "postgresql.conf"
     base_conf = conf.read_text()
     for _ in range(5):  # a port taken between choosing and binding: choose again
-        server.port = _free_port()
+        server.port = free_port()
         conf.write_text(
             base_conf
             + "\nlisten_addresses = '127.0.0.1'\n"

@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 
 from tests.conftest import SHARED, needs_shared
 from tests.data.series.builders import axial_positions, write_slices
 from tests.data.series.dcm2niix_check import dcm2niix, table
+from tests.system_tools import unavailable
 
 # the differences that are explained (the file, and why); any other mismatch fails
 EXPLAINED = {
@@ -22,11 +21,9 @@ EXPLAINED = {
 
 @pytest.fixture(scope="module")
 def tool():
-    if dcm2niix() is None:
-        if os.environ.get("SCANDX_REQUIRE_DICOM_TOOLS") == "1":
-            pytest.fail("dcm2niix is not installed (Debian package dcm2niix) and is required")
-        pytest.skip("dcm2niix is not installed (Debian package dcm2niix)")
-    return dcm2niix()
+    return dcm2niix() or unavailable(
+        "dcm2niix (Debian package dcm2niix) is not installed", "dicom-tools"
+    )
 
 
 def test_scandx_series_match_dcm2niix(tool, tmp_path):

@@ -8,7 +8,6 @@ test instead of skipping it.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from pathlib import Path
@@ -18,6 +17,7 @@ import pytest
 from scandx.cli import main
 from scandx.core.model_card import HEADINGS
 from scandx.tasks.classification.evaluation.html_report import model_card_section, subgroup_section
+from tests.system_tools import require_tool
 
 SECTIONS = (
     "Metrics",
@@ -90,12 +90,7 @@ def test_report_is_complete_and_self_contained(evaluated: Path):
 
 
 def _chromium() -> str:
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if path:
-        return path
-    if os.environ.get("SCANDX_REQUIRE_BROWSER"):
-        pytest.fail("chromium not found; make test installs it with scripts/ensure-chromium.sh")
-    pytest.skip("chromium not installed (make test installs it: scripts/ensure-chromium.sh)")
+    return require_tool("chromium", "chromium-browser", kind="browser", what="chromium")
 
 
 def browser_check(page_path: Path, user_data: Path) -> dict:
