@@ -49,13 +49,13 @@ import argparse
 import logging
 import math
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+from machine import cpu_model
 from torch.utils.flop_counter import FlopCounterMode
 
 from scandx.core.device import autocast_dtype, cpu_has_bf16, detect_device, runtime_device
@@ -89,14 +89,6 @@ CONFIGS = ladder_configs()
 def sync(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
-
-
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        return next(ln.split(":", 1)[1].strip() for ln in out.splitlines() if "Model name" in ln)
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        return "unknown CPU"
 
 
 def matmul_peak(device: str, dtype: torch.dtype, repeats: int = 8) -> float:
