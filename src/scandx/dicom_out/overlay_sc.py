@@ -24,7 +24,7 @@ SC_SERIES_NUMBER = 9903
 LABEL_COLOURS = np.array(
     [[0, 0, 0], [255, 64, 64], [64, 200, 64], [64, 128, 255], [255, 200, 0], [200, 64, 255]],
     np.float32,
-)  # the service's mask preview colours (serve/served_model.py)
+)  # also the service's mask previews (serve/served_model.py)
 MASK_ALPHA = 0.45
 
 
@@ -36,7 +36,7 @@ def heatmap_overlay(display: np.ndarray, heat: np.ndarray) -> np.ndarray:
     return montage(slice_overlays(display, heat)) if heat.ndim == 3 else overlay(display, heat)
 
 
-def _grey(image: np.ndarray) -> np.ndarray:
+def grey_255(image: np.ndarray) -> np.ndarray:
     """The first channel scaled to 0..255 between its 0.5th and 99.5th percentiles."""
     grey = image[0].astype(np.float32)
     lo, hi = np.percentile(grey, [0.5, 99.5])
@@ -63,7 +63,7 @@ def mask_overlay(image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, list[
     """(uint8 RGB, the slice indices shown): ``mask`` over ``image`` (C, *S)."""
     from scandx.tasks.classification.explain.overlay import montage
 
-    grey = _grey(image)
+    grey = grey_255(image)
     if mask.ndim == 2:
         return blend_mask(grey, mask), [0]
     picks = shown_slices(mask)

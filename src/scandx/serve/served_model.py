@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from scandx.core.predictor import Predictor, load_predictor
+from scandx.dicom_out.overlay_sc import blend_mask, grey_255, heatmap_overlay
 from scandx.errors import ScandxError
 from scandx.serve.uploads import Upload
 
@@ -121,12 +122,10 @@ class ServedModel:
     def _heatmap(self, path: Path) -> dict[str, Any]:
         from scandx.data.readers import read_image
         from scandx.tasks.classification.explain.explain import explain_display
-        from scandx.tasks.classification.explain.overlay import montage, overlay, slice_overlays
 
         display, _ = read_image(path)
         r = explain_display(self.predictor, display, "upload")  # type: ignore[arg-type]
-        heat = r["heatmap"]
-        rgb = montage(slice_overlays(display, heat)) if heat.ndim == 3 else overlay(display, heat)
+        rgb = heatmap_overlay(display, r["heatmap"])
         return {
             "class": r["class"],
             "method": r["method"],
@@ -217,26 +216,12 @@ def png_base64(rgb: np.ndarray) -> str:
     return _b64(buf.getvalue())
 
 
-COLOURS = np.array(
-    [[0, 0, 0], [255, 64, 64], [64, 200, 64], [64, 128, 255], [255, 200, 0], [200, 64, 255]],
-    np.float32,
-)
-
-
 def mask_previews(image: np.ndarray, mask: np.ndarray) -> list[str]:
-    """PNG (base64) of the image with the mask blended in: one for a 2D image, one per
-    slice (at most ``MAX_PREVIEW_SLICES``, evenly spaced) for a volume."""
-    grey = image[0].astype(np.float32)
-    lo, hi = np.percentile(grey, [0.5, 99.5])
-    grey = np.clip((grey - lo) / max(hi - lo, 1e-6), 0, 1) * 255
+    """PNG (base64) of the image with the mask blended in (the colours of the Secondary
+    Capture scandx sends to a PACS): one for a 2D image, one per slice (at most
+    ``MAX_PREVIEW_SLICES``, evenly spaced) for a volume."""
+    grey = grey_255(image)
     if grey.ndim == 2:
         grey, mask = grey[None], mask[None]
     picks = np.unique(np.linspace(0, grey.shape[0] - 1, MAX_PREVIEW_SLICES).round().astype(int))
-    out = []
-    for z in picks:
-        base = np.repeat(grey[z][..., None], 3, axis=-1)
-        colour = COLOURS[np.minimum(mask[z], len(COLOURS) - 1)]
-        alpha = np.where(mask[z] > 0, 0.45, 0.0)[..., None]
-        rgb = (1 - alpha) * base + alpha * colour
-        out.append(png_base64(np.round(rgb).astype(np.uint8)))
-    return out
+    return [png_base64(blend_mask(grey[z], mask[z])) for z in picks]
