@@ -43,14 +43,16 @@ def run_selector(run: str | Path, selector_path: str | Path | None = None) -> An
     return load_selector(path)
 
 
-def applies(selector: Any, files: list[Path]) -> bool:
-    """True when the selector matches the series these files form (headers only)."""
-    if selector is None:
-        return True
+def image_series(files: list[Path]) -> list[Any]:
+    """The image series these files form (headers only), for the selectors."""
     from scandx.data.series import group_studies
 
-    studies = group_studies(files)
-    return any(selector.matches(series) for study in studies for series in study.series)
+    return [series for study in group_studies(files) for series in study.series]
+
+
+def applies(selector: Any, series: list[Any]) -> bool:
+    """True when there is no selector or it matches one of the series."""
+    return selector is None or any(selector.matches(s) for s in series)
 
 
 def make_processor(
@@ -71,8 +73,10 @@ def make_processor(
         results: list[Path] = []
         for folder in series_folders(study_dir):
             files = sorted(folder.glob("*.dcm"))
+            # headers read once per series, whatever the number of runs with selectors
+            series = image_series(files) if any(m[2] is not None for m in models) else []
             for index, (predictor, result_model, chooser) in enumerate(models, start=1):
-                if not applies(chooser, files):
+                if not applies(chooser, series):
                     log.info("%s: model %d's selector does not match", folder.name, index)
                     continue
                 target = out_dir / f"{folder.name}-model{index}"
