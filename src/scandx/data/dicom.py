@@ -9,6 +9,7 @@ in [0, 1]. Colour images (RGB, YBR_*, PALETTE COLOR) come back as RGB in [0, 1].
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -32,15 +33,49 @@ def is_dicom_file(path: Path) -> bool:
         return False
 
 
+class CappedFile:
+    """A file whose ``read(n)`` never asks for more than the bytes left: pydicom reads an
+    element's declared length in one call, and a mutated length of 4 GB would make
+    Python allocate 4 GB for a read that returns a few bytes."""
+
+    def __init__(self, f: Any, size: int) -> None:
+        self._f, self._size = f, size
+
+    def read(self, n: int | None = -1) -> bytes:
+        left = max(self._size - self._f.tell(), 0)
+        return self._f.read(left if n is None or n < 0 else min(n, left))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._f, name)
+
+
+def read_header(path: Path, specific_tags: list[str] | None = None) -> Any:
+    """The header of a DICOM file (pixel data never read), through ``CappedFile`` so a
+    lying element length cannot make a read allocate more than the file holds. pydicom's
+    own errors propagate (callers word them)."""
+    import pydicom
+
+    with open(path, "rb") as f, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a hostile header's every oddity is not news
+        size = os.fstat(f.fileno()).st_size
+        return pydicom.dcmread(
+            CappedFile(f, size), stop_before_pixels=True, specific_tags=specific_tags
+        )
+
+
 def read_dataset(path: Path, pixels: bool = True) -> Any:
-    """Open a DICOM Part 10 file; a clear BadImageError for anything else."""
+    """Open a DICOM Part 10 file; a clear BadImageError for anything else. Headers alone
+    (``pixels=False``) are read through ``read_header``."""
     import pydicom
     from pydicom.errors import InvalidDicomError
 
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(str(path), stop_before_pixels=not pixels)
+        if pixels:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ds = pydicom.dcmread(str(path))
+        else:
+            ds = read_header(path)
     except InvalidDicomError:
         raise BadImageError(
             "not a DICOM Part 10 file (no 'DICM' preamble / file meta header)", path

@@ -15,12 +15,11 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-import pydicom
 from pydicom import Dataset
 
 from scandx.core.predictor import Predictor, load_predictor
 from scandx.core.run_dir import atomic_write
-from scandx.data.dicom import is_dicom_file
+from scandx.data.dicom import is_dicom_file, read_header
 from scandx.dicom_out.model_info import ResultModel
 from scandx.dicom_out.overlay_sc import heatmap_overlay
 from scandx.dicom_out.results import results_as_dicom
@@ -83,7 +82,7 @@ def _series_files(series_inputs: Sequence[str | Path] | str | Path) -> list[Path
 
 def _header(path: Path) -> Dataset:
     try:
-        return pydicom.dcmread(str(path), stop_before_pixels=True)
+        return read_header(Path(path))
     except Exception as e:  # pydicom raises many kinds on damaged headers
         raise ScandxError(f"unreadable DICOM header ({type(e).__name__})", path) from None
 

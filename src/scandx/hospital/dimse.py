@@ -8,9 +8,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import pydicom
 from pydicom import uid as pyuid
 
+from scandx.data.dicom import read_header
 from scandx.errors import ScandxError
 from scandx.hospital.pipeline import DeliveryError
 
@@ -70,7 +70,7 @@ def send_files(dest: Destination, files: list[Path], calling_aet: str, timeout: 
 
     if not files:
         return
-    headers = [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
+    headers = [read_header(Path(f)) for f in files]
     ae = AE(ae_title=calling_aet)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
     wanted = sorted({(h.SOPClassUID, h.file_meta.TransferSyntaxUID) for h in headers})

@@ -25,10 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import pydicom
-
 from scandx.core.privacy import pseudonym, scrub_paths
 from scandx.core.run_dir import atomic_write
+from scandx.data.dicom import read_header
 from scandx.errors import ScandxError
 from scandx.hospital.state import (
     FAILED,
@@ -208,7 +207,7 @@ class Pipeline:
 
 def _series_uid(path: Path) -> str:
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SeriesInstanceUID"])
+        ds = read_header(Path(path), specific_tags=["SeriesInstanceUID"])
         return str(ds.SeriesInstanceUID)
     except Exception as e:
         raise ScandxError(f"a result file is not DICOM ({type(e).__name__})") from None

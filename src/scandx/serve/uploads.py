@@ -18,13 +18,11 @@ from __future__ import annotations
 import gzip
 import logging
 import struct
-import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from scandx.data.dicom import is_dicom_file
+from scandx.data.dicom import is_dicom_file, read_header
 
 log = logging.getLogger("scandx.serve")
 
@@ -188,12 +186,8 @@ def _raster_pixels(path: Path, limits: UploadLimits) -> int:
 
 
 def _dicom_pixels(path: Path) -> int:
-    import pydicom
-
     try:
-        with open(path, "rb") as f, warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # a hostile header's every oddity is not news
-            ds = pydicom.dcmread(_Capped(f, path.stat().st_size), stop_before_pixels=True)
+        ds = read_header(path)
         rows, cols = int(ds.get("Rows") or 0), int(ds.get("Columns") or 0)
         frames = int(ds.get("NumberOfFrames") or 1)
         samples = int(ds.get("SamplesPerPixel") or 1)
@@ -202,22 +196,6 @@ def _dicom_pixels(path: Path) -> int:
     if rows <= 0 or cols <= 0:
         raise UploadError(422, "the DICOM file holds no image (no Rows/Columns)")
     return rows * cols * max(frames, 1) * max(samples, 1)
-
-
-class _Capped:
-    """A file whose ``read(n)`` never asks for more than the bytes left: pydicom reads an
-    element's declared length in one call, and a mutated length of 4 GB would make
-    Python allocate 4 GB for a read that returns a few bytes."""
-
-    def __init__(self, f: Any, size: int) -> None:
-        self._f, self._size = f, size
-
-    def read(self, n: int | None = -1) -> bytes:
-        left = max(self._size - self._f.tell(), 0)
-        return self._f.read(left if n is None or n < 0 else min(n, left))
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._f, name)
 
 
 def _nifti_pixels(path: Path) -> int:

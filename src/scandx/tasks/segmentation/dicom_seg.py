@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from scandx.data.dicom import read_header
 from scandx.errors import BadImageError, ScandxError
 
 RLE_LOSSLESS = "1.2.840.10008.1.2.5"
@@ -142,12 +143,11 @@ def read_dicom_seg(
 
 def sorted_slices(folder: Path) -> list:
     """The series' slice headers, ordered as ``read_series`` orders the volume."""
-    import pydicom
 
     from scandx.tasks.segmentation.dicom_series import series_files
 
     files, _ = series_files(folder)
-    return sort_by_position([pydicom.dcmread(str(f), stop_before_pixels=True) for f in files])
+    return sort_by_position([read_header(Path(f)) for f in files])
 
 
 def sort_by_position(headers: list) -> list:

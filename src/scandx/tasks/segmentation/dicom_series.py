@@ -12,14 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
+from scandx.data.dicom import read_header
 from scandx.errors import ScandxError
 
 
 def is_dicom_seg(path: str | Path) -> bool:
-    import pydicom
-
     try:
-        ds = pydicom.dcmread(str(path), stop_before_pixels=True)
+        ds = read_header(Path(path))
     except Exception:
         return False
     return str(ds.get("Modality", "")) == "SEG"
@@ -28,13 +27,11 @@ def is_dicom_seg(path: str | Path) -> bool:
 def series_files(folder: Path, limit: int | None = None) -> tuple[list[Path], list[Path]]:
     """(image slices, SEG objects) among a folder's DICOM files (only Modality is read;
     ``limit`` caps how many files are looked at, for a quick layout check)."""
-    import pydicom
-
     images, segs = [], []
     files = [f for f in sorted(folder.iterdir()) if f.is_file() and not f.name.startswith(".")]
     for f in files[:limit]:
         try:
-            ds = pydicom.dcmread(str(f), stop_before_pixels=True, specific_tags=["Modality"])
+            ds = read_header(Path(f), specific_tags=["Modality"])
         except Exception:
             continue  # not DICOM: ignored (README, licence files)
         (segs if str(ds.get("Modality", "")) == "SEG" else images).append(f)

@@ -26,6 +26,7 @@ from typing import Any
 
 from scandx.core.json_file import read_json_object
 from scandx.core.privacy import file_ref, is_pseudonym, pseudonym
+from scandx.data.dicom import read_header
 from scandx.data.files import display_path, file_problem
 from scandx.errors import ScandxError
 
@@ -340,15 +341,13 @@ def _dicom_seg_case_dirs(path: Path, first_only: bool = False) -> list[tuple[Pat
 
 
 def _load_dicom_seg(path: Path) -> SegManifest:
-    import pydicom
-
     pairs = _dicom_seg_case_dirs(path)
     if not pairs:
         raise ScandxError("no case folder holds a DICOM series with a SEG", path)
-    first = pydicom.dcmread(str(pairs[0][1]), stop_before_pixels=True)
+    first = read_header(pairs[0][1])
     labels = {0: "background"}
     labels.update({int(d.SegmentNumber): str(d.SegmentLabel) for d in first.SegmentSequence})
     cases = [SegCase(d.name, [str(d)], str(seg)) for d, seg in pairs]
     slice0 = next(f for f in sorted(pairs[0][0].iterdir()) if f.is_file() and f != pairs[0][1])
-    modality = [str(pydicom.dcmread(str(slice0), stop_before_pixels=True).get("Modality", ""))]
+    modality = [str(read_header(Path(slice0)).get("Modality", ""))]
     return SegManifest(labels, cases, str(path), modality, "dicom-seg")
