@@ -25,6 +25,8 @@ from scandx.data.dicom import pseudonym
 
 DEFER_BYTES = 64 * 1024  # values longer than this are skipped, never allocated
 PIXEL_DATA = 0x7FE00010
+MEDIA_DIRECTORY = "1.2.840.10008.1.3.10"
+DEFLATED = "1.2.840.10008.1.2.1.99"
 MAX_FRAGMENTS = 100_000  # encapsulated fragments walked when checking a file's extent
 
 TEXT = {  # column -> DICOM keyword
@@ -43,7 +45,11 @@ TEXT = {  # column -> DICOM keyword
     "temporal_position": "TemporalPositionIdentifier",
     "trigger_time": "TriggerTime",
 }
-DATES = {"study_date": "StudyDate", "series_date": "SeriesDate", "acquisition_date": "AcquisitionDate"}
+DATES = {
+    "study_date": "StudyDate",
+    "series_date": "SeriesDate",
+    "acquisition_date": "AcquisitionDate",
+}
 INTEGERS = {
     "rows": "Rows",
     "columns": "Columns",
@@ -97,19 +103,33 @@ def _parse(fp: BinaryIO) -> Any:
             fp, stop_before_pixels=True, defer_size=DEFER_BYTES, specific_tags=KEYWORDS
         )
     except InvalidDicomError:
-        raise HeaderProblem("not a DICOM Part 10 file (no 'DICM' preamble / file meta header)")
+        raise HeaderProblem(
+            "not a DICOM Part 10 file (no 'DICM' preamble / file meta header)"
+        ) from None
     except Exception as e:  # truncated headers, bad VRs, lying lengths
         raise HeaderProblem(f"unreadable DICOM header ({_short(e)})") from None
     if not ds.get("SOPInstanceUID"):
+        meta = getattr(ds, "file_meta", {})
+        if str(meta.get("MediaStorageSOPClassUID", "")) == MEDIA_DIRECTORY:
+            raise HeaderProblem("a DICOMDIR (media directory), not an instance")
+        if fp.read(1) == b"":
+            raise HeaderProblem("no SOP Instance UID before the end of the file (truncated?)")
         raise HeaderProblem("DICOM header has no SOP Instance UID")
     return ds
 
 
 def _check_pixel_extent(fp: BinaryIO, ds: Any, size: int) -> None:
     """Refuse a file that ends before the Pixel Data its header announces."""
+    syntax = str(getattr(ds, "file_meta", {}).get("TransferSyntaxUID", ""))
+    if syntax == DEFLATED:
+        return  # parsed from an inflated copy: file offsets do not apply
     start = fp.tell()  # stop_before_pixels leaves the file at the Pixel Data tag
     head = fp.read(12)
     if len(head) < 8:
+        if "Rows" in ds and not head:
+            raise HeaderProblem(
+                "truncated file: an image header, and the file ends before its Pixel Data"
+            )
         return  # no pixel data element: nothing to check
     _implicit, little = ds.original_encoding  # as the data set was actually read
     order = "<" if little else ">"
@@ -204,7 +224,9 @@ def _date(ds: Any, keyword: str) -> dt.date | None:
 def _integer(ds: Any, keyword: str) -> int | None:
     value = _value(ds, keyword)
     try:
-        number = int(value[0] if hasattr(value, "__getitem__") and not isinstance(value, str) else value)  # type: ignore[index]
+        number = int(
+            value[0] if hasattr(value, "__getitem__") and not isinstance(value, str) else value
+        )  # type: ignore[index]
     except (TypeError, ValueError, IndexError):
         return None
     return number if -(2**31) <= number < 2**31 else None

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,7 +94,10 @@ def _previous(task: ShardTask) -> tuple[dict, dict]:
     fails: dict = {}
     out = Path(task.out)
     for shard_id in task.previous:
-        for store, path in ((rows, rows_file(out, shard_id)), (fails, failures_file(out, shard_id))):
+        for store, path in (
+            (rows, rows_file(out, shard_id)),
+            (fails, failures_file(out, shard_id)),
+        ):
             try:
                 found = read_rows(path)
             except (OSError, ValueError) as e:  # gone or damaged: read the files again
@@ -148,7 +151,9 @@ def _run_dask(tasks: list[ShardTask], scheduler: str) -> Iterator[ShardResult]:
     try:
         from dask.distributed import Client, as_completed
     except ImportError:
-        raise ScandxError("--scheduler needs dask.distributed (pip install 'dask[distributed]')")
+        raise ScandxError(
+            "--scheduler needs dask.distributed (pip install 'dask[distributed]')"
+        ) from None
     try:
         client = Client(scheduler, timeout="30s")
     except (OSError, TimeoutError, ValueError) as e:
@@ -168,6 +173,3 @@ def _run_dask(tasks: list[ShardTask], scheduler: str) -> Iterator[ShardResult]:
 
 def default_workers() -> int:
     return os.cpu_count() or 1
-
-
-ProgressHook = Callable[[ShardResult], None]
