@@ -31,6 +31,7 @@ from scandx.errors import ScandxError
 log = logging.getLogger(__name__)
 
 SECRET_CHECK = "scandx catalog secret check"
+CONNECT_TIMEOUT_S = 30  # waiting for a Dask scheduler
 
 
 @dataclass(frozen=True)
@@ -155,7 +156,7 @@ def _run_dask(tasks: list[ShardTask], scheduler: str) -> Iterator[ShardResult]:
             "--scheduler needs dask.distributed (pip install 'dask[distributed]')"
         ) from None
     try:
-        client = Client(scheduler, timeout="30s")
+        client = Client(scheduler, timeout=f"{CONNECT_TIMEOUT_S}s")
     except (OSError, TimeoutError, ValueError) as e:
         raise ScandxError(f"cannot reach the Dask scheduler ({e})", scheduler) from None
     futures = []
