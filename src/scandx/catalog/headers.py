@@ -72,6 +72,28 @@ KEYWORDS = [
 ]
 
 
+ASCII_VRS = frozenset({"UI", "CS", "DA", "IS", "DS", "TM", "AS", "DT"})
+TEXT_VRS = frozenset({"LO", "SH", "ST", "LT", "UC"})  # ASCII bytes decode alike in any charset
+
+
+def _tags() -> dict[str, int]:
+    from pydicom.datadict import tag_for_keyword
+
+    return {k: int(tag_for_keyword(k)) for k in KEYWORDS}  # type: ignore[arg-type]
+
+
+def dictionary_vr(tag: int) -> str:
+    from pydicom.datadict import dictionary_VR
+
+    try:
+        return str(dictionary_VR(tag))
+    except KeyError:
+        return ""
+
+
+TAGS = _tags()
+
+
 class HeaderProblem(Exception):
     """Why one file gives no catalog row (the failures table's reason)."""
 
@@ -100,7 +122,7 @@ def _parse(fp: BinaryIO) -> Any:
 
     try:
         ds = pydicom.dcmread(
-            fp, stop_before_pixels=True, defer_size=DEFER_BYTES, specific_tags=KEYWORDS
+            fp, stop_before_pixels=True, defer_size=DEFER_BYTES, specific_tags=list(TAGS.values())
         )
     except InvalidDicomError:
         raise HeaderProblem(
@@ -196,9 +218,27 @@ def header_values(ds: Any) -> dict[str, Any]:
 
 
 def _value(ds: Any, keyword: str) -> Any:
+    """An element's value: text VRs decoded from the raw bytes directly (multi-values as
+    a list of strings), US as an int; anything else through pydicom's conversion."""
+    tag = TAGS[keyword]
     try:
-        element = ds[keyword] if keyword in ds else None
-        return None if element is None else element.value
+        element = ds.get_item(tag)  # the raw element, not converted
+    except Exception:  # a damaged element
+        return None
+    if element is None:
+        return None
+    raw = getattr(element, "value", None)
+    if getattr(element, "is_raw", False) and isinstance(raw, bytes):
+        vr = element.VR or dictionary_vr(tag)
+        if vr in ASCII_VRS or (vr in TEXT_VRS and raw.isascii()):
+            parts = raw.decode("ascii", "replace").strip(" \0").split("\\")
+            return parts[0] if len(parts) == 1 else parts
+        if vr == "US" and len(raw) >= 2:
+            return int.from_bytes(raw[:2], "little" if element.is_little_endian else "big")
+    elif getattr(element, "is_raw", False):
+        return None  # deferred: longer than DEFER_BYTES
+    try:
+        return ds[tag].value
     except Exception:  # a value that does not parse under its VR
         return None
 
@@ -242,7 +282,9 @@ def _float(ds: Any, keyword: str) -> float | None:
 
 def _vector(ds: Any, keyword: str) -> list[float] | None:
     value = _value(ds, keyword)
-    if value is None or isinstance(value, str | bytes):
+    if isinstance(value, str):
+        value = [value]
+    if value is None or isinstance(value, bytes):
         return None
     try:
         numbers = [float(v) for v in value]

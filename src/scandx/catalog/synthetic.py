@@ -52,7 +52,9 @@ def make_archive(
     rng = random.Random(seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        sources = [pydicom.dcmread(p) for p in templates]
+        sources = [ds for ds in (pydicom.dcmread(p) for p in templates) if _writable(ds)]
+    if not sources:
+        raise ValueError("no template can be written back as DICOM")
     written, patient = 0, 0
     while written < n_files:
         patient += 1
@@ -73,6 +75,19 @@ def make_archive(
                 if written >= n_files:
                     return patient
     return patient
+
+
+def _writable(ds: Any) -> bool:
+    """Whether pydicom can write the template back (some test files cannot be)."""
+    import io
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds.save_as(io.BytesIO(), enforce_file_format=False)
+    except Exception:  # an element pydicom reads but cannot encode
+        return False
+    return True
 
 
 def _write(ds: Any, ident: tuple, path: Path, seed: int) -> None:
