@@ -7,6 +7,8 @@ Registered sources (tried in order):
             ``path`` to label a folder of DICOM files (``image_root``)
   folder    folder-per-class: ``DATA/<class>/**/<image>``, optionally under
             ``DATA/{train,val,test}/``
+  catalog   a selection file (``scandx index CATALOG --query Q --labels L.csv
+            --save-selection SEL.json``): a DICOM catalog's rows, labels joined
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from scandx.core.privacy import file_ref
 from scandx.data.files import display_path, file_problem, is_printable_name, walk_files
@@ -67,8 +70,8 @@ def load_source(
             log.info("source %s: %d cases, classes %s", name, len(manifest), manifest.classes)
             return manifest
     raise ScandxError(
-        "not a supported data source (expected a folder-per-class directory, a .csv manifest "
-        "or a MedMNIST .npz)",
+        "not a supported data source (expected a folder-per-class directory, a .csv manifest, "
+        "a MedMNIST .npz or a catalog selection .json)",
         path,
     )
 
@@ -192,5 +195,20 @@ def _class_folders(root: Path, skipped: list[tuple[str, str]], skip_bad: bool) -
 
 
 register_source("csv", lambda p: p.is_file() and p.suffix.lower() == ".csv")(load_csv)
+
+
+def _catalog_selection(path: Path) -> bool:
+    from scandx.catalog.source import is_selection
+
+    return is_selection(path)
+
+
+def _load_catalog_selection(path: Path, **kwargs: Any) -> Manifest:
+    from scandx.catalog.source import load_selection
+
+    return load_selection(path, **kwargs)
+
+
+register_source("catalog", _catalog_selection)(_load_catalog_selection)
 
 __all__ = ["SOURCES", "link_patients", "load_csv", "load_folder", "load_source"]
