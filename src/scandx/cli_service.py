@@ -1,5 +1,6 @@
-"""The service-side commands (``serve``, ``keys``, ``export``), registered on the main
-parser by ``scandx.cli``; each lives with the package it drives."""
+"""The service- and archive-side commands (serve, keys, export, deid, index, listen,
+pacs), registered on the main parser by ``scandx.cli``; each lives with the package it
+drives."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ from typing import Any
 
 from scandx.hospital.cli import HOSPITAL_COMMANDS
 
-SERVICE_COMMANDS = ("serve", "keys", "export", "deid", *HOSPITAL_COMMANDS)
+SERVICE_COMMANDS = ("serve", "keys", "export", "deid", "index", *HOSPITAL_COMMANDS)
 
 
 def add_service_commands(sub: Any) -> None:
+    from scandx.catalog.cli import add_index_command
     from scandx.deid.cli import add_deid_command
     from scandx.export.cli import add_export_command
     from scandx.hospital.cli import add_hospital_commands
@@ -23,9 +25,14 @@ def add_service_commands(sub: Any) -> None:
     add_export_command(sub)
     add_deid_command(sub)
     add_hospital_commands(sub)
+    add_index_command(sub)
 
 
 def run_service_command(args: argparse.Namespace) -> int:
+    if args.command == "index":
+        from scandx.catalog.cli import run_index
+
+        return run_index(args)
     if args.command in HOSPITAL_COMMANDS:
         from scandx.hospital.cli import run_hospital_command
 

@@ -70,3 +70,16 @@ def test_cli_count_and_csv(catalog: Path, tmp_path: Path, capsys: pytest.Capture
     assert len(out.read_text().splitlines()) == n + 1
     with pytest.raises(ScandxError, match="needs a catalog"):
         run_index(index_args(str(tmp_path), "--query", "true"))
+
+
+def test_scandx_main_runs_index(
+    catalog: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """The command is wired on the main parser: a count, and a bad root exits 2."""
+    from scandx.cli import main
+
+    assert main(["index", str(catalog), "--query", "rows >= 1", "--count"]) == 0
+    assert int(capsys.readouterr().out.strip()) > 0
+    assert main(["index", str(tmp_path / "missing"), "--out", str(tmp_path / "c")]) == 2
+    assert "DICOM folder not found" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()
