@@ -8,8 +8,11 @@ and a changed file misses) and a stable hash of exactly the settings that change
 (``stable_hash``: a task's preprocessing fields and the reader version). A changed file or
 a changed plan therefore misses exactly what changed; nothing is ever invalidated by hand.
 
-- **Reads** are ``np.load(mmap_mode="r")``: only the pages touched are read, and the OS
-  may drop them again (they are file-backed, not the process's own memory).
+- **Reads** are ``np.load(mmap_mode="c")``: memory-mapped, so only the pages touched are
+  read and the OS may drop them again (file-backed, not the process's own memory); "c"
+  (copy-on-write) rather than "r" so code that receives the array (torch.from_numpy, an
+  in-place operation) works as on an ordinary array, and a write stays private to the
+  process: the file is never changed.
 - **Writes** go to a unique temporary file in the entry's folder, then ``os.replace``:
   two processes building one entry both succeed (the arrays are deterministic, so either
   copy is right) and a reader never sees half a file. No fsync: a file cut short by a crash
@@ -80,6 +83,20 @@ def stable_hash(*parts: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def decoder_versions() -> str:
+    """The versions of the libraries that decode images: part of every reader key, so an
+    upgrade that could change decoded pixels rebuilds what it could change."""
+    from importlib import metadata
+
+    libs = []
+    for name in ("numpy", "pydicom", "pillow", "nibabel", "pylibjpeg", "imagecodecs", "torch"):
+        try:
+            libs.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            libs.append(f"{name} -")
+    return ", ".join(libs)
+
+
 _DIGESTS: dict[tuple[Any, ...], str] = {}
 _DIGEST_LOCK = threading.Lock()
 
@@ -134,7 +151,7 @@ class PreprocessedCache:
 
     def _load(self, p: Path) -> np.ndarray | None:
         try:
-            arr = np.load(p, mmap_mode="r", allow_pickle=False)
+            arr = np.load(p, mmap_mode="c", allow_pickle=False)
         except FileNotFoundError:
             return None
         except (OSError, ValueError, EOFError) as e:  # cut short, garbled, unreadable
@@ -249,12 +266,18 @@ class PreprocessedCache:
         self, kind: str, key: str, parts: tuple[str, ...], build: Callable[[], Arrays]
     ) -> tuple[Arrays, bool]:
         """The entry's arrays (memory-mapped) and True on a hit; else ``build()``'s arrays,
-        written for next time, and False. ``build`` errors propagate (never cached)."""
+        written and then mapped from the cache (so a first pass holds no more in memory than
+        a later one; in memory when the cache cannot be written), and False. ``build``
+        errors propagate (never cached)."""
         hit = self.get(kind, key, parts)
         if hit is not None:
             return hit, True
         arrays = build()
         self.put(kind, key, arrays)
+        if self.writable:
+            mapped = self.get(kind, key, parts)
+            if mapped is not None:
+                return mapped, False
         return arrays, False
 
 

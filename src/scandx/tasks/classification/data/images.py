@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
-from importlib import metadata
 from typing import Any
 
 import numpy as np
@@ -25,7 +24,13 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from scandx.data.cache import PreprocessedCache, default_cache, file_digest, stable_hash
+from scandx.data.cache import (
+    PreprocessedCache,
+    decoder_versions,
+    default_cache,
+    file_digest,
+    stable_hash,
+)
 from scandx.data.readers import read_image
 from scandx.errors import BadImageError, ScandxError
 from scandx.tasks.classification.data.manifest import Case
@@ -133,13 +138,7 @@ def letterbox_resize(x: torch.Tensor, size: list[int]) -> torch.Tensor:
 def reader_version() -> str:
     """What decides the decoded pixels besides the file: scandx's decoding rules and the
     versions of the libraries that decode."""
-    libs = []
-    for name in ("numpy", "pydicom", "pillow", "nibabel", "pylibjpeg", "imagecodecs"):
-        try:
-            libs.append(f"{name} {metadata.version(name)}")
-        except metadata.PackageNotFoundError:
-            libs.append(f"{name} -")
-    return f"scandx-decode {DECODE_VERSION}; " + ", ".join(libs)
+    return f"scandx-decode {DECODE_VERSION}; {decoder_versions()}"
 
 
 def case_key(case: Case) -> str:
