@@ -23,9 +23,10 @@ import numpy as np
 from tqdm import tqdm
 
 from scandx.core.device import detect_device
+from scandx.data.cache import PreprocessedCache, default_cache, stable_hash
 from scandx.errors import BadImageError, ScandxError
-from scandx.tasks.classification.data.images import is_grey, read_case
-from scandx.tasks.classification.data.manifest import Manifest
+from scandx.tasks.classification.data.images import case_key, decoded, is_grey, reader_version
+from scandx.tasks.classification.data.manifest import Case, Manifest
 from scandx.tasks.classification.ladder import choose_network
 from scandx.tasks.classification.plan import Augmentation, Plan
 
@@ -38,23 +39,24 @@ DEFAULT_BUDGET_S = 600.0
 def fingerprint(manifest: Manifest, skip_bad: bool = False) -> dict:
     """Decode every image once: dimensionality, sizes, channels, colour, intensity statistics.
 
+    Each image's statistics and its decoded pixels go to the preprocessed cache
+    (``data/cache.py``): ``load_cases`` then preprocesses from the cached pixels instead of
+    decoding again, and a later fingerprint of the same files decodes nothing.
+
     The data set is 2D or 3D by the majority of its images; an image of the other kind
     is a bad file, like an unreadable one. Bad images raise BadImageError (or, with
     ``skip_bad``, are removed from the manifest and listed in ``manifest.skipped``).
     """
     seen = []  # (case, spatial dims, shape, grey, channel means, channel mean squares)
+    cache = default_cache()
     for case in tqdm(manifest.cases, desc="fingerprint", unit="img", leave=False, disable=None):
         try:
-            arr = read_case(case)
+            seen.append((case, *image_stats(case, cache)))
         except BadImageError as e:
             if not skip_bad:
                 raise
             manifest.skipped.append((e.where or case.path, e.reason))
             continue
-        grey = is_grey(arr)
-        a = arr[:1] if grey else arr
-        flat = a.reshape(a.shape[0], -1).astype(np.float64)
-        seen.append((case, arr.ndim - 1, arr.shape[1:], grey, flat.mean(1), (flat**2).mean(1)))
     if not seen:
         raise ScandxError("no readable images", manifest.source)
     dims = 3 if 2 * sum(1 for s in seen if s[1] == 3) > len(seen) else 2
@@ -94,6 +96,46 @@ def fingerprint(manifest: Manifest, skip_bad: bool = False) -> dict:
         "class_counts": {s: manifest.class_counts(s) for s in ("train", "val", "test")},
         "skipped": len(manifest.skipped),
     }
+
+
+def _stats_vector(arr: np.ndarray) -> np.ndarray:
+    """[spatial dims, grey, channels kept, *shape, *channel means, *channel mean squares]."""
+    grey = is_grey(arr)
+    a = arr[:1] if grey else arr
+    flat = a.reshape(a.shape[0], -1).astype(np.float64)
+    head = [arr.ndim - 1, float(grey), a.shape[0], *arr.shape[1:]]
+    return np.concatenate([np.array(head, np.float64), flat.mean(1), (flat**2).mean(1)])
+
+
+def image_stats(
+    case: Case, cache: PreprocessedCache | None
+) -> tuple[int, tuple[int, ...], bool, np.ndarray, np.ndarray]:
+    """(spatial dims, shape, grey, channel means, channel mean squares) of one image, from
+    the cache when this content was fingerprinted before; else decoded (the pixels are
+    cached too, for ``load_cases``)."""
+    if cache is None:
+        return _unpack(_stats_vector(decoded(case, None)))  # type: ignore[return-value]
+    key = stable_hash("stats", case_key(case), reader_version())
+    build = lambda: {"v": _stats_vector(decoded(case, cache))}  # noqa: E731
+    arrays, hit = cache.fetch("cls-stats", key, ("v",), build)
+    stats = _unpack(np.asarray(arrays["v"]))
+    if stats is None:  # a damaged entry: decode again, and mend it
+        log.warning("damaged fingerprint entry in the preprocessed cache: rebuilding it")
+        arrays = build()
+        cache.put("cls-stats", key, arrays)
+        stats = _unpack(arrays["v"])
+    return stats  # type: ignore[return-value]
+
+
+def _unpack(vec: np.ndarray) -> tuple[int, tuple[int, ...], bool, np.ndarray, np.ndarray] | None:
+    if vec.ndim != 1 or vec.size < 3:
+        return None
+    dims, grey, c = int(vec[0]), bool(vec[1]), int(vec[2])
+    if vec.size != 3 + dims + 2 * c:
+        return None
+    shape = tuple(int(v) for v in vec[3 : 3 + dims])
+    rest = vec[3 + dims :]
+    return dims, shape, grey, np.array(rest[:c]), np.array(rest[c:])
 
 
 def make_plan(

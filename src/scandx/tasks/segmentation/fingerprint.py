@@ -8,9 +8,11 @@ from typing import Any
 
 import numpy as np
 
+from scandx.data.cache import default_cache
 from scandx.errors import BadImageError, ScandxError
+from scandx.tasks.segmentation.case_cache import decoded_case
 from scandx.tasks.segmentation.sources import SegCase, SegManifest
-from scandx.tasks.segmentation.volumes import Loaded, read_case_arrays
+from scandx.tasks.segmentation.volumes import Loaded
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +22,9 @@ def seg_fingerprint(manifest: SegManifest, skip_bad: bool = False) -> dict[str, 
 
     A case that cannot be used (unreadable, mask and image disagreeing, undeclared label
     values) raises, or with ``skip_bad`` is dropped from the manifest and listed in
-    ``manifest.skipped``."""
+    ``manifest.skipped``. What is read goes to the preprocessed cache, so loading the
+    cases for training reads none of them again (``case_cache.decoded_case``)."""
+    cache = default_cache()
     shapes, spacings, fg, dims, channels = [], [], [], set(), set()
     samples: list[np.ndarray] = []
     rng = np.random.default_rng(0)
@@ -28,7 +32,7 @@ def seg_fingerprint(manifest: SegManifest, skip_bad: bool = False) -> dict[str, 
         if case.split == "test":
             continue
         try:
-            loaded = read_case_arrays(case, manifest.labels)
+            loaded = decoded_case(case, manifest.labels, cache)
             _check_channels(case, loaded, manifest)
         except ScandxError as e:
             if not skip_bad:

@@ -24,9 +24,32 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class SegData:
+    """Prepared cases (``case_cache.prepared_case``; memory-mapped from the cache), with
+    each case's foreground locations and region-of-interest box, so that sampling a patch
+    reads only the patch. Both are found on first use when not given."""
+
     images: list[np.ndarray]  # normalised (C, *S)
-    labels: list[np.ndarray]  # (*S) int64
+    labels: list[np.ndarray]  # (*S) integer labels
     fovs: list[np.ndarray | None]
+    foreground: list[np.ndarray | None] | None = None  # flat indices of foreground voxels
+    boxes: list[tuple[slice, ...] | None] | None = None  # region of interest
+
+    def foreground_of(self, i: int) -> np.ndarray:
+        from scandx.tasks.segmentation.case_cache import foreground_index
+
+        if self.foreground is None:
+            self.foreground = [None] * len(self.labels)
+        if self.foreground[i] is None:
+            self.foreground[i] = foreground_index(np.asarray(self.labels[i]))
+        return self.foreground[i]  # type: ignore[return-value]
+
+    def box_of(self, i: int, use_fov: bool) -> tuple[slice, ...]:
+        if self.boxes is None:
+            self.boxes = [None] * len(self.labels)
+        if self.boxes[i] is None:
+            fov = self.fovs[i] if use_fov else None
+            self.boxes[i] = roi_box(fov, self.labels[i].shape)
+        return self.boxes[i]  # type: ignore[return-value]
 
 
 def _crop(a: np.ndarray, start: list[int], size: list[int]) -> np.ndarray:
@@ -50,10 +73,10 @@ def sample_batch(
     for _ in range(plan.batch_size):
         i = int(rng.integers(len(data.images)))
         img, lab = data.images[i], data.labels[i]
-        box = roi_box(data.fovs[i] if plan.use_fov else None, lab.shape)
+        box = data.box_of(i, plan.use_fov)
         lo_corner = [b.start for b in box]
         shape = [b.stop - b.start for b in box]
-        fg = np.flatnonzero(lab > 0) if rng.random() < plan.foreground_fraction else None
+        fg = data.foreground_of(i) if rng.random() < plan.foreground_fraction else None
         if fg is not None and fg.size:
             centre = np.unravel_index(int(fg[rng.integers(fg.size)]), lab.shape)
             start = [
@@ -73,7 +96,7 @@ def sample_batch(
                 if rng.random() < 0.5:
                     x, y = np.flip(x, axis + 1), np.flip(y, axis)
         xs.append(np.ascontiguousarray(x))
-        ys.append(np.ascontiguousarray(y))
+        ys.append(np.ascontiguousarray(y, dtype=np.int64))
     xb, yb = torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))[:, None]
     if plan.spatial_augment:
         xb, yb = augment.spatial(xb, yb, rng)

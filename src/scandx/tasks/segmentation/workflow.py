@@ -21,15 +21,17 @@ from scandx.core.predictor import sha256
 from scandx.core.privacy import file_ref
 from scandx.core.run_dir import RunDir, atomic_path, atomic_write, write_json, write_skipped
 from scandx.core.weights import save_weights
+from scandx.data.cache import default_cache
 from scandx.errors import ScandxError
+from scandx.tasks.segmentation.case_cache import prepared_case
 from scandx.tasks.segmentation.fingerprint import seg_fingerprint
-from scandx.tasks.segmentation.infer import normalize, predict_probabilities
+from scandx.tasks.segmentation.infer import predict_probabilities
 from scandx.tasks.segmentation.plan import SegPlan, make_seg_plan
 from scandx.tasks.segmentation.postprocess import choose_components, choose_threshold
 from scandx.tasks.segmentation.report import write_seg_model_card
 from scandx.tasks.segmentation.sources import SegCase, SegManifest, load_seg_source
 from scandx.tasks.segmentation.train import SegData, SegTraining
-from scandx.tasks.segmentation.volumes import Loaded, read_case_arrays, resample
+from scandx.tasks.segmentation.volumes import Loaded, read_case_arrays
 
 log = logging.getLogger(__name__)
 
@@ -79,21 +81,28 @@ def load_split(
     cases: list[SegCase], manifest: SegManifest, plan: SegPlan, skip_bad: bool = False
 ) -> SegData:
     """Cases read, normalised and resampled as the plan says (training and validation),
-    one at a time, so only the prepared arrays stay in memory."""
-    images, labels, fovs = [], [], []
-    for _, r in read_cases(cases, manifest, skip_bad):
-        img, lab, fov = normalize(r.image, plan, r.fov), r.label, r.fov
-        if plan.target_spacing and tuple(r.spacing) != tuple(plan.target_spacing):
-            img = resample(img, r.spacing, plan.target_spacing, label=False)
-            lab = resample(lab, r.spacing, plan.target_spacing, label=True)
-            fov = None if fov is None else resample(fov, r.spacing, plan.target_spacing, True)
-        images.append(img)
-        labels.append(lab)
-        fovs.append(fov)
+    one at a time, through the preprocessed cache (``case_cache.py``): the arrays are
+    memory-mapped from it, so the split is never held in memory as a whole (with
+    ``SCANDX_CACHE=off``, or a cache that cannot be written, they are in memory)."""
+    cache = default_cache()
+    images, labels, fovs, foreground, boxes = [], [], [], [], []
+    for c in cases:
+        try:
+            p = prepared_case(c, manifest.labels, plan, cache)
+        except ScandxError as e:
+            if not skip_bad:
+                raise
+            manifest.skipped.append((c.case_id, e.reason))
+            continue
+        images.append(p.image)
+        labels.append(p.label)
+        fovs.append(p.fov)
+        foreground.append(p.foreground)
+        boxes.append(p.box)
     if cases and not images:
         split = cases[0].split
         raise ScandxError(f"every {split} case was skipped as unusable", manifest.source)
-    return SegData(images, labels, fovs)  # type: ignore[arg-type]
+    return SegData(images, labels, fovs, foreground, boxes)  # type: ignore[arg-type]
 
 
 def seg_plan_run(

@@ -3,12 +3,20 @@
 ``InputContract`` is saved in ``model/model.json``; training, evaluation and
 prediction all call ``preprocess`` with it, so one image always becomes the
 same tensor.
+
+Decoded and preprocessed pixels are kept in the preprocessed cache (``data/cache.py``):
+``decoded`` stores a case's display-space array under its content key and the reader
+version (the fingerprint pass fills it, so ``train`` decodes each image once), and
+``load_cases`` stores each model input under the content key and ``preprocess_hash`` of
+the contract, so a later ``train`` or ``evaluate`` with the same plan decodes nothing.
+Cached inputs are bit-identical to ``preprocess(read_case(case), contract)``.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -16,6 +24,13 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from scandx.data.cache import (
+    PreprocessedCache,
+    decoder_versions,
+    default_cache,
+    file_digest,
+    stable_hash,
+)
 from scandx.data.readers import read_image
 from scandx.errors import BadImageError, ScandxError
 from scandx.tasks.classification.data.manifest import Case
@@ -24,6 +39,10 @@ from scandx.tasks.classification.data.medmnist import load_npz
 log = logging.getLogger(__name__)
 
 GREY_TOLERANCE = 2.0 / 255.0  # an "RGB" image whose channels differ by less is grey
+# bump when read_case's output changes (cached display arrays are then rebuilt); the
+# decoding libraries' versions are part of the key as well
+DECODE_VERSION = 1
+PREPROCESS_VERSION = 1  # bump when preprocess changes for the same contract
 
 
 @dataclass
@@ -115,20 +134,79 @@ def letterbox_resize(x: torch.Tensor, size: list[int]) -> torch.Tensor:
     )[0]
 
 
+@lru_cache(maxsize=1)
+def reader_version() -> str:
+    """What decides the decoded pixels besides the file: scandx's decoding rules and the
+    versions of the libraries that decode."""
+    return f"scandx-decode {DECODE_VERSION}; {decoder_versions()}"
+
+
+def case_key(case: Case) -> str:
+    """The case's pixel source by content: the file's digest (and, in a MedMNIST .npz,
+    the array's key and index)."""
+    digest = file_digest(case.path)
+    if "npz_key" in case.meta:
+        return stable_hash(digest, case.meta["npz_key"], int(case.meta["npz_index"]))
+    return digest
+
+
+def decoded(case: Case, cache: PreprocessedCache | None) -> np.ndarray:
+    """``read_case(case)``, from the cache when an earlier pass decoded the same content
+    (memory-mapped, read-only) and stored there otherwise."""
+    if cache is None:
+        return read_case(case)
+    key = stable_hash("display", case_key(case), reader_version())
+    arrays, _ = cache.fetch("cls-display", key, ("pixels",), lambda: {"pixels": read_case(case)})
+    return arrays["pixels"]
+
+
+def preprocess_hash(contract: InputContract) -> str:
+    """A stable hash of everything that changes a preprocessed input: every field of the
+    contract (size, channels, normalisation, resize and intensity rules), the decoding."""
+    return stable_hash(contract.to_dict(), PREPROCESS_VERSION, reader_version())
+
+
+def model_input(
+    case: Case, contract: InputContract, cache: PreprocessedCache | None, prep: str = ""
+) -> np.ndarray:
+    """``preprocess(read_case(case), contract)`` as an array, through the cache."""
+    if cache is None:
+        return preprocess(read_case(case), contract, case.path).numpy()
+    key = stable_hash("input", case_key(case), prep or preprocess_hash(contract))
+    shape = (contract.channels, *contract.size)
+
+    def build() -> dict[str, np.ndarray]:
+        display = np.array(decoded(case, cache))  # a private copy of a mapped entry
+        return {"x": preprocess(display, contract, case.path).numpy()}
+
+    arrays, hit = cache.fetch("cls-input", key, ("x",), build)
+    x = arrays["x"]
+    if hit and (x.shape != shape or x.dtype != np.float32):  # not what this key must hold
+        log.warning("cache entry of the wrong shape %s: rebuilding it", x.shape)
+        arrays = build()
+        cache.put("cls-input", key, arrays)
+        x = arrays["x"]
+    return x
+
+
 def load_cases(
     cases: list[Case], contract: InputContract, *, skip_bad: bool = False, desc: str = "loading"
 ) -> tuple[torch.Tensor, list[Case], list[tuple[str, str]]]:
-    """Read and preprocess every case into one tensor (N, C, *size).
+    """Read and preprocess every case into one tensor (N, C, *size), through the
+    preprocessed cache (``SCANDX_CACHE=off``: decoded afresh).
 
     Returns the tensor, the cases kept, and (path, reason) for each case skipped.
     Without ``skip_bad`` the first bad image raises BadImageError.
     """
     out = torch.empty((len(cases), contract.channels, *contract.size), dtype=torch.float32)
+    block = out.numpy()
     kept: list[Case] = []
     skipped: list[tuple[str, str]] = []
+    cache = default_cache()
+    prep = preprocess_hash(contract)
     for case in tqdm(cases, desc=desc, unit="img", leave=False, disable=None):
         try:
-            out[len(kept)] = preprocess(read_case(case), contract, case.path)
+            block[len(kept)] = model_input(case, contract, cache, prep)
         except BadImageError as e:
             if not skip_bad:
                 raise
