@@ -18,7 +18,6 @@ import torch
 
 from scandx.cli import main
 from scandx.core import distributed as ddp
-from tests.system_tools import free_port
 
 RUN_FILES = {"plan.json", "manifest.csv", "log.jsonl", "train_summary.json", "checkpoints", "model"}
 
