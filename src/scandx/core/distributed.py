@@ -38,6 +38,10 @@ log = logging.getLogger(__name__)
 ENV_KEYS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR")
 TIMEOUT_ENV = "SCANDX_DDP_TIMEOUT_S"
 DEFAULT_TIMEOUT_S = 300.0
+FOLDS_REFUSED = (
+    "--folds does not run under DDP (--nproc / torchrun): train the folds in one process, "
+    "or single runs with --nproc"
+)
 RESUME_HINT = "run the same command with --resume to continue from the last finished epoch"
 
 
@@ -254,16 +258,14 @@ def launch_train(nproc: int, argv: Sequence[str], folds: int | None = None) -> i
     """``scandx train --nproc N``: N local DDP workers running ``python -m scandx`` with
     the same arguments, through torch's elastic launcher (torchrun's). Returns the exit
     code; a worker that died is named with the way to continue."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
     if launched():
         raise ScandxError("--nproc starts the workers itself; under torchrun leave it out")
     if folds:
-        raise ScandxError(
-            "--folds does not run under DDP (--nproc / torchrun): train the folds in one "
-            "process, or train single runs with --nproc"
-        )
+        raise ScandxError(FOLDS_REFUSED)
     config = LaunchConfig(
         min_nodes=1,
         max_nodes=1,
@@ -281,7 +283,7 @@ def launch_train(nproc: int, argv: Sequence[str], folds: int | None = None) -> i
         elastic_launch(config, sys.executable)(*args)
     except ChildFailedError as e:
         return _report_failure(e)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SignalException):  # Ctrl-C, or the launcher was stopped
         print(f"scandx: interrupted; {RESUME_HINT}", file=sys.stderr)
         return 130
     return 0
@@ -320,8 +322,6 @@ def cli_train(args: Any, argv: Sequence[str] | None) -> int | None:
     if nproc:
         return launch_train(nproc, sys.argv[1:] if argv is None else argv, args.folds)
     if launched() and getattr(args, "folds", None):
-        raise ScandxError(
-            "--folds does not run under DDP (torchrun): train the folds in one process"
-        )
+        raise ScandxError(FOLDS_REFUSED)
     configure_worker()
     return None
