@@ -134,6 +134,23 @@ def shutdown() -> None:
         dist.destroy_process_group()
 
 
+def peer_lost(error: BaseException) -> bool:
+    """True when ``error`` is a collective that failed (a peer died, a timeout)."""
+    text = str(error)
+    return isinstance(error, dist.DistError) or any(
+        w in text for w in ("gloo", "NCCL", "Connection reset", "Connection closed", "timed out")
+    )
+
+
+def lost_peer_error(error: BaseException) -> ScandxError:
+    """One line for a rank whose peer stopped mid-training (not a traceback)."""
+    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return ScandxError(
+        f"training rank {rank()}: another rank stopped or stopped answering ({first[:160]}); "
+        f"{RESUME_HINT}"
+    )
+
+
 def _comm_device() -> torch.device:
     if active() and dist.get_backend() == "nccl":
         return torch.device("cuda", torch.cuda.current_device())
@@ -292,7 +309,10 @@ def launch_train(nproc: int, argv: Sequence[str], folds: int | None = None) -> i
 def _report_failure(error: object) -> int:
     """One line per failed rank (the first first); the exit code: 2 when a rank refused
     bad input (it said why), 130 when interrupted, else 1."""
-    failures = sorted(getattr(error, "failures", {}).items(), key=lambda kv: kv[1].timestamp)
+    failures = sorted(  # a killed rank first (not one the launcher then stopped, SIGTERM)
+        getattr(error, "failures", {}).items(),
+        key=lambda kv: (kv[1].exitcode >= 0, kv[1].exitcode == -15, kv[1].timestamp),
+    )
     if not failures:
         print(f"scandx: error: a training rank failed; {RESUME_HINT}", file=sys.stderr)
         return 1
@@ -303,7 +323,7 @@ def _report_failure(error: object) -> int:
         else:
             how = f"exited with code {f.exitcode} (its messages are above)"
         print(f"scandx: error: training rank {r} (pid {f.pid}) {how}", file=sys.stderr)
-    if first.exitcode == 2:
+    if all(f.exitcode == 2 for _, f in failures):  # bad input: the ranks said why
         return 2
     if first.exitcode == 130:
         return 130

@@ -80,7 +80,12 @@ def fit(
 ) -> FitResult:
     """Train ``task`` in ``run``; ``stop_after`` ends this call after that many epochs
     (as an interruption would: a later ``resume`` gives the uninterrupted result)."""
-    return _Fit(task, run, hooks or []).run(resume, stop_after)
+    try:
+        return _Fit(task, run, hooks or []).run(resume, stop_after)
+    except RuntimeError as e:  # a collective failed: another rank died or hung
+        if ddp.active() and ddp.peer_lost(e):
+            raise ddp.lost_peer_error(e) from None
+        raise
 
 
 class _Fit:
