@@ -158,6 +158,12 @@ def _parser() -> argparse.ArgumentParser:
     planning_args(s, seed_default=None)  # None: an edited plan keeps its own seed
     s.add_argument("--resume", action="store_true", help="continue from checkpoints/last.ckpt")
     s.add_argument(
+        "--nproc",
+        type=_int_in(1, 1024),
+        help="train with N local DDP processes (torchrun's launcher; gloo on the CPU, NCCL "
+        "on GPUs); or run: torchrun --nproc_per_node N -m scandx train ...",
+    )
+    s.add_argument(
         "--folds",
         type=int,  # checked by the library: one line naming the rule
         help="k-fold cross-validation over patients: k models, mean +- sd, their ensemble "
@@ -244,6 +250,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if getattr(args, "model", None) is not None:
             check_model_name(args.model)  # before any data is read
+        if args.command == "train":  # --nproc launches DDP workers; a worker's set-up
+            from scandx.core.distributed import cli_train
+
+            if (code := cli_train(args, argv)) is not None:
+                return code
         return _run(args)
     except ScandxError as e:
         print(f"scandx: error: {e}", file=sys.stderr)
@@ -326,6 +337,8 @@ def _command(args: argparse.Namespace, opts: Options, task: Any) -> int:
         print(format_cv(cv, args.out))
     elif args.command == "train":
         s = task.train(args.data, RunDir(args.out), opts)
+        if s.get("rank"):  # a DDP rank other than 0: rank 0 reports
+            return 0
         best = s["best"]
         vals = ", ".join(
             f"{k} {v:.4f}" for k, v in best.items() if k.startswith("val_") and v is not None

@@ -67,6 +67,10 @@ def train_folds(
     """Train k fold models and their ensemble; returns cv_summary.json's content."""
     if k < 2:
         raise ScandxError(f"--folds must be at least 2 (got {k})")
+    from scandx.core.distributed import FOLDS_REFUSED, launched
+
+    if launched():
+        raise ScandxError(FOLDS_REFUSED)
     run.guard_new(options.resume)
     if options.resume:
         run.check_resumable()  # nothing to resume is a clear line, never a fresh run

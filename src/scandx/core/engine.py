@@ -22,7 +22,12 @@ better, or ``None`` on epochs it skips). The engine owns everything else:
 - health (``core/health.py``): gradient-norm clipping; recovery from divergence and
   collapse, in the epoch's log line and ``FitResult.recoveries``.
 
-DDP belongs here only: wrapping the model, sharding ``batches``, rank 0 writing.
+DDP (``core/distributed.py``; torchrun or ``train --nproc``): the model is wrapped in
+DistributedDataParallel; the task shards ``batches`` and ``validate`` by ``rank`` and
+``world`` (set here) and gathers validation; each step's loss is weighted by the rank's
+share of the global batch; the losses (so a non-finite one on any rank), the weights'
+health and the epoch's seconds (the slowest rank's) are reduced over ranks, so every
+rank makes the same decisions; rank 0 alone writes the run directory.
 """
 
 from __future__ import annotations
@@ -31,82 +36,38 @@ import json
 import logging
 import math
 import time
-from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from scandx.core import distributed as ddp
 from scandx.core.checkpoint import load_checkpoint, save_checkpoint
 from scandx.core.device import autocast, grad_scaler, runtime_device
 from scandx.core.health import (
-    Health,
     TrainingDiverged,
     at_chance,
     collapse_reason,
     finite_weights,
     non_finite,
-    recovery_note,
 )
 from scandx.core.run_dir import RunDir
 from scandx.core.schedule import Schedule, epoch_seed, lr_factor
 from scandx.core.train_log import append_log, epoch_line, read_log, truncate_log
+from scandx.core.training_task import DEADLINE_FRACTION, FitResult, Hook, TrainingTask
+
+__all__ = [
+    "DEADLINE_FRACTION",
+    "FitResult",
+    "Hook",
+    "Schedule",
+    "TrainingTask",
+    "epoch_seed",
+    "fit",
+]
 
 log = logging.getLogger(__name__)
-
-DEADLINE_FRACTION = 0.95  # tasks stop training before this share of their time budget
-Hook = Callable[[int, dict[str, Any]], None]  # (epoch counted from 1, its record)
-
-
-class TrainingTask(ABC):
-    """What a task gives the engine (see the module docstring)."""
-
-    schedule: Schedule
-    seed: int
-    device: str
-    precision: str
-    health: Health = Health()  # chance level of the score, recovery limits
-    final_epoch: int | None = None  # set by the engine when the budget ends training early
-
-    @abstractmethod
-    def build_model(self) -> torch.nn.Module: ...
-
-    @abstractmethod
-    def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor: ...
-
-    @abstractmethod
-    def batches(self, epoch: int, device: str) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
-        """The epoch's (input, target) batches, drawn from (seed, epoch) only; ``epoch``
-        counts from 0."""
-
-    @abstractmethod
-    def validate(
-        self, model: torch.nn.Module, epoch: int, device: str, precision: str
-    ) -> dict[str, Any] | None:
-        """Validation metrics of this epoch with a ``score`` (higher is better), or None
-        when this epoch is not validated."""
-
-
-@dataclass
-class FitResult:
-    model: torch.nn.Module  # best weights, on the CPU
-    best: dict[str, Any]  # the best epoch's log record (epoch from 1)
-    history: list[dict[str, Any]] = field(default_factory=list)
-    seconds: float = 0.0
-    device: str = "cpu"
-    precision: str = "fp32"
-    stopped: str = "completed"  # completed | early stop | time budget | unstable
-    recoveries: list[dict[str, Any]] = field(default_factory=list)  # see core/health.py
-
-    def notes(self) -> list[str]:
-        """What the plan's notes should say about how training went."""
-        out = [recovery_note(e["epoch"], e) for e in self.recoveries]
-        if self.stopped in ("time budget", "unstable"):
-            out.append(f"training stopped ({self.stopped}) after {len(self.history)} epochs")
-        return out
 
 
 def fit(
@@ -119,7 +80,12 @@ def fit(
 ) -> FitResult:
     """Train ``task`` in ``run``; ``stop_after`` ends this call after that many epochs
     (as an interruption would: a later ``resume`` gives the uninterrupted result)."""
-    return _Fit(task, run, hooks or []).run(resume, stop_after)
+    try:
+        return _Fit(task, run, hooks or []).run(resume, stop_after)
+    except RuntimeError as e:  # a collective failed: another rank died or hung
+        if ddp.active() and ddp.peer_lost(e):
+            raise ddp.lost_peer_error(e) from None
+        raise
 
 
 class _Fit:
@@ -128,10 +94,13 @@ class _Fit:
     def __init__(self, task: TrainingTask, run: RunDir, hooks: list[Hook]) -> None:
         self.task, self.run_dir, self.hooks, s = task, run, hooks, task.schedule
         self.device, self.precision = runtime_device(task.device, task.precision)
+        self.device = ddp.init(self.device)  # joins the process group under torchrun
+        task.rank, task.world, self.main = ddp.rank(), ddp.world_size(), ddp.is_main()
         self.health = task.health
         self.lr_scale, self.streak = 1.0, 0  # streak: validations in a row at chance
         self.recoveries: list[dict[str, Any]] = []
         self.model = self._fresh_model()
+        self.net = ddp.wrap(self.model, self.device)  # what trains; self.model is saved
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
         self.epochs = s.epochs  # fewer when the time budget would not hold them all
         self.sched = torch.optim.lr_scheduler.LambdaLR(
@@ -172,11 +141,14 @@ class _Fit:
             self.bad_epochs, self.best = int(ck["bad_epochs"]), json.loads(ck["best_record"])
             if run.best_ckpt.exists():
                 self.best_state = load_checkpoint(run.best_ckpt)["model"]
-            truncate_log(run.log_jsonl, self.start)
+            if self.main:
+                truncate_log(run.log_jsonl, self.start)
             log.info("resumed after epoch %d", self.start)
         elif resume:  # killed before the first checkpoint: its log lines are void
-            truncate_log(run.log_jsonl, 0)
+            if self.main:
+                truncate_log(run.log_jsonl, 0)
             log.info("no checkpoint to resume from; starting at epoch 1")
+        ddp.barrier()  # every rank reads the log rank 0 truncated
         history = read_log(run.log_jsonl)
         spent = sum(float(r.get("seconds", 0.0)) for r in history)
         limit = s.epochs if stop_after is None else min(s.epochs, self.start + stop_after)
@@ -200,9 +172,10 @@ class _Fit:
                 end = min(limit, self.epochs)  # may grow back when epochs get faster
             t0 = time.perf_counter()
             losses, trouble = self._train_epoch(epoch)
-            if trouble is None and not finite_weights(self.model):
+            if trouble is None and ddp.any_rank(not finite_weights(self.model)):
                 trouble = "non-finite weights after the epoch"  # a finite loss hid it
             if trouble is None:
+                ddp.broadcast_buffers(self.model)
                 val = self.task.validate(self.model, epoch, self.device, self.precision)
                 trouble = None
                 if val is not None:
@@ -220,12 +193,14 @@ class _Fit:
                     break
                 if val is None:  # divergence: the epoch is replayed
                     continue
-            record = self._record(epoch, losses, val, time.perf_counter() - t0, pending)
+            seconds = ddp.max_over_ranks(time.perf_counter() - t0)  # the slowest rank's
+            record = self._record(epoch, losses, val, seconds, pending)
             pending = []
             history.append(record)
             spent += record["seconds"]
-            append_log(run.log_jsonl, record)
-            self._save_last(epoch)
+            if self.main:
+                append_log(run.log_jsonl, record)
+                self._save_last(epoch)
             log.info(epoch_line(record, s.epochs))
             for hook in self.hooks:
                 hook(epoch + 1, record)
@@ -258,6 +233,7 @@ class _Fit:
         """Validate the last epoch trained (the budget ended training on an epoch the
         task would have skipped) and keep it if it is the best."""
         self.task.final_epoch = epochs_done
+        ddp.broadcast_buffers(self.model)
         val = self.task.validate(self.model, epochs_done - 1, self.device, self.precision)
         if val is None or not val["score"] > self.best_score:
             return
@@ -265,19 +241,24 @@ class _Fit:
         self.best = {**record, **{k: v for k, v in val.items() if k not in ("score", "constant")}}
         self.best.update(validated=True, best=True)
         self.best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
-        save_checkpoint(self.run_dir.best_ckpt, {"model": self.best_state, "epoch": epochs_done})
+        if self.main:
+            save_checkpoint(
+                self.run_dir.best_ckpt, {"model": self.best_state, "epoch": epochs_done}
+            )
 
     def _train_epoch(self, epoch: int) -> tuple[list[float], str | None]:
         """Train one epoch; (losses, None), or (losses so far, why) on divergence. Losses and
         gradient norms stay on the device, read (one sync) every 32 steps and at the end."""
-        s, model, opt, scaler = self.task.schedule, self.model, self.opt, self.scaler
-        torch.manual_seed(epoch_seed(self.task.seed, epoch))  # dropout etc.
+        s, model, opt, scaler = self.task.schedule, self.net, self.opt, self.scaler
+        seed = epoch_seed(self.task.seed, epoch)
+        torch.manual_seed(seed if self.task.world == 1 else seed * 1024 + self.task.rank)
         model.train()
         losses: list[float] = []
         unread: list[torch.Tensor] = []  # per step: the loss, and its gradient norm if norms
         batches = self.task.batches(epoch, self.device)
-        bar = tqdm(batches, f"epoch {epoch + 1}/{s.epochs}", s.steps_per_epoch, False, disable=None)
-        params = [p for p in model.parameters() if p.requires_grad]
+        bar = tqdm(batches, f"epoch {epoch + 1}/{s.epochs}", s.steps_per_epoch, False,
+                   disable=None if self.main else True)  # fmt: skip
+        params = [p for p in self.model.parameters() if p.requires_grad]
         norms = bool(s.grad_clip) and not scaler.is_enabled()  # the scaler skips inf steps
         for i, batch in enumerate((b for part in (bar, [None]) for b in part), 1):
             if batch is not None:
@@ -288,7 +269,7 @@ class _Fit:
                     out = model(x)
                 loss = self.task.loss(out.float(), y)
                 opt.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
+                scaler.scale(loss * self._share(x) if self.task.world > 1 else loss).backward()
                 unread.append(loss.detach().float())
                 if s.grad_clip:
                     scaler.unscale_(opt)
@@ -298,7 +279,7 @@ class _Fit:
                 scaler.update()
                 self.sched.step()
             if unread and (i % 32 == 0 or batch is None):
-                values, unread = torch.stack(unread).tolist(), []
+                values, unread = ddp.mean_over_ranks(torch.stack(unread)).tolist(), []
                 losses += values[:: 1 + norms]
                 bad = [(k % (1 + norms), v) for k, v in enumerate(values) if non_finite(v)]
                 if bad:  # the first in step order (a step's loss before its gradient norm)
@@ -306,6 +287,12 @@ class _Fit:
                     return losses, f"non-finite {what} ({bad[0][1]})"
                 bar.set_postfix(loss=f"{np.mean(losses[-10:]):.4f}", refresh=False)
         return losses, None
+
+    def _share(self, x: torch.Tensor) -> torch.Tensor:
+        """The loss weight that makes DDP's mean of the ranks' gradients the gradient of
+        the global batch's mean loss: this rank's samples x ranks / all ranks' samples."""
+        n = torch.tensor([float(len(x))], device=x.device)
+        return n * self.task.world / ddp.sum_over_ranks(n)
 
     def _recover(self, epoch: int, why: str, diverged: bool) -> dict[str, Any]:
         """Undo the damage and lower the learning rate; the event for log and notes."""
@@ -372,7 +359,10 @@ class _Fit:
             self.best_state = {
                 k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()
             }
-            save_checkpoint(self.run_dir.best_ckpt, {"model": self.best_state, "epoch": epoch + 1})
+            if self.main:
+                save_checkpoint(
+                    self.run_dir.best_ckpt, {"model": self.best_state, "epoch": epoch + 1}
+                )
         elif val is not None:
             self.bad_epochs += 1
         return record

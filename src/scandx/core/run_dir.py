@@ -179,7 +179,13 @@ class RunDir:
         releases it when the process ends, even by kill -9, so a lock is never stale).
         A second scandx process on the same run gets one line and exit 2. ``create``:
         make the folder (train, plan); otherwise a missing folder is not locked. A folder
-        this call created and nothing but the lock was written to is removed again."""
+        this call created and nothing but the lock was written to is removed again. Under
+        DDP rank 0 alone holds the run (and writes it); other ranks do not lock it."""
+        from scandx.core.distributed import is_main
+
+        if not is_main():
+            yield self
+            return
         new = not self.path.exists()
         if new:
             if not create:
@@ -211,7 +217,13 @@ class RunDir:
     @contextlib.contextmanager
     def training(self) -> Iterator[RunDir]:
         """Create the run folder; if training fails before its first checkpoint, remove
-        the folder again when this call created it (an interruption keeps it: --resume)."""
+        the folder again when this call created it (an interruption keeps it: --resume).
+        Under DDP only rank 0 creates (or removes) it."""
+        from scandx.core.distributed import is_main
+
+        if not is_main():
+            yield self
+            return
         created = self._is_new()
         self.path.mkdir(parents=True, exist_ok=True)
         try:

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from scandx.core.distributed import is_main, rank
 from scandx.core.engine import Hook, fit
 from scandx.core.health import refuse_non_finite
 from scandx.core.run_dir import RunDir, atomic_path, write_json, write_skipped
@@ -227,10 +228,10 @@ def train_prepared(
         x_tr, labels_tensor(manifest, tr_cases), x_va, labels_tensor(manifest, va_cases)
     )
 
-    with run.training():
-        if not resuming:
+    with run.training():  # rank 0 writes the run; every rank trains (DDP)
+        if not resuming and is_main():
             plan.save(run.plan_json)
-        if not resuming or not run.manifest_csv.exists():
+        if is_main() and (not resuming or not run.manifest_csv.exists()):
             with atomic_path(run.manifest_csv) as tmp:
                 manifest.to_csv(tmp)
             write_skipped(run.path, skipped)
@@ -238,6 +239,8 @@ def train_prepared(
         result = fit(ClassificationTraining(plan, data_t), run, resume=resuming, hooks=hooks)
         plan.notes.extend(result.notes())  # recoveries, a budget stop
         model_nn = spend_leftover(plan, data_t, run, result, resuming=resuming, hooks=hooks)
+        if not is_main():  # DDP: what follows training is rank 0's
+            return {"run": str(run), "rank": rank(), "best": result.best}, {}
         if len(plan.notes) > noted:  # the plan says how training went
             plan.save(run.plan_json)
     y_val = data_t.y_val.numpy()

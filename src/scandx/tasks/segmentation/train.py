@@ -4,6 +4,7 @@ window."""
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from scandx.core import distributed as ddp
 from scandx.core.engine import DEADLINE_FRACTION, Schedule, TrainingTask
 from scandx.core.health import Health
 from scandx.tasks.segmentation import augment
@@ -105,20 +107,32 @@ def sample_batch(
     return xb, yb
 
 
-def validation_dice(model: torch.nn.Module, val: SegData, plan: SegPlan) -> float:
+def validation_dice(
+    model: torch.nn.Module, val: SegData, plan: SegPlan, rank: int = 0, world: int = 1
+) -> float:
+    """Mean Dice over the validation cases; under DDP each rank predicts its contiguous
+    shard of the cases and the per-case Dice are gathered (every rank, the same mean)."""
+    n = len(val.images)
     scores = []
-    for img, lab, fov in zip(val.images, val.labels, val.fovs, strict=True):
+    for i in ddp.shard_range(n, rank, world):
+        img, lab, fov = val.images[i], val.labels[i], val.fovs[i]
         pred = predict_probabilities(model, img, plan, tta=False, fov=fov).argmax(0)
         inside = np.ones(lab.shape, bool) if fov is None else fov
         per = [dice((pred == k) & inside, (lab == k) & inside) for k in range(1, plan.n_classes)]
         scores.append(float(np.mean(per)))
+    if world > 1:
+        scores = ddp.gather_rows(torch.tensor(scores, dtype=torch.float64), n).tolist()
     return float(np.mean(scores))
 
 
 class SegTraining(TrainingTask):
     """Segmentation's part of the engine: DynUNet, Dice + CE, patches sampled from
     (seed, epoch), validation Dice by sliding window every ``val_every`` epochs (and
-    at the last), which is the score that picks the best checkpoint."""
+    at the last), which is the score that picks the best checkpoint.
+
+    Under DDP every rank samples its share of the batch (``batch_share``, at least one
+    patch) from all training cases with its own generator, seeded (seed, epoch, rank);
+    validation is sharded by case and gathered (``validation_dice``)."""
 
     def __init__(self, plan: SegPlan, train: SegData, val: SegData) -> None:
         from monai.losses import DiceCELoss
@@ -146,9 +160,14 @@ class SegTraining(TrainingTask):
         return self.loss_fn(output, target)
 
     def batches(self, epoch: int, device: str) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        rng = np.random.default_rng([self.plan.seed, epoch])  # exact resume
+        plan = self.plan
+        rng = np.random.default_rng([plan.seed, epoch])  # exact resume
+        if self.world > 1:  # this rank's patches, from all training cases
+            rng = np.random.default_rng([plan.seed, epoch, self.rank])
+            plan = copy.copy(plan)
+            plan.batch_size = max(1, ddp.batch_share(self.plan.batch_size, self.rank, self.world))
         for _ in range(self.plan.steps_per_epoch):
-            yield sample_batch(self.train, self.plan, rng)
+            yield sample_batch(self.train, plan, rng)
 
     def validate(
         self, model: torch.nn.Module, epoch: int, device: str, precision: str
@@ -157,5 +176,5 @@ class SegTraining(TrainingTask):
         last = self.final_epoch or plan.epochs
         if (epoch + 1) % plan.val_every and epoch + 1 != last:
             return None
-        vd = validation_dice(model, self.val, plan)
+        vd = validation_dice(model, self.val, plan, self.rank, self.world)
         return {"val_dice": vd, "score": vd}

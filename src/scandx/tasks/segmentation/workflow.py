@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from scandx import __version__
+from scandx.core.distributed import is_main, rank
 from scandx.core.engine import Hook, fit
 from scandx.core.health import refuse_non_finite
 from scandx.core.predictor import sha256
@@ -222,13 +223,15 @@ def train_prepared(
     post-processing in ``run`` (a single run, or one fold of ``train --folds``)."""
     train = load_split(manifest.in_split("train"), manifest, plan, skip_bad)
     val = load_split(manifest.in_split("val"), manifest, plan, skip_bad)
-    with run.training():
-        if not resuming:
+    with run.training():  # rank 0 writes the run; every rank trains (DDP)
+        if not resuming and is_main():
             plan.save(run.plan_json)
-        if not resuming or not run.manifest_csv.exists():
+        if is_main() and (not resuming or not run.manifest_csv.exists()):
             write_manifest(run.manifest_csv, manifest)
             write_skipped(run.path, manifest.skipped)
         result = fit(SegTraining(plan, train, val), run, resume=resuming, hooks=hooks)
+        if not is_main():  # DDP: what follows training is rank 0's
+            return {"run": str(run), "rank": rank(), "best": result.best}
         if result.notes():  # recoveries, a budget stop: the plan says how training went
             plan.notes.extend(result.notes())
             plan.save(run.plan_json)

@@ -19,6 +19,7 @@ import math
 import numpy as np
 import torch
 
+from scandx.core.distributed import is_main
 from scandx.core.engine import DEADLINE_FRACTION, FitResult, Hook, fit
 from scandx.core.run_dir import RunDir
 from scandx.models.registry import SeedEnsemble
@@ -67,11 +68,14 @@ def spend_leftover(
     p2.min_epochs = max(1, min(plan.min_epochs, epochs // 2))
     p2.time_budget_s = max(1.0, epochs * _epoch_seconds(first)) / DEADLINE_FRACTION
     member_run = RunDir(run.path / "members" / f"seed{p2.seed}")
-    member_run.path.mkdir(parents=True, exist_ok=True)
+    if is_main():
+        member_run.path.mkdir(parents=True, exist_ok=True)
     log.info(
         "budget left after early stopping: a second network (seed %d), %d epochs", p2.seed, epochs
     )
     second = fit(ClassificationTraining(p2, data), member_run, resume=resuming, hooks=hooks)
+    if not is_main():  # DDP: the other ranks trained the member with rank 0; it decides
+        return first.model
     ensemble = SeedEnsemble([first.model, second.model]).eval()
     y = data.y_val.numpy()
     auc_first, auc_second, auc_both = (

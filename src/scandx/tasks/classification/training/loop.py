@@ -1,7 +1,13 @@
 """Classification's part of the training engine (``core/engine.py``): the network, the
 loss, the epoch's batches (seeded shuffle or class-balanced sampling, augmentation on
 the device) and validation (macro AUC, under autocast; the score is the AUC, or minus
-the validation loss where AUC is undefined)."""
+the validation loss where AUC is undefined).
+
+Under DDP (``core/distributed.py``) every rank draws the same epoch order from (seed,
+epoch) and takes its contiguous part of each step's global batch (``shard_rows``), with
+its own augmentation generator from (seed, epoch, rank); each rank validates a
+contiguous shard of the validation images and the logits are gathered, so every rank
+scores the same predictions."""
 
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from scandx.core import distributed as ddp
 from scandx.core.engine import DEADLINE_FRACTION, Schedule, TrainingTask, epoch_seed
 from scandx.core.health import Health
 from scandx.models import create_model
@@ -82,9 +89,14 @@ class ClassificationTraining(TrainingTask):
 
     def batches(self, epoch: int, device: str) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order, gen = epoch_order(self.plan, self.data.y_train, epoch)
+        if self.world > 1:  # the order is shared; the augmentation is the rank's own
+            state = np.random.SeedSequence([self.plan.seed, epoch, self.rank]).generate_state(1)
+            gen = torch.Generator().manual_seed(int(state[0]))
         size = self.plan.batch_size
         for b in range(self.schedule.steps_per_epoch):
             idx = order[b * size : (b + 1) * size]
+            if self.world > 1:
+                idx = ddp.shard_rows(idx, self.rank, self.world)
             x = self.data.x_train[idx].to(device, non_blocking=True)
             x = augment_batch(x, self.plan.augmentation, self.mean, self.std, gen)  # on device
             yield x, self.data.y_train[idx]
@@ -92,7 +104,11 @@ class ClassificationTraining(TrainingTask):
     def validate(
         self, model: torch.nn.Module, epoch: int, device: str, precision: str
     ) -> dict[str, float]:
-        logits = predict_logits(model, self.data.x_val, device, precision)
+        n = len(self.data.x_val)
+        rows = ddp.shard_range(n, self.rank, self.world)  # all of them in one process
+        x = self.data.x_val[rows.start : rows.stop]
+        logits = predict_logits(model, x, device, precision)
+        logits = ddp.gather_rows(logits, n)
         probs = probabilities(self.plan.task, logits).numpy()
         val_loss = float(self.loss(logits.to(device), self.data.y_val.to(device)).item())
         val_auc = macro_auc(self.plan.task, self.data.y_val.numpy(), probs)

@@ -1,0 +1,67 @@
+"""What a task gives the training engine (``TrainingTask``) and what ``fit`` returns
+(``FitResult``); ``core/engine.py`` re-exports both."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from scandx.core.health import Health, recovery_note
+from scandx.core.schedule import Schedule
+
+DEADLINE_FRACTION = 0.95  # tasks stop training before this share of their time budget
+Hook = Callable[[int, dict[str, Any]], None]  # (epoch counted from 1, its record)
+
+
+class TrainingTask(ABC):
+    """What a task gives the engine (see the module docstring)."""
+
+    schedule: Schedule
+    seed: int
+    device: str
+    precision: str
+    health: Health = Health()  # chance level of the score, recovery limits
+    final_epoch: int | None = None  # set by the engine when the budget ends training early
+    rank: int = 0  # DDP: this process's rank and the number of ranks (set by the engine)
+    world: int = 1
+
+    @abstractmethod
+    def build_model(self) -> torch.nn.Module: ...
+
+    @abstractmethod
+    def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor: ...
+
+    @abstractmethod
+    def batches(self, epoch: int, device: str) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+        """The epoch's (input, target) batches, drawn from (seed, epoch) only; ``epoch``
+        counts from 0."""
+
+    @abstractmethod
+    def validate(
+        self, model: torch.nn.Module, epoch: int, device: str, precision: str
+    ) -> dict[str, Any] | None:
+        """Validation metrics of this epoch with a ``score`` (higher is better), or None
+        when this epoch is not validated."""
+
+
+@dataclass
+class FitResult:
+    model: torch.nn.Module  # best weights, on the CPU
+    best: dict[str, Any]  # the best epoch's log record (epoch from 1)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+    device: str = "cpu"
+    precision: str = "fp32"
+    stopped: str = "completed"  # completed | early stop | time budget | unstable
+    recoveries: list[dict[str, Any]] = field(default_factory=list)  # see core/health.py
+
+    def notes(self) -> list[str]:
+        """What the plan's notes should say about how training went."""
+        out = [recovery_note(e["epoch"], e) for e in self.recoveries]
+        if self.stopped in ("time budget", "unstable"):
+            out.append(f"training stopped ({self.stopped}) after {len(self.history)} epochs")
+        return out
