@@ -334,6 +334,8 @@ def _command(args: argparse.Namespace, opts: Options, task: Any) -> int:
         from scandx.core.cross_validation import train_folds
 
         cv = train_folds(task, args.data, RunDir(args.out), args.folds, opts)
+        from scandx.core.cross_validation import format_cv
+
         print(format_cv(cv, args.out))
     elif args.command == "train":
         s = task.train(args.data, RunDir(args.out), opts)
@@ -376,26 +378,6 @@ def _predict(args: argparse.Namespace) -> None:
         print(f"wrote {args.out}/predictions.csv: {len(rows)} input(s)")
     else:
         sys.stdout.write(predictor.csv_text(rows))
-
-
-def format_cv(cv: dict, out: str) -> str:
-    lines = [f"{cv['folds']}-fold cross-validation (validation fold of each model), {out}:"]
-    lines.append(f"  {'metric':<18} " + " ".join(f"fold{f['fold']:<3}" for f in cv["per_fold"]))
-    for k, ms in cv["mean_sd"].items():
-        vals = " ".join(
-            f"{f[k]:<7.3f}" if isinstance(f.get(k), float) else f"{'n/a':<7}"
-            for f in cv["per_fold"]
-        )
-        if ms["mean"] is None:
-            summary = "n/a"
-        else:
-            sd = f"{ms['sd']:.3f}" if ms["sd"] is not None else "n/a"
-            summary = f"{ms['mean']:.3f} +- {sd}"
-        lines.append(f"  {k:<18} {vals} mean {summary}")
-    oof = ", ".join(f"{k} {v:.3f}" for k, v in cv["out_of_fold"].items() if isinstance(v, float))
-    lines.append(f"out of fold: {oof}")
-    lines.append(f"ensemble of the {cv['folds']} models: {out}/model (evaluate/predict use it)")
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

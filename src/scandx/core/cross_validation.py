@@ -145,3 +145,24 @@ def _write_ensemble(
     }
     write_json(run.model_json, info)
     return info
+
+
+def format_cv(cv: dict, out: str) -> str:
+    """The printed summary of ``train --folds``: per-fold metrics, mean +- sd, out of fold."""
+    lines = [f"{cv['folds']}-fold cross-validation (validation fold of each model), {out}:"]
+    lines.append(f"  {'metric':<18} " + " ".join(f"fold{f['fold']:<3}" for f in cv["per_fold"]))
+    for k, ms in cv["mean_sd"].items():
+        vals = " ".join(
+            f"{f[k]:<7.3f}" if isinstance(f.get(k), float) else f"{'n/a':<7}"
+            for f in cv["per_fold"]
+        )
+        if ms["mean"] is None:
+            summary = "n/a"
+        else:
+            sd = f"{ms['sd']:.3f}" if ms["sd"] is not None else "n/a"
+            summary = f"{ms['mean']:.3f} +- {sd}"
+        lines.append(f"  {k:<18} {vals} mean {summary}")
+    oof = ", ".join(f"{k} {v:.3f}" for k, v in cv["out_of_fold"].items() if isinstance(v, float))
+    lines.append(f"out of fold: {oof}")
+    lines.append(f"ensemble of the {cv['folds']} models: {out}/model (evaluate/predict use it)")
+    return "\n".join(lines)
