@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -65,7 +66,7 @@ def test_every_scandx_line_of_the_readme_parses():
     assert any("brats2013" in x for x in lines)
     for line in lines:
         line = re.sub(r"\[(--[^\]]*)\]", r"\1", line)  # [--optional flags] checked too
-        args = ["X" if a.startswith("$") else a for a in line.split()[1:]]
+        args = ["X" if a.startswith("$") else a for a in shlex.split(line)[1:]]
         _parser().parse_args(args)  # SystemExit (test failure) on an unknown flag
 
 

@@ -25,7 +25,13 @@ from tqdm import tqdm
 from scandx.core.device import detect_device
 from scandx.data.cache import PreprocessedCache, default_cache, stable_hash
 from scandx.errors import BadImageError, ScandxError
-from scandx.tasks.classification.data.images import case_key, decoded, is_grey, reader_version
+from scandx.tasks.classification.data.images import (
+    cache_for,
+    case_key,
+    decoded,
+    is_grey,
+    reader_version,
+)
 from scandx.tasks.classification.data.manifest import Case, Manifest
 from scandx.tasks.classification.ladder import choose_network
 from scandx.tasks.classification.plan import Augmentation, Plan
@@ -113,6 +119,7 @@ def image_stats(
     """(spatial dims, shape, grey, channel means, channel mean squares) of one image, from
     the cache when this content was fingerprinted before; else decoded (the pixels are
     cached too, for ``load_cases``)."""
+    cache = cache_for(case, cache)
     if cache is None:
         return _unpack(_stats_vector(decoded(case, None)))  # type: ignore[return-value]
     key = stable_hash("stats", case_key(case), reader_version())

@@ -121,7 +121,9 @@ def test_a_changed_file_misses_alone_and_a_changed_size_redoes_all(
     assert counted["read"] == before["read"]
 
 
-def test_npz_cases_are_keyed_by_array_and_index(tmp_path, own_cache):
+def test_npz_cases_are_keyed_by_array_and_index_and_not_cached(tmp_path, own_cache):
+    """An .npz case is a slice of an array already in memory: keyed apart if ever cached,
+    but given no entry (one per image would cost more than it saves)."""
     rng = np.random.default_rng(0)
     npz = tmp_path / "tiny.npz"
     np.savez(npz, train_images=rng.integers(0, 255, (4, 28, 28), dtype=np.uint8))
@@ -135,6 +137,7 @@ def test_npz_cases_are_keyed_by_array_and_index(tmp_path, own_cache):
     again, _, _ = load_cases(cases, CONTRACT)
     direct = torch.stack([preprocess(read_case(c), CONTRACT) for c in cases])
     assert torch.equal(x, direct) and torch.equal(again, direct)
+    assert not own_cache.exists() or not any(p.is_file() for p in own_cache.rglob("*"))
 
 
 def test_cache_off_decodes_every_time(tmp_path, phantoms, own_cache, counted, monkeypatch):

@@ -150,9 +150,17 @@ def case_key(case: Case) -> str:
     return digest
 
 
+def cache_for(case: Case, cache: PreprocessedCache | None) -> PreprocessedCache | None:
+    """The cache for this case; None for pixels already held as an array (a MedMNIST
+    .npz, read once per process: a case is a slice), where an entry per image costs more
+    than it saves (PneumoniaMNIST: +3 s per ``train`` with 12,000 entries, measured)."""
+    return None if "npz_key" in case.meta else cache
+
+
 def decoded(case: Case, cache: PreprocessedCache | None) -> np.ndarray:
     """``read_case(case)``, from the cache when an earlier pass decoded the same content
     (memory-mapped, read-only) and stored there otherwise."""
+    cache = cache_for(case, cache)
     if cache is None:
         return read_case(case)
     key = stable_hash("display", case_key(case), reader_version())
@@ -170,6 +178,7 @@ def model_input(
     case: Case, contract: InputContract, cache: PreprocessedCache | None, prep: str = ""
 ) -> np.ndarray:
     """``preprocess(read_case(case), contract)`` as an array, through the cache."""
+    cache = cache_for(case, cache)
     if cache is None:
         return preprocess(read_case(case), contract, case.path).numpy()
     key = stable_hash("input", case_key(case), prep or preprocess_hash(contract))
