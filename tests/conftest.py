@@ -40,6 +40,18 @@ needs_shared = pytest.mark.skipif(
 )
 
 
+@pytest.fixture(autouse=True)
+def _environment_restored():
+    """Each test leaves the process environment as it found it: Dask's LocalCluster sets
+    OMP_NUM_THREADS=1 (and MKL_..., MALLOC_...) in the parent process, which made every
+    later test's child processes run torch on one thread (the README tour took 2x)."""
+    before = dict(os.environ)
+    yield
+    if os.environ != before:
+        os.environ.clear()
+        os.environ.update(before)
+
+
 @pytest.fixture(scope="session")
 def phantoms(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small folder-per-class phantom data set (DICOM + PNG), 32 px."""
