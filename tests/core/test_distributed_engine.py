@@ -76,7 +76,13 @@ def _worker(rank: int, port: int, folder: str, scenario: str) -> None:
         engine.append_log = engine.save_checkpoint = engine.truncate_log = _forbidden
     root = Path(folder)
     out: dict = {}
-    if scenario == "nan":
+    if scenario == "diverge":  # rank 1's own bookkeeping would stop early; rank 0's not
+        toy = ShardedToy()
+        if rank:
+            toy.schedule = Schedule(epochs=6, steps_per_epoch=4, lr=0.05, patience=0)
+        result = fit(toy, RunDir(root / "run"))
+        out = {"epochs": len(result.history), "stopped": result.stopped}
+    elif scenario == "nan":
         result = fit(ShardedToy(nan_rank=1, nan_epoch=2), RunDir(root / "run"))
         out = {"recoveries": result.recoveries, "stopped": result.stopped}
         out["history"] = [{k: v for k, v in r.items() if k != "seconds"} for r in result.history]
@@ -125,3 +131,11 @@ def test_resume_under_ddp_equals_an_uninterrupted_ddp_run(tmp_path):
     whole, cut = _lines(tmp_path / "whole" / "log.jsonl"), _lines(tmp_path / "cut" / "log.jsonl")
     assert [r["epoch"] for r in cut] == [1, 2, 3, 4, 5, 6]
     assert strip(whole) == strip(cut)
+
+
+def test_rank_0_decides_when_the_ranks_bookkeeping_differs(tmp_path):
+    """Continue or stop is rank 0's decision on every rank: a rank whose own counters say
+    stop trains on with the others instead of leaving them waiting in a collective
+    (seen on real data before: one rank early-stopped, the other hung until the timeout)."""
+    r0, r1 = _spawn(tmp_path, "diverge")
+    assert r0 == r1 == {"epochs": 6, "stopped": "completed"}

@@ -171,6 +171,16 @@ def any_rank(flag: bool) -> bool:
     return bool(t.item())
 
 
+def from_rank0(value: int) -> int:
+    """Rank 0's ``value`` on every rank: a decision that must be one (the engine's
+    continue / stop), whatever small differences the ranks' own bookkeeping has."""
+    if not active():
+        return value
+    t = torch.tensor([value], device=_comm_device())
+    dist.broadcast(t, src=0)
+    return int(t.item())
+
+
 def max_over_ranks(value: float) -> float:
     """The largest ``value`` of all ranks (the epoch's seconds: the slowest rank's)."""
     if not active():

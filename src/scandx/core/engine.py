@@ -69,6 +69,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+LOOP_ACTIONS = ("train", "end", "early stop", "time budget")  # rank 0 decides for all
+
 
 def fit(
     task: TrainingTask,
@@ -155,21 +157,32 @@ class _Fit:
         end = limit
         t_start, stopped = time.perf_counter(), "completed"
         epoch, pending = self.start, []
-        while epoch < end:
-            if s.patience is not None and self.bad_epochs >= s.patience and epoch >= s.min_epochs:
-                log.info("early stop: %d validated epochs without improvement", self.bad_epochs)
-                stopped = "early stop"
-                break
-            if s.deadline_s is not None and history:
+        while True:
+            action = "train" if epoch < end else "end"
+            if action == "end":
+                pass
+            elif s.patience is not None and self.bad_epochs >= s.patience and epoch >= s.min_epochs:
+                action = "early stop"
+            elif s.deadline_s is not None and history:
                 per_epoch = float(np.median([r["seconds"] for r in history]))
                 fits = epoch + int((s.deadline_s - spent) // max(per_epoch, 1e-9))
                 if fits <= epoch:
-                    log.info("time budget: %.0fs of %.0fs used, stopping", spent, s.deadline_s)
-                    stopped = "time budget"
-                    break
-                self.epochs = min(s.epochs, fits)  # the cosine schedule ends in time
-                self.task.final_epoch = self.epochs if self.epochs < s.epochs else None
-                end = min(limit, self.epochs)  # may grow back when epochs get faster
+                    action = "time budget"
+                else:
+                    self.epochs = min(s.epochs, fits)  # the cosine schedule ends in time
+                    self.task.final_epoch = self.epochs if self.epochs < s.epochs else None
+                    end = min(limit, self.epochs)  # may grow back when epochs get faster
+                    action = "train" if epoch < end else "end"
+            action = LOOP_ACTIONS[ddp.from_rank0(LOOP_ACTIONS.index(action))]  # one decision
+            if action == "end":
+                break
+            if action == "early stop":
+                log.info("early stop: %d validated epochs without improvement", self.bad_epochs)
+            elif action == "time budget":
+                log.info("time budget: %.0fs of %.0fs used, stopping", spent, s.deadline_s)
+            if action != "train":
+                stopped = action
+                break
             t0 = time.perf_counter()
             losses, trouble = self._train_epoch(epoch)
             if trouble is None and ddp.any_rank(not finite_weights(self.model)):

@@ -19,7 +19,7 @@ import math
 import numpy as np
 import torch
 
-from scandx.core.distributed import is_main
+from scandx.core.distributed import world_size
 from scandx.core.engine import DEADLINE_FRACTION, FitResult, Hook, fit
 from scandx.core.run_dir import RunDir
 from scandx.models.registry import SeedEnsemble
@@ -62,20 +62,23 @@ def spend_leftover(
     epochs = second_member_epochs(plan, first)
     if not epochs:
         return first.model
+    if world_size() > 1:  # a second fit in the same process group hung (seen on real data)
+        plan.notes.append(
+            f"budget left after early stopping ({epochs} epochs) not spent: the second-seed "
+            "member is not trained under DDP (train in one process to use it)"
+        )
+        return first.model
     p2 = copy.deepcopy(plan)
     p2.seed = plan.seed + 1
     p2.epochs = epochs
     p2.min_epochs = max(1, min(plan.min_epochs, epochs // 2))
     p2.time_budget_s = max(1.0, epochs * _epoch_seconds(first)) / DEADLINE_FRACTION
     member_run = RunDir(run.path / "members" / f"seed{p2.seed}")
-    if is_main():
-        member_run.path.mkdir(parents=True, exist_ok=True)
+    member_run.path.mkdir(parents=True, exist_ok=True)
     log.info(
         "budget left after early stopping: a second network (seed %d), %d epochs", p2.seed, epochs
     )
     second = fit(ClassificationTraining(p2, data), member_run, resume=resuming, hooks=hooks)
-    if not is_main():  # DDP: the other ranks trained the member with rank 0; it decides
-        return first.model
     ensemble = SeedEnsemble([first.model, second.model]).eval()
     y = data.y_val.numpy()
     auc_first, auc_second, auc_both = (
