@@ -52,6 +52,18 @@ def _environment_restored():
         os.environ.update(before)
 
 
+@pytest.fixture
+def own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A preprocessed-cache folder of this test's own (the session's speed cache stays
+    where it is)."""
+    from scandx.data import cache as cache_mod
+
+    root = tmp_path / "cache"
+    monkeypatch.setattr(cache_mod, "cache_root", lambda: root)
+    monkeypatch.delenv("SCANDX_CACHE", raising=False)
+    return root
+
+
 @pytest.fixture(scope="session")
 def phantoms(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small folder-per-class phantom data set (DICOM + PNG), 32 px."""

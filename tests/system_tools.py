@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import time
+from pathlib import Path
 from typing import NoReturn
 
 import pytest
@@ -44,3 +46,13 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_for_epochs(run: Path, epochs: int, timeout: float = 120.0) -> None:
+    """Wait until ``run/log.jsonl`` holds ``epochs`` lines (a training to interrupt)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        log = run / "log.jsonl"
+        if log.exists() and len(log.read_text().splitlines()) >= epochs:
+            return
+        time.sleep(0.05)

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ import torch
 
 from scandx.cli import main
 from scandx.core import distributed as ddp
+from tests.system_tools import wait_for_epochs
 
 RUN_FILES = {"plan.json", "manifest.csv", "log.jsonl", "train_summary.json", "checkpoints", "model"}
 
@@ -146,12 +146,7 @@ def test_a_killed_rank_ends_the_job_and_resume_matches_an_uninterrupted_run(
     killed = tmp_path / "killed"
     cmd = [sys.executable, "-m", "scandx", "-q", "train", "--out", str(killed), "--nproc", "2"]
     proc = subprocess.Popen([*cmd, *common], stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        log = killed / "log.jsonl"
-        if log.exists() and len(log.read_text().splitlines()) >= 2:
-            break
-        time.sleep(0.05)
+    wait_for_epochs(killed, 2)
     victim = _rank_pid(proc.pid, 1)
     assert victim is not None, "rank 1 not found"
     os.kill(victim, signal.SIGKILL)

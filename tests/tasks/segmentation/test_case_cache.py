@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 
-from scandx.data import cache as cache_mod
 from scandx.tasks.segmentation import case_cache
 from scandx.tasks.segmentation.case_cache import FOREGROUND_SAMPLES, foreground_index, prepare
 from scandx.tasks.segmentation.fingerprint import seg_fingerprint
@@ -18,14 +17,6 @@ from scandx.tasks.segmentation.synthetic import make_ellipse_folders, make_ellip
 from scandx.tasks.segmentation.train import SegData, sample_batch
 from scandx.tasks.segmentation.volumes import read_case_arrays
 from scandx.tasks.segmentation.workflow import assign_seg_splits, load_split
-
-
-@pytest.fixture
-def own_cache(tmp_path, monkeypatch):
-    root = tmp_path / "cache"
-    monkeypatch.setattr(cache_mod, "cache_root", lambda: root)
-    monkeypatch.delenv("SCANDX_CACHE", raising=False)
-    return root
 
 
 @pytest.fixture

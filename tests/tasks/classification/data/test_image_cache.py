@@ -30,15 +30,6 @@ CONTRACT = InputContract(size=[24, 24], mean=[0.4], std=[0.2])
 
 
 @pytest.fixture
-def own_cache(tmp_path, monkeypatch):
-    """A cache folder of this test's own (the session's speed cache stays where it is)."""
-    root = tmp_path / "cache"
-    monkeypatch.setattr(cache_mod, "cache_root", lambda: root)
-    monkeypatch.delenv("SCANDX_CACHE", raising=False)
-    return root
-
-
-@pytest.fixture
 def counted(monkeypatch):
     """Counts of read_case (decoding) and preprocess calls."""
     calls = {"read": 0, "prep": 0}

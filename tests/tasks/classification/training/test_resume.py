@@ -7,13 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from scandx.tasks.classification.workflow import plan_run, train_run
+from tests.system_tools import wait_for_epochs
 
 
 def _log(run):
@@ -96,12 +96,7 @@ def test_sigkill_then_resume_matches(phantoms, plan_file, tmp_path):
 
     killed = tmp_path / "killed"
     proc = subprocess.Popen([*cli, "--out", str(killed)], env=env, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        log = killed / "log.jsonl"
-        if log.exists() and len(log.read_text().splitlines()) >= 2:
-            break
-        time.sleep(0.05)
+    wait_for_epochs(killed, 2)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (killed / "model").exists(), "the run finished before it could be killed"
