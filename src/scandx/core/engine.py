@@ -159,11 +159,10 @@ class _Fit:
         epoch, pending = self.start, []
         while True:
             action = "train" if epoch < end else "end"
-            if action == "end":
-                pass
-            elif s.patience is not None and self.bad_epochs >= s.patience and epoch >= s.min_epochs:
+            patient = s.patience is None or self.bad_epochs < s.patience or epoch < s.min_epochs
+            if action == "train" and not patient:
                 action = "early stop"
-            elif s.deadline_s is not None and history:
+            elif action == "train" and s.deadline_s is not None and history:
                 per_epoch = float(np.median([r["seconds"] for r in history]))
                 fits = epoch + int((s.deadline_s - spent) // max(per_epoch, 1e-9))
                 if fits <= epoch:
