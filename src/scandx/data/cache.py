@@ -38,7 +38,6 @@ import json
 import logging
 import os
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -97,30 +96,14 @@ def decoder_versions() -> str:
     return ", ".join(libs)
 
 
-_DIGESTS: dict[tuple[Any, ...], str] = {}
-_DIGEST_LOCK = threading.Lock()
-
-
 def file_digest(path: str | Path) -> str:
-    """``content_digest`` of a file, computed once per process for an unchanged file (the
-    memo is keyed by device, inode, size and modification time); a folder (a DICOM series)
-    digests its files' relative names and contents."""
+    """``content_digest`` of a file (remembered per process for an unchanged file); a
+    folder (a DICOM series) digests its files' relative names and contents."""
     p = Path(path)
     if p.is_dir():
         files = sorted(f for f in p.rglob("*") if f.is_file())
         return stable_hash([(str(f.relative_to(p)), file_digest(f)) for f in files])
-    try:
-        st = p.stat()
-    except OSError:
-        return content_digest(p)  # raises BadImageError naming the file
-    memo = (str(p.resolve()), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-    with _DIGEST_LOCK:
-        hit = _DIGESTS.get(memo)
-    if hit is None:
-        hit = content_digest(p)
-        with _DIGEST_LOCK:
-            _DIGESTS[memo] = hit
-    return hit
+    return content_digest(p)
 
 
 class PreprocessedCache:

@@ -13,6 +13,9 @@ image listed twice, under two names, two patients or two labels.
 from __future__ import annotations
 
 import hashlib
+import os
+import threading
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -20,10 +23,38 @@ from scandx.core.privacy import pseudonym
 from scandx.errors import BadImageError
 
 CHUNK = 1 << 20
+RACY_NS = 2_000_000_000  # 2 s
+_DIGESTS: dict[tuple[object, ...], str] = {}
+_DIGEST_LOCK = threading.Lock()
 
 
 def content_digest(path: str | Path) -> str:
-    """SHA-256 (hex) of a regular file's bytes; BadImageError when it cannot be read."""
+    """SHA-256 (hex) of a regular file's bytes; BadImageError when it cannot be read.
+    Computed once per process for an unchanged file (remembered by path, device, inode,
+    size and modification time), so a source's case ids and the preprocessed cache's keys
+    read each file once. A file modified in the last ``RACY_NS`` is not remembered (as
+    git's racy-clean rule: a rewrite of the same size within the file system's timestamp
+    granularity would keep its modification time)."""
+    memo: tuple[object, ...] | None = None
+    try:
+        st = os.stat(path)
+        if time.time_ns() - st.st_mtime_ns > RACY_NS:
+            memo = (os.path.realpath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    except OSError:
+        pass  # the read below names the problem
+    if memo is not None:
+        with _DIGEST_LOCK:
+            hit = _DIGESTS.get(memo)
+        if hit is not None:
+            return hit
+    digest = _sha256(path)
+    if memo is not None:
+        with _DIGEST_LOCK:
+            _DIGESTS[memo] = digest
+    return digest
+
+
+def _sha256(path: str | Path) -> str:
     h = hashlib.sha256()
     try:
         with open(path, "rb") as f:
