@@ -16,6 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from scandx import __version__
+from scandx.cli_learning import (
+    LEARNING_COMMANDS,
+    add_learning_commands,
+    add_train_learning_args,
+    run_learning_command,
+)
 from scandx.cli_service import SERVICE_COMMANDS, add_service_commands, run_service_command
 from scandx.core.task import Options
 from scandx.errors import ScandxError
@@ -157,6 +163,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--plan", help="reuse (an edited) plan.json instead of planning")
     planning_args(s, seed_default=None)  # None: an edited plan keeps its own seed
     s.add_argument("--resume", action="store_true", help="continue from checkpoints/last.ckpt")
+    add_train_learning_args(s)
     s.add_argument(
         "--nproc",
         type=_int_in(1, 1024),
@@ -235,6 +242,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--class", dest="class_name", help="class to explain (default: positive/top)")
     s.add_argument("--out", default="explanations", help="output folder (default explanations/)")
     add_service_commands(sub)
+    add_learning_commands(sub)
     return p
 
 
@@ -290,6 +298,9 @@ def options_from(args: argparse.Namespace) -> Options:
         class_name=get("class_name"),
         precision=get("precision"),
         positive_class=get("positive_class"),
+        init=get("init"),
+        labelled_fraction=get("labelled_fraction"),
+        semi_supervised=get("semi_supervised"),
     )
 
 
@@ -308,6 +319,8 @@ def _dispatch(args: argparse.Namespace, opts: Options) -> int:
 
     if args.command in SERVICE_COMMANDS:
         return run_service_command(args)
+    if args.command in LEARNING_COMMANDS:
+        return run_learning_command(args)
     if args.command == "demo":
         print(get_task(args.task).demo(Path(args.out), opts))
         return 0

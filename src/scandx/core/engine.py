@@ -52,6 +52,7 @@ from scandx.core.health import (
     finite_weights,
     non_finite,
 )
+from scandx.core.pretrained import apply_plan_init
 from scandx.core.run_dir import RunDir
 from scandx.core.schedule import Schedule, epoch_seed, lr_factor
 from scandx.core.train_log import append_log, epoch_line, read_log, truncate_log
@@ -116,7 +117,9 @@ class _Fit:
 
     def _fresh_model(self) -> torch.nn.Module:
         torch.manual_seed(self.task.seed)
-        model = self.task.build_model().to(self.device)
+        model = self.task.build_model()
+        apply_plan_init(model, getattr(self.task, "plan", None))  # train --init RUN
+        model = model.to(self.device)
         if self.task.schedule.channels_last:
             model = model.to(memory_format=torch.channels_last)
         return model

@@ -29,6 +29,9 @@ class PlanBase:
     precision: str = "fp32"
     time_budget_s: float | None = None
     notes: list[str] = field(default_factory=list)
+    # train --init RUN: the pretrained encoder loaded into the fresh network
+    # (core/pretrained.py init_record: run, method, sha256, loaded, of)
+    init: dict[str, Any] | None = None
     scandx_version: str = __version__
 
     # what plan_check.check_fields enforces on a plan.json besides the field types; a

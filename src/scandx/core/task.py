@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scandx.core.embedding import Embedder
 from scandx.core.plan import PlanBase
 from scandx.core.predictor import Predictor
 from scandx.core.run_dir import RunDir
@@ -32,6 +33,9 @@ FLAGS = {
     "class_name": "--class",
     "precision": "--precision",
     "positive_class": "--positive-class",
+    "init": "--init",
+    "labelled_fraction": "--labelled-fraction",
+    "semi_supervised": "--semi-supervised",
 }
 
 
@@ -56,6 +60,9 @@ class Options:
     class_name: str | None = None
     precision: str | None = None  # fp32 | bf16 | fp16, forced; None: the machine's best
     positive_class: str | None = None  # binary classification only
+    init: str | Path | None = None  # train --init RUN: a pretrained run's encoder
+    labelled_fraction: float | None = None  # keep labels of this fraction of train patients
+    semi_supervised: str | None = None  # "auto" (default: on with unlabelled cases) | "off"
 
 
 class Task(ABC):
@@ -106,6 +113,10 @@ class Task(ABC):
         self, run: RunDir, files: list[str], out: Path, options: Options
     ) -> list[dict[str, Any]]:
         raise ScandxError(f"explain is not available for {self.name}")
+
+    def load_embedder(self, run: RunDir) -> Embedder:
+        """One vector per image from this run's network (``scandx embed``)."""
+        raise ScandxError(f"embeddings are not available for {self.name} runs", run.path)
 
     def demo(self, out: Path, options: Options) -> str:
         raise ScandxError(f"no demo for {self.name}")

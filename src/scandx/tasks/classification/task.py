@@ -61,6 +61,9 @@ class ClassificationTask(Task):
             skip_bad=options.skip_bad,
             hooks=options.hooks,
             positive_class=options.positive_class,
+            init=options.init,
+            labelled_fraction=options.labelled_fraction,
+            semi_supervised=options.semi_supervised,
         )
 
     def evaluate(

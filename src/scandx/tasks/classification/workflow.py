@@ -111,8 +111,15 @@ def train_run(
     skip_bad: bool = False,
     hooks: list[Hook] | None = None,
     positive_class: str | None = None,
+    init: str | Path | None = None,
+    labelled_fraction: float | None = None,
+    semi_supervised: str | None = None,
 ) -> dict[str, Any]:
-    """Plan (or reuse a plan), train, choose thresholds on validation, save the model."""
+    """Plan (or reuse a plan), train, choose thresholds on validation, save the model.
+
+    ``init``: a pretraining run whose encoder starts the network (core/pretrained.py);
+    ``labelled_fraction``: keep the labels of this fraction of the training patients;
+    ``semi_supervised``: "auto" (on when unlabelled cases exist) or "off"."""
     run = RunDir(out)
     run.guard_new(resume)
     if resume:  # the saved plan as it is (never re-planned), the recorded splits
@@ -142,6 +149,9 @@ def train_run(
             image_root=image_root,
             skip_bad=skip_bad,
             positive_class=positive_class,
+            init=init,
+            labelled_fraction=labelled_fraction,
+            semi_supervised=semi_supervised,
         )
     summary, _ = train_prepared(
         manifest, plan, run, resuming=resume, skip_bad=skip_bad, hooks=hooks
@@ -160,6 +170,9 @@ def manifest_and_plan(
     skip_bad: bool = False,
     positive_class: str | None = None,
     locked: str = "",
+    init: str | Path | None = None,
+    labelled_fraction: float | None = None,
+    semi_supervised: str | None = None,
 ) -> tuple[Manifest, Plan]:
     """Load and split the data, fingerprint it, and plan (or check and reuse a plan).
 

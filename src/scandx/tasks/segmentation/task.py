@@ -25,6 +25,10 @@ class SegmentationTask(Task):
         "subgroups": "segmentation metrics are reported per class and region, not per "
         "metadata subgroup (not implemented)",
         "positive_class": "segmentation classes are the mask's labels; background is label 0",
+        "labelled_fraction": "segmentation trains on its labelled cases only (scarce-label "
+        "experiments are classification's)",
+        "semi_supervised": "segmentation trains on its labelled cases only (a pretrained "
+        "encoder, --init, is how unlabelled volumes help it)",
     }
 
     def recognises(self, data: str | Path) -> bool:
@@ -46,6 +50,7 @@ class SegmentationTask(Task):
             skip_bad=options.skip_bad,
             memory_budget_gb=options.memory_budget_gb,
             model=options.model,
+            init=options.init,
         )
 
     def describe_plan(self, plan: SegPlan) -> str:

@@ -165,10 +165,12 @@ def seg_train_run(
     memory_budget_gb: float | None = None,
     hooks: list[Hook] | None = None,
     model: str | None = None,
+    init: str | Path | None = None,
 ) -> dict[str, Any]:
     """Plan (unless resuming or given ``plan_path``), train, choose post-processing and
     save the model; ``dims`` (2 or 3) overrides the planner's 2D/3D choice; ``skip_bad``
-    leaves out unusable cases (listed in RUN/skipped.csv)."""
+    leaves out unusable cases (listed in RUN/skipped.csv); ``init``: a pretraining run
+    whose encoder starts the U-Net (core/pretrained.py)."""
     run = RunDir(out)
     run.guard_new(resume)
     resuming = resume  # the saved plan as it is (never re-planned), the recorded splits

@@ -1,0 +1,2 @@
+"""Self-supervised pretraining (``scandx pretrain``): an encoder from unlabelled images
+for ``scandx train --init RUN`` (issue 15)."""
