@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-LEARNING_COMMANDS: tuple[str, ...] = ()
+LEARNING_COMMANDS: tuple[str, ...] = ("embed", "similar")
 
 
 def _fraction(text: str) -> float:
@@ -44,7 +44,15 @@ def add_train_learning_args(s: argparse.ArgumentParser) -> None:
 
 def add_learning_commands(sub: Any) -> None:
     """``pretrain``, ``embed``, ``similar``."""
+    from scandx.retrieval.cli import add_embed_command, add_similar_command
+
+    add_embed_command(sub)
+    add_similar_command(sub)
 
 
 def run_learning_command(args: argparse.Namespace) -> int:
+    if args.command in ("embed", "similar"):
+        from scandx.retrieval.cli import run_embed, run_similar
+
+        return (run_embed if args.command == "embed" else run_similar)(args)
     raise ValueError(f"not a learning command: {args.command}")

@@ -106,6 +106,12 @@ class ClassificationTask(Task):
             run.path, files, out, method=options.method or "auto", class_name=options.class_name
         )
 
+    def load_embedder(self, run: RunDir):
+        """Penultimate features, L2-normalised (``inference/embedding.py``)."""
+        from scandx.tasks.classification.inference.embedding import ClassifierEmbedder
+
+        return ClassifierEmbedder.from_run(run.path)
+
     def demo(self, out: Path, options: Options) -> str:
         from scandx.tasks.classification.demo import run_demo
 
