@@ -6,7 +6,9 @@ Routes (all JSON; keys as ``Authorization: Bearer <key>`` or ``X-API-Key``):
 - ``GET /healthz`` (alive), ``GET /readyz`` (models loaded, audit database reachable),
   ``GET /metrics`` (Prometheus), ``GET /openapi.json``: no key needed, nothing about a
   patient in them;
-- ``GET /v1/models``, ``POST /v1/models/{name}/predict``: role clinician (or admin);
+- ``GET /v1/models``, ``POST /v1/models/{name}/predict``, ``POST
+  /v1/models/{name}/similar`` (the nearest cases of a ``--index``): role clinician (or
+  admin);
 - ``GET /v1/audit``, ``GET/POST /v1/keys``, ``DELETE /v1/keys/{key_id}``: role admin;
 - ``GET /``: the web page (``serve/web``).
 
@@ -35,10 +37,25 @@ from scandx.serve.http_guard import GuardMiddleware
 from scandx.serve.metrics import ServeMetrics
 from scandx.serve.predict_route import predict_upload
 from scandx.serve.served_model import ServedModel
+from scandx.serve.similar_route import attach_indexes, similar_upload
 from scandx.serve.store import claimed_key_id
 
 log = logging.getLogger("scandx.serve")
 WEB = Path(__file__).parent / "web"
+UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                }
+            }
+        },
+    }
+}
 
 
 class ServiceState:
@@ -68,6 +85,7 @@ class ServiceState:
                 self.models[name].task,
                 self.models[name].weights_sha256[:12],
             )
+        attach_indexes(self.models, self.config.indexes)
         if not self.store.has_keys():
             log.warning(
                 "no API keys exist: anyone on this machine may use the service "
@@ -186,24 +204,7 @@ def create_app(config: ServeConfig, started: ServiceState | None = None) -> Fast
             await authorize(request, "clinician", rec)
             return {"models": [m.describe() for m in state.models.values()]}
 
-    @app.post(
-        "/v1/models/{name}/predict",
-        tags=["models"],
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "multipart/form-data": {
-                        "schema": {
-                            "type": "object",
-                            "required": ["file"],
-                            "properties": {"file": {"type": "string", "format": "binary"}},
-                        }
-                    }
-                },
-            }
-        },
-    )
+    @app.post("/v1/models/{name}/predict", tags=["models"], openapi_extra=UPLOAD_BODY)
     async def predict(
         request: Request,
         name: str,
@@ -224,6 +225,19 @@ def create_app(config: ServeConfig, started: ServiceState | None = None) -> Fast
                 raise HTTPException(404, f"no model named {name!r}; see GET /v1/models")
             options = {"heatmap": heatmap, "preview": preview, "mask_format": mask_format}
             return await predict_upload(state, request, model, rec, options)
+
+    @app.post("/v1/models/{name}/similar", tags=["models"], openapi_extra=UPLOAD_BODY)
+    async def similar(request: Request, name: str, k: int = 8) -> dict[str, Any]:
+        """The ``k`` cases of the model's similar-case index (``scandx serve --index``)
+        nearest to one upload (multipart field ``file``), with distances, labels and
+        thumbnails; a query unlike the indexed images (another modality, colour or
+        dimensionality) is refused with the reason (422)."""
+        model = state.models.get(name)
+        async with audited(request, "similar", model) as rec:
+            await authorize(request, "clinician", rec)
+            if model is None:
+                raise HTTPException(404, f"no model named {name!r}; see GET /v1/models")
+            return await similar_upload(state, request, model, rec, k)
 
     @app.get("/v1/audit", tags=["admin"])
     async def audit(

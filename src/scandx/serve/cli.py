@@ -57,6 +57,14 @@ def add_serve_command(sub: Any) -> None:
     )
     s.add_argument("--tls-cert", default=None, help="PEM certificate: serve HTTPS")
     s.add_argument("--tls-key", default=None, help="PEM private key of --tls-cert")
+    s.add_argument(
+        "--index",
+        action="append",
+        default=[],
+        metavar="INDEX",
+        help="a similar-case index (scandx embed) built with one of the served runs: the "
+        "web page shows the nearest cases beside a prediction (repeatable)",
+    )
 
 
 def config_from(args: argparse.Namespace) -> ServeConfig:
@@ -78,6 +86,7 @@ def config_from(args: argparse.Namespace) -> ServeConfig:
         max_queue=args.max_queue,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
+        indexes=list(args.index),
     )
 
 

@@ -29,6 +29,9 @@ class ServeConfig:
     max_queue: int = 16  # predictions running or waiting per worker; beyond: 503
     tls_cert: str | None = None
     tls_key: str | None = None
+    # similar-case indexes (scandx embed), each attached to the served run whose weights
+    # built it (matched by sha256)
+    indexes: list[str] = field(default_factory=list)
 
     def check(self) -> None:
         if not self.runs:
@@ -53,6 +56,11 @@ class ServeConfig:
                 )
             if not (Path(run) / "model" / "model.json").is_file():
                 raise ScandxError("no trained model here (model/model.json missing)", run)
+        for index in self.indexes:
+            if not (Path(index) / "manifest.json").is_file():
+                raise ScandxError(
+                    "--index: not a scandx index (build one with scandx embed)", index
+                )
 
     def named_runs(self) -> list[tuple[str, str]]:
         out = []

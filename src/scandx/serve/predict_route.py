@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,19 +32,38 @@ FOV = "fov"  # optional: the field-of-view mask of a model trained with them
 async def predict_upload(
     state: Any, request: Request, model: Any, rec: Any, options: dict[str, Any]
 ) -> dict[str, Any]:
+    def work(upload: Any, extra: dict[str, Any]) -> list[dict]:
+        return model.predict(upload, **options, **extra)
+
+    upload, results = await answer_upload(state, request, rec, work)
+    rec.summary = summarize(model.task, results)
+    return {
+        "model": model.header(),
+        "input": {"sha256": rec.input_sha256, "kind": upload.kind, "images": len(results)},
+        "predictions": results,
+    }
+
+
+async def answer_upload(
+    state: Any, request: Request, rec: Any, work: Callable[[Any, dict[str, Any]], Any]
+) -> tuple[Any, Any]:
+    """Admit the request, receive and check its upload, run ``work(upload, extra)``
+    (``extra``: the accepted ``fov`` mask, when sent) in a worker thread; (upload, what
+    ``work`` returned). Refusals become HTTP errors with the reason."""
     state.admit()  # 503 with Retry-After when the queue is full
     seconds = None
     try:
         with tempfile.TemporaryDirectory(prefix="scandx-upload-") as tmp:
-            work = Path(tmp)
-            received = await receive_files(request, work, state)
+            work_dir = Path(tmp)
+            received = await receive_files(request, work_dir, state)
             rec.input_sha256 = received[FIELD]
-            upload = await run_in_threadpool(accept, work / FIELD, state.config.limits(), work)
+            limits = state.config.limits()
+            upload = await run_in_threadpool(accept, work_dir / FIELD, limits, work_dir)
+            extra = {}
             if FOV in received:  # a field-of-view mask beside the image
-                fov = await run_in_threadpool(accept, work / FOV, state.config.limits(), work)
-                options = {**options, "fov": fov}
+                extra["fov"] = await run_in_threadpool(accept, work_dir / FOV, limits, work_dir)
             start = time.perf_counter()
-            results = await run_in_threadpool(lambda: model.predict(upload, **options))
+            results = await run_in_threadpool(lambda: work(upload, extra))
             seconds = time.perf_counter() - start
     except UploadError as e:
         raise HTTPException(e.status, e.reason) from None
@@ -51,12 +71,7 @@ async def predict_upload(
         raise HTTPException(422, scrub_paths(e.reason)) from None
     finally:
         state.release(seconds)
-    rec.summary = summarize(model.task, results)
-    return {
-        "model": model.header(),
-        "input": {"sha256": rec.input_sha256, "kind": upload.kind, "images": len(results)},
-        "predictions": results,
-    }
+    return upload, results
 
 
 async def receive_files(request: Request, work: Path, state: Any) -> dict[str, str]:

@@ -36,6 +36,7 @@ class ServedModel:
     predictor: Predictor
     runtime: str = "torch"
     lock: threading.Lock = field(default_factory=threading.Lock)
+    similar_index: Any = None  # retrieval.search.SimilarIndex (scandx serve --index)
 
     @classmethod
     def load(cls, run: str | Path, name: str | None = None, runtime: str = "torch") -> ServedModel:
@@ -74,6 +75,7 @@ class ServedModel:
             out["classes"] = list(info["classes"])
             out["positive_class"] = getattr(self.predictor, "positive_class", None)
             out["has_ood_score"] = info.get("ood") is not None
+        out["similar_cases"] = self.similar_index.count if self.similar_index else 0
         return out
 
     def header(self) -> dict[str, Any]:
