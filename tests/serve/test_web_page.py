@@ -57,17 +57,22 @@ def segmentation_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pa
 
 @pytest.fixture(scope="module")
 def service(
-    quick_run: Path, segmentation_run: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+    quick_run: Path,
+    phantoms: Path,
+    segmentation_run: tuple[Path, Path],
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Service]:
     from scandx.serve.store import Store
 
     root = tmp_path_factory.mktemp("web-serve")
+    index = root / "phantoms.index"  # the classifier's similar cases (scandx embed)
+    assert main(["-q", "embed", str(quick_run), "--data", str(phantoms), "--out", str(index)]) == 0
     db = f"sqlite:///{root / 'serve.db'}"
     with Store(db) as store:
         key, _ = store.create_key("clinician", "web page test")
     seg_run, series = segmentation_run
     runs = [f"phantom={quick_run}", f"lesions={seg_run}"]
-    with LiveServer([*runs, "--db", db], root / "serve.log") as server:
+    with LiveServer([*runs, "--db", db, "--index", str(index)], root / "serve.log") as server:
         sha = json.loads((quick_run / "model" / "model.json").read_text())["sha256"]
         yield Service(server.url, key, sha, series)
 
@@ -144,9 +149,34 @@ def test_classifier_result_with_probability_bar_and_heatmap(page, service: Servi
     assert "phantom" in answered and service.classifier_sha256[:12] in answered
     assert page.locator("#error").is_hidden()
 
+    # the phantom index holds CR images: a CT query gets no similar cases, and says why
+    refusal = page.locator(".similar .warn")
+    refusal.wait_for(state="visible", timeout=30_000)
+    assert "query is CT, the index holds CR images" in refusal.text_content()
+
     shot = tmp_path / "classifier.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 1000 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    refused = [p for p in _allowed(page.problems) if "status of 422" not in p]
+    assert len(refused) == len(_allowed(page.problems)) - 1  # the similar-case refusal only
+    assert not refused, page.problems
+
+
+def test_similar_cases_beside_the_prediction(page, service: Service, phantoms: Path):
+    query = sorted(phantoms.rglob("*.png"))[0]  # a case of the index: its copy comes first
+    _sign_in(page, service, service.key)
+    page.get_by_label("Model").select_option("phantom")
+    page.get_by_label("Image or series").set_input_files(str(query))
+    page.get_by_role("button", name="Predict").click()
+    page.wait_for_selector("#result:not([hidden]) .neighbour img", timeout=30_000)
+    assert page.locator(".label-value").count() == 1  # the prediction is still there
+    items = page.locator(".neighbour")
+    assert items.count() == 8
+    first = items.first
+    assert first.locator(".neighbour-label").text_content() == f"1. {query.parent.parent.name}"
+    assert first.locator("img").evaluate("i => i.complete && i.naturalWidth > 0")
+    assert "distance 0.000" in first.text_content()
+    assert page.locator(".similar .warn").count() == 0
     assert not _allowed(page.problems), page.problems
 
 

@@ -6,6 +6,7 @@
 (() => {
   const KEY_STORE = "scandx.apiKey";
   const MAX_MESSAGE = 600;
+  const SIMILAR_K = 8;
   const STATUS_TITLES = {
     400: "Bad request",
     401: "Not signed in",
@@ -249,12 +250,31 @@
       show("result", true);
       setStatus("Result ready.");
       $("result").focus();
+      if (model.similar_cases > 0 && model.task !== "segmentation") await showSimilar(model, file);
     } catch (e) {
       setStatus("");
       if (e.status === 401) needSignIn(e.message);
       else showError(e.message);
     } finally {
       $("predict").disabled = false;
+    }
+  }
+
+  async function showSimilar(model, file) {
+    const form = new FormData();
+    form.append("file", file, file.name);
+    setStatus("Result ready. Finding similar cases…");
+    try {
+      const k = Math.min(SIMILAR_K, model.similar_cases);
+      const body = await api(`/v1/models/${encodeURIComponent(model.name)}/similar?k=${k}`, {
+        method: "POST",
+        body: form,
+      });
+      view.similarCases(body);
+      setStatus("Result and similar cases ready.");
+    } catch (e) {
+      view.similarFailed(`Similar cases not shown: ${e.message}`);
+      setStatus("Result ready.");
     }
   }
 

@@ -228,5 +228,41 @@ window.scandxResult = (() => {
     event.preventDefault();
   }
 
-  return Object.freeze({ el, short, clear, render: renderResult });
+  // --- similar cases (scandx serve --index) -------------------------------------------
+
+  function similarCases(body) {
+    const card = el("article", { className: "card similar", "aria-labelledby": "similar-title" });
+    const index = body.index || {};
+    card.append(el("h3", { id: "similar-title", text: "Similar cases" }));
+    card.append(el("p", {
+      className: "help",
+      text: `The nearest of ${index.cases} indexed cases (${index.embedding} embedding, ${index.search} search; smaller distance is nearer). Similar-looking cases, not a diagnosis.`,
+    }));
+    for (const result of Array.isArray(body.results) ? body.results : []) {
+      for (const w of Array.isArray(result.warnings) ? result.warnings : []) {
+        card.append(el("p", { className: "warn", role: "note", text: `Warning: ${w}` }));
+      }
+      const list = el("ol", { className: "neighbours" });
+      for (const n of Array.isArray(result.neighbours) ? result.neighbours : []) {
+        const src = pngUrl(n.thumbnail_png);
+        const label = typeof n.label === "string" && n.label ? n.label : "unlabelled";
+        const distance = typeof n.distance === "number" ? n.distance.toFixed(3) : "?";
+        list.append(el("li", { className: "neighbour" },
+          src ? el("img", { src, alt: `Similar case ${n.rank}, labelled ${label}` }) : null,
+          el("div", { className: "neighbour-label", text: `${n.rank}. ${label}` }),
+          el("div", { text: `distance ${distance}` }),
+          el("div", { className: "case-id", text: String(n.case_id || "") })));
+      }
+      card.append(list);
+    }
+    $("result-body").append(card);
+  }
+
+  function similarFailed(message) {
+    $("result-body").append(el("article", { className: "card similar" },
+      el("h3", { text: "Similar cases" }),
+      el("p", { className: "warn", role: "note", text: message })));
+  }
+
+  return Object.freeze({ el, short, clear, render: renderResult, similarCases, similarFailed });
 })();
