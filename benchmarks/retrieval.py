@@ -173,6 +173,15 @@ def scale_rows(n: int, dim: int, n_queries: int, singles: int, seed: int) -> dic
             "build_seconds": round(built, 2),
             **latency(index, plan, q, singles),
         }
+        if name == "approximate":  # recall and speed against the cells visited per query
+            out["nprobe_sweep"] = [
+                {"nprobe": p, "recall_at_10": recall_at_k(found, results["exact"], K), **speed}
+                for p in sorted({8, 16, 32, 64, 128, 256, 512, plan["nprobe"]})
+                if p <= plan["nlist"]
+                for sweep in [{**plan, "nprobe": p}]
+                for found in [faiss_search(index, sweep, q, K)[1]]
+                for speed in [latency(index, sweep, q, singles)]
+            ]
         del index
     out["recall_at_10"] = recall_at_k(results["approximate"], results["exact"], K)
     return out
@@ -221,6 +230,10 @@ def main() -> None:
         for name in ("exact", "approximate"):
             r = s[name]
             print(f"| {name} | {r['build_seconds']} | {r['ms_per_query_batch']} | "
+                  f"{r['ms_per_query_single_median']} |")  # fmt: skip
+        print("\n| nprobe | recall@10 | ms/query (batch) | ms/query (single) |\n|---|---|---|---|")
+        for r in s["nprobe_sweep"]:
+            print(f"| {r['nprobe']} | {r['recall_at_10']:.4f} | {r['ms_per_query_batch']} | "
                   f"{r['ms_per_query_single_median']} |")  # fmt: skip
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2) + "\n")

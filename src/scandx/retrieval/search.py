@@ -89,7 +89,7 @@ class SimilarIndex:
         self.manifest = read_manifest(self.path)
         self.faiss, self.table = load_index(self.path, self.manifest)
         self.count: int = int(self.manifest["count"])
-        self._run = run
+        self.run = run
         self._embedder: Embedder | None = None
 
     @property
@@ -106,7 +106,7 @@ class SimilarIndex:
             if self.space["kind"] == KIND:
                 self._embedder = PixelEmbedder.from_space(self.space)
             else:
-                self._embedder = self.use_embedder(load_embedder(self._run or self.space["run"]))
+                self._embedder = self.use_embedder(load_embedder(self.run or self.space["run"]))
         return self._embedder
 
     def use_embedder(self, embedder: Embedder) -> Embedder:
