@@ -7,7 +7,10 @@ distribution) against DRIVE fundus photographs (colour; scandx's predict refuses
 colour images for a greyscale model outright, so they are converted to grey here
 to measure the score itself) and single-frame CT and MR slices from the pydicom
 data. Prints the AUROC of the OOD score for each set and the share flagged at the
-threshold fitted on validation.
+threshold fitted on validation, and beside them the same for the reconstruction error of
+a convolutional autoencoder pretrained on the same images (``scandx pretrain --method
+autoencoder``, its own budget ``--ae-time-budget``, default the classifier's) over the
+same held-out images.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from scandx.core.run_dir import RunDir
+from scandx.core.task import Options
 from scandx.data.readers import read_image
 from scandx.errors import BadImageError
 from scandx.tasks.classification import workflow
@@ -27,6 +32,8 @@ from scandx.tasks.classification.data.images import preprocess, read_case
 from scandx.tasks.classification.data.sources import load_source
 from scandx.tasks.classification.evaluation.metrics import roc_auc
 from scandx.tasks.classification.inference import Predictor
+from scandx.tasks.pretrain.anomaly import AnomalyPredictor
+from scandx.tasks.pretrain.workflow import pretrain_run
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 
@@ -40,6 +47,15 @@ def grey(arr: np.ndarray) -> np.ndarray:
 def scores(p: Predictor, arrays: list[np.ndarray]) -> np.ndarray:
     x = torch.stack([preprocess(grey(a), p.contract) for a in arrays])
     return p.ood_scores(x)
+
+
+def ae_errors(p: AnomalyPredictor, arrays: list[np.ndarray]) -> np.ndarray:
+    x = torch.stack([preprocess(grey(a), p.contract) for a in arrays])
+    return p.errors(x)
+
+
+def auroc(inside: np.ndarray, outside: np.ndarray) -> float:
+    return roc_auc(np.r_[np.zeros(len(inside)), np.ones(len(outside))], np.r_[inside, outside])
 
 
 def dicom_slices(modality: str) -> list[np.ndarray]:
@@ -62,14 +78,21 @@ def main() -> None:
     )
     ap.add_argument("--npz", required=True)
     ap.add_argument("--time-budget", type=float, default=120)
+    ap.add_argument("--ae-time-budget", type=float, help="autoencoder (default: --time-budget)")
     ap.add_argument("--out")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    run = Path(args.out or tempfile.mkdtemp(prefix="scandx-ood-")) / "run"
+    root = Path(args.out or tempfile.mkdtemp(prefix="scandx-ood-"))
+    run = root / "run"
     workflow.train_run(args.npz, run, time_budget_s=args.time_budget)
     p = Predictor.from_run(run)
+    ae_budget = args.ae_time_budget or args.time_budget
+    pretrain_run(args.npz, root / "ae", Options(time_budget_s=ae_budget), "autoencoder")
+    ae = AnomalyPredictor.from_run(RunDir(root / "ae"))
     threshold = p.info["ood"]["threshold"]
-    inside = scores(p, [read_case(c) for c in load_source(args.npz).in_split("test")])
+    test_arrays = [read_case(c) for c in load_source(args.npz).in_split("test")]
+    inside = scores(p, test_arrays)
+    inside_ae = ae_errors(ae, test_arrays)
     sets = {
         "DRIVE fundus (grey)": [
             read_image(f)[0] for f in sorted((SHARED / "drive").rglob("images/*.tif"))
@@ -77,18 +100,27 @@ def main() -> None:
         "CT slices (pydicom data)": dicom_slices("CT"),
         "MR slices (pydicom data)": dicom_slices("MR"),
     }
+    net = ae.info["network"]
     print(
-        f"\nmodel {p.info['model']} {p.info['input']['size']}; threshold {threshold:.2f} "
-        f"(95th percentile of validation scores)"
+        f"\nclassifier {p.info['model']} {p.info['input']['size']}, OOD score flagged above "
+        f"{threshold:.2f}; autoencoder over {net['model']} {net['input_size']}, "
+        f"reconstruction error flagged above {ae.threshold:.4f} (both fitted on validation)"
     )
-    print(f"{'images':<28} {'n':>5} {'AUROC vs test':>14} {'flagged':>8}")
-    print("-" * 60)
+    head = (
+        f"{'images':<28} {'n':>5} {'OOD AUROC':>10} {'flagged':>8} {'AE AUROC':>9} {'flagged':>8}"
+    )
+    print(head)
+    print("-" * len(head))
     flagged_in = np.mean(inside > threshold)
-    print(f"{'PneumoniaMNIST test (in)':<28} {len(inside):>5} {'-':>14} {flagged_in:>8.1%}")
+    ae_in = np.mean(inside_ae > ae.threshold)
+    name = "PneumoniaMNIST test (in)"
+    print(f"{name:<28} {len(inside):>5} {'-':>10} {flagged_in:>8.1%} {'-':>9} {ae_in:>8.1%}")
     for name, arrays in sets.items():
-        s = scores(p, arrays)
-        auroc = roc_auc(np.r_[np.zeros(len(inside)), np.ones(len(s))], np.r_[inside, s])
-        print(f"{name:<28} {len(s):>5} {auroc:>14.3f} {np.mean(s > threshold):>8.1%}")
+        s, e = scores(p, arrays), ae_errors(ae, arrays)
+        print(
+            f"{name:<28} {len(s):>5} {auroc(inside, s):>10.3f} {np.mean(s > threshold):>8.1%} "
+            f"{auroc(inside_ae, e):>9.3f} {np.mean(e > ae.threshold):>8.1%}"
+        )
 
 
 if __name__ == "__main__":

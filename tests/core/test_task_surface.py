@@ -34,7 +34,11 @@ def _err(capsys) -> list[str]:
 
 
 def test_registry_recognises_data_and_runs(ellipses, phantoms, tmp_path):
-    assert task_names() == ["segmentation", "classification"]
+    assert task_names() == [
+        "segmentation",
+        "classification",
+        "pretrain",
+    ]  # pretrain: never for data
     assert task_for_data(ellipses).name == "segmentation"
     assert task_for_data(phantoms).name == "classification"
     assert task_for_run(_seg_run(tmp_path)).name == "segmentation"

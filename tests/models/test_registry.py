@@ -27,7 +27,8 @@ def test_required_models_registered():
 @pytest.mark.parametrize("name", list_models())
 @pytest.mark.parametrize(("dims", "channels"), [(2, 1), (2, 3), (3, 1), (3, 2)])
 def test_forward_shape(name, dims, channels):
-    """Classifiers give logits per image, segmenters logits per voxel."""
+    """Classifiers give logits per image, segmenters logits per voxel, autoencoders the
+    input's reconstruction."""
     edge = max(min_input_size(name), 32 if dims == 2 else 24)
     if name == "keras-cnn" and dims == 3:
         edge = 48
@@ -35,7 +36,8 @@ def test_forward_shape(name, dims, channels):
     model = create_model(name, dims, channels, 3, input_size=size).eval()
     with torch.no_grad():
         out = model(torch.randn(2, channels, *size))
-    expected = (2, 3) if model_kind(name) == "classifier" else (2, 3, *size)
+    kind = model_kind(name)
+    expected = {"classifier": (2, 3), "segmenter": (2, 3, *size)}.get(kind, (2, channels, *size))
     assert out.shape == expected
 
 

@@ -1,7 +1,8 @@
 """ResNet, DenseNet and EfficientNet from MONAI, for 2D and 3D, any channel count.
 
 ResNet-10/18/34/50 take a ``width`` factor on their channels (the planner's ladder
-scales width, depth and input size). For inputs of 64 pixels or less the ResNet stem
+scales width, depth and input size). Each classifier here has ``forward_features(x)``,
+its last feature map (``monai_features.py``). For inputs of 64 pixels or less the ResNet stem
 becomes a 3x3 stride-1 conv
 without max-pooling (as for CIFAR-sized images), so a 28x28 image keeps
 enough resolution through the network.
@@ -26,12 +27,12 @@ def _resnet(depth: int):
         width: float = 1.0,
     ) -> nn.Module:
         """``width`` scales every block's channels (64-128-256-512 at 1.0)."""
-        from monai.networks.nets import resnet
+        from scandx.models.monai_features import feature_resnet
 
         small = min(input_size) <= SMALL_INPUT if small_stem is None else small_stem
         stem = {"conv1_t_size": 3, "conv1_t_stride": 1, "no_max_pool": True} if small else {}
-        factory = getattr(resnet, f"resnet{depth}")
-        return factory(
+        return feature_resnet(
+            depth,
             spatial_dims=spatial_dims,
             n_input_channels=in_channels,
             num_classes=out_channels,
@@ -54,9 +55,9 @@ def densenet121(
     input_size: list[int],
     dropout: float = 0.0,
 ) -> nn.Module:
-    from monai.networks.nets import DenseNet121
+    from scandx.models.monai_features import FeatureDenseNet121
 
-    return DenseNet121(
+    return FeatureDenseNet121(
         spatial_dims=spatial_dims,
         in_channels=in_channels,
         out_channels=out_channels,
@@ -72,9 +73,9 @@ def efficientnet_b0(
     input_size: list[int],
     dropout: float = 0.2,
 ) -> nn.Module:
-    from monai.networks.nets import EfficientNetBN
+    from scandx.models.monai_features import FeatureEfficientNetBN
 
-    return EfficientNetBN(
+    return FeatureEfficientNetBN(
         "efficientnet-b0",
         pretrained=False,
         spatial_dims=spatial_dims,

@@ -1,4 +1,6 @@
-"""Networks created by name. Every model takes (N, C, *spatial) and returns logits (N, K).
+"""Networks created by name. Every model takes (N, C, *spatial); a classifier returns
+logits (N, K) and has ``forward_features(x)`` (its last feature map), a segmenter
+logits per voxel, an autoencoder the reconstruction of its input.
 
 Builders take ``spatial_dims``, ``in_channels``, ``out_channels``, ``input_size``
 (the plan's, so flatten sizes follow it) and their own keyword arguments.
@@ -20,14 +22,15 @@ _MIN_SIZE: dict[str, int] = {}
 
 
 _KIND: dict[str, str] = {}
-KINDS = ("classifier", "segmenter")
+KINDS = ("classifier", "segmenter", "autoencoder")
 
 
 def register_model(
     name: str, min_size: int = 8, kind: str = "classifier"
 ) -> Callable[[Builder], Builder]:
     """Register a builder; ``min_size`` is the smallest spatial edge it accepts; ``kind``
-    is "classifier" (logits per image) or "segmenter" (logits per voxel)."""
+    is "classifier" (logits per image), "segmenter" (logits per voxel) or "autoencoder"
+    (a reconstruction of the input, ``models/autoencoder.py``)."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}")
 
@@ -108,4 +111,4 @@ def min_input_size(name: str) -> int:
 
 
 def _load_builtin() -> None:
-    from scandx.models import cnn, monai_nets  # noqa: F401  (registers on import)
+    from scandx.models import autoencoder, cnn, monai_nets  # noqa: F401  (registers on import)

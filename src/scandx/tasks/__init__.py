@@ -18,6 +18,7 @@ from scandx.errors import ScandxError
 _TASKS = {
     "segmentation": "scandx.tasks.segmentation.task:TASK",
     "classification": "scandx.tasks.classification.task:TASK",
+    "pretrain": "scandx.tasks.pretrain.task:TASK",  # never recognised: scandx pretrain
 }
 _loaded: dict[str, Task] = {}
 

@@ -89,16 +89,23 @@ def choose_network(
     device: str,
     precision: str,
     probe: bool = True,
+    network: dict[str, Any] | None = None,
 ) -> Pick:
-    """Walk the ladder; the first rung allowing MIN_EPOCHS epochs, else the cheapest."""
+    """Walk the ladder; the first rung allowing MIN_EPOCHS epochs, else the cheapest.
+    ``network`` (a pretrained encoder's model, model_kwargs, input_size): the one rung."""
     steps = math.ceil(n_train / batch)
     val_steps = math.ceil(max(n_val, 1) / batch)
     train_s = TRAIN_FRACTION * budget
     tried: list[str] = []
     options = rungs(native, model, dims)
+    if network is not None:
+        size = int(network["input_size"][-1])
+        options = [(network["model"], dict(network["model_kwargs"]), "pretrained network", size)]
     pick = None
     for k, (name, kwargs, label, size) in enumerate(options):
         shape = [size, size] if depth is None else [max(depth, min_input_size(name)), size, size]
+        if network is not None:
+            shape = list(network["input_size"])
         if not probe:
             return Pick(name, size, kwargs, shape, 30, [f"{label} at {size}px; 30 epochs"])
         limit = train_s / MIN_EPOCHS / (steps + val_steps / 3)  # step seconds allowed

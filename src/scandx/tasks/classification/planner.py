@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -153,8 +154,13 @@ def make_plan(
     seed: int = 0,
     model: str | None = None,
     probe: bool = True,
+    network: dict[str, Any] | None = None,
 ) -> Plan:
-    """Choose every hyperparameter from the fingerprint and the time budget."""
+    """Choose every hyperparameter from the fingerprint and the time budget.
+
+    ``network``: use this one ({"model", "model_kwargs", "input_size"}: a pretrained
+    encoder's, ``train --init``) instead of walking the ladder; its epochs still come
+    from its measured speed and the budget."""
     notes: list[str] = list(manifest.notes)  # what the source checks merged or linked
     budget = float(time_budget_s or DEFAULT_BUDGET_S)
     device, precision = detect_device()
@@ -190,6 +196,7 @@ def make_plan(
         device,
         precision,
         probe,
+        network,
     )
     notes.extend(pick.notes)
     name, kwargs, shape, epochs = pick.name, pick.kwargs, pick.shape, pick.epochs

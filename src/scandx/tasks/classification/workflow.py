@@ -182,6 +182,13 @@ def manifest_and_plan(
     base = Plan.load(plan_path) if plan_path else None
     if base is not None and not locked:  # the user's plan, not a resumed run's
         base.as_given()
+    enc = None
+    if init is not None:  # train --init: a pretrained classifier encoder, checked now
+        from scandx.tasks.classification import pretrained_init
+
+        enc = pretrained_init.read_classifier_encoder(init, model)
+        if base is not None:
+            pretrained_init.check_plan_fits(enc, base)
     run_seed = seed if seed is not None else (base.seed if base else 0)
     manifest = prepare_manifest(
         data,
@@ -200,9 +207,20 @@ def manifest_and_plan(
     # decode every image once, whatever the split: bad files surface (or are
     # skipped and listed) now, not halfway through training or at evaluation
     fp = fingerprint(manifest, skip_bad=skip_bad)
+    if enc is not None and not base:
+        pretrained_init.check_data_fits(enc, fp)
     if not base:
-        plan = make_plan(manifest, fp, time_budget_s=time_budget_s, seed=run_seed, model=model)
+        plan = make_plan(
+            manifest,
+            fp,
+            time_budget_s=time_budget_s,
+            seed=run_seed,
+            model=model,
+            network=enc.network if enc is not None else None,
+        )
         record_positive(plan, positive, note)
+        if enc is not None:
+            pretrained_init.record_init(plan, enc)
         return manifest, plan.validate()
     base.seed = run_seed
     if model is not None and model != base.model:
@@ -210,6 +228,8 @@ def manifest_and_plan(
         base.notes.append(f"model set to {model} on the command line")
     if time_budget_s is not None:
         log.warning("--time-budget is ignored with --plan: the plan's epochs are used")
+    if enc is not None:
+        pretrained_init.record_init(base, enc)
     return manifest, base
 
 
