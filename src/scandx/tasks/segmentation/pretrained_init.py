@@ -58,13 +58,20 @@ def check_declared_channels(enc: PretrainedEncoder, manifest: SegManifest) -> No
 def check_encoder_fits(enc: PretrainedEncoder, plan: SegPlan, model: str | None = None) -> None:
     """The planned network's dimensionality and channels (and a --model) against the
     pretrained one's; one line naming every difference."""
-    check_fits(
-        enc,
-        family="segmenter",
-        spatial_dims=plan.spatial_dims,
-        in_channels=plan.in_channels,
-        model=model,
-    )
+    try:
+        check_fits(
+            enc,
+            family="segmenter",
+            spatial_dims=plan.spatial_dims,
+            in_channels=plan.in_channels,
+            model=model,
+        )
+    except ScandxError as e:
+        dims = enc.network.get("spatial_dims")
+        if dims != plan.spatial_dims and dims in (2, 3) and plan.data_dims == 3:
+            hint = f" (--dims {dims} plans a {dims}D U-Net for these volumes)"
+            raise ScandxError(e.reason + hint, e.where) from None
+        raise
 
 
 def adopt_pretrained_network(plan: SegPlan, enc: PretrainedEncoder) -> list[str]:
