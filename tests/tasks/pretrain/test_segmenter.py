@@ -108,8 +108,23 @@ def test_resume_continues_the_pretraining(seg_data, tmp_path):
     assert summary["epochs_run"] == len(lines) and read_encoder(out).state
 
 
-def test_simclr_is_refused_for_segmenters_naming_what_works(seg_data, tmp_path):
+def test_simclr_pretrains_the_encoder_half_under_the_segmenters_names(seg_data, tmp_path):
+    out = tmp_path / "simclr"
+    pretrain(seg_data, out, "simclr", time_budget_s=1)
+    enc = read_encoder(out)
+    seg = SegPlan.from_dict(PretrainPlan.load(out / "plan.json").downstream_plan)
+    own = build_seg_model(seg).state_dict()
+    assert set(enc.state) <= set(own)
+    assert all(tuple(own[k].shape) == tuple(t.shape) for k, t in enc.state.items())
+    assert any(k.startswith("bottleneck.") for k in enc.state)
+    assert any(k.startswith("skip_layers.") for k in enc.state)  # DynUNet's aliases too
+    assert not any(k.startswith(("upsamples.", "output_block", "projection")) for k in enc.state)
+    loss = [json.loads(r)["val_loss"] for r in (out / "log.jsonl").read_text().splitlines()]
+    assert all(v == v and v > 0 for v in loss)  # NT-Xent, finite
+
+
+def test_an_unknown_method_is_refused_naming_what_works(seg_data, tmp_path):
     with pytest.raises(ScandxError) as e:
-        pretrain(seg_data, tmp_path / "s", "simclr")
-    assert "mae or autoencoder" in str(e.value) and "\n" not in str(e.value)
+        pretrain(seg_data, tmp_path / "s", "byol")
+    assert "mae, autoencoder, simclr" in str(e.value) and "\n" not in str(e.value)
     assert not (tmp_path / "s").exists()

@@ -35,6 +35,7 @@ from scandx.tasks.pretrain.segmenter_objectives import (
     SegmenterPretraining,
     output_layer_names,
 )
+from scandx.tasks.pretrain.segmenter_simclr import SegmenterSimCLR, encoder_state
 from scandx.tasks.segmentation.fingerprint import seg_fingerprint
 from scandx.tasks.segmentation.plan import SegPlan, make_seg_plan
 from scandx.tasks.segmentation.sources import SegManifest, load_seg_source
@@ -52,9 +53,8 @@ def check_segmenter_method(method: str) -> None:
     """Refuse, in one line, a method a segmenter cannot be pretrained with."""
     if method not in SEGMENTER_METHODS:
         raise ScandxError(
-            f"--method {method} is not available for segmenters (contrastive learning needs "
-            "a pooled image embedding; a U-Net's value is in its decoder and skips); use "
-            f"--method {' or '.join(SEGMENTER_METHODS)} for segmentation data"
+            f"--method {method} is not available for segmenters; use --method "
+            f"{', '.join(SEGMENTER_METHODS)} for segmentation data"
         )
 
 
@@ -101,6 +101,15 @@ def plan_segmenter_pretraining(
             "patch hidden (set to the mean); the U-Net reconstructs the patch, loss on the "
             "hidden voxels only"
         )
+    elif method == "simclr":
+        notes.append(
+            "simclr: the U-Net's encoder half (input block, down-sampling blocks, "
+            "bottleneck) pooled, with a projection head, matches two strongly augmented "
+            f"views of each patch against the other {2 * seg.batch_size - 2} views of the "
+            "batch; only the encoder half is pretrained (train --init starts the decoder "
+            "fresh)" + ("; few negatives at this batch: mae suits small batches" if
+                        seg.batch_size < 4 else "")
+        )  # fmt: skip
     else:
         notes.append(
             f"autoencoder (denoising): Gaussian noise (std {DENOISE_STD} of the z-scored "
@@ -108,10 +117,12 @@ def plan_segmenter_pretraining(
             "A U-Net's skip connections would copy a clean input to its output (the "
             "identity reconstructs perfectly), so the input is corrupted"
         )
-    notes.append(
-        "the encoder written is the whole U-Net minus its output layer (a reconstruction "
-        "head is not a segmentation head): train --init loads it by name and shape"
-    )
+    if method != "simclr":
+        notes.append(
+            "the encoder written is the whole U-Net minus its output layer (a "
+            "reconstruction head is not a segmentation head): train --init loads it by "
+            "name and shape"
+        )
     notes += [f"segmentation plan: {n}" for n in seg.notes]
     steps = seg.steps_per_epoch
     plan = PretrainPlan(
@@ -181,13 +192,17 @@ def pretrain_segmenter(
         if not options.resume or not run.manifest_csv.exists():
             write_manifest(run.manifest_csv, manifest)
             write_skipped(run.path, manifest.skipped)
-        task = SegmenterPretraining(plan, seg, train, val)
-        result = fit(task, run, resume=options.resume, hooks=options.hooks)
+        task = SegmenterSimCLR if method == "simclr" else SegmenterPretraining
+        result = fit(task(plan, seg, train, val), run, resume=options.resume, hooks=options.hooks)
         if result.notes():
             plan.notes.extend(result.notes())
             plan.save(run.plan_json)
-    dropped = output_layer_names(seg)
-    state = {k: v for k, v in result.model.state_dict().items() if k not in dropped}
+    if method == "simclr":  # the encoder half, under every name the segmenter gives it
+        state = encoder_state(result.model, seg)  # type: ignore[arg-type]
+        dropped = {k for k in result.model.state_dict() if k.startswith("projection.")}
+    else:
+        dropped = output_layer_names(seg)
+        state = {k: v for k, v in result.model.state_dict().items() if k not in dropped}
     info = {
         "task": "pretrain",
         "method": method,

@@ -13,6 +13,8 @@ channel: it reconstructs the (normalised) patch from a corrupted copy.
   skip connections would otherwise copy its input to its output (the identity is a
   perfect reconstruction), learning nothing.
 
+``simclr`` (contrastive, the encoder half only) is in ``segmenter_simclr.py``.
+
 Patches are drawn as segmentation training draws them (``train.sample_batch``: flips,
 rotation and scaling, brightness/contrast/gamma/noise), from (seed, epoch) only, with no
 foreground oversampling (labels are ignored). Validation is the same loss on a fixed set
@@ -35,7 +37,7 @@ from scandx.tasks.pretrain.plan import PretrainPlan
 from scandx.tasks.segmentation.plan import SegPlan
 from scandx.tasks.segmentation.train import SegData, sample_batch
 
-SEGMENTER_METHODS = ("mae", "autoencoder")
+SEGMENTER_METHODS = ("mae", "autoencoder", "simclr")  # simclr: segmenter_simclr.py
 DENOISE_STD = 0.5  # autoencoder: noise in units of the z-scored image's std
 DENOISE_MASK_RATIO = 0.25  # autoencoder: share of the patch also hidden
 VAL_BATCHES = 4  # fixed validation patches: this many batches of the plan's size
