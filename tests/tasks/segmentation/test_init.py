@@ -100,3 +100,12 @@ def test_resume_with_another_init_is_refused(tmp_path):
     check_resumed_init(plan, tmp_path / "a")
     with pytest.raises(ScandxError, match="planned with --init"):
         check_resumed_init(plan, tmp_path / "b")
+
+
+def test_folds_start_every_fold_from_the_encoder(seg_data, pretrained_mae):  # noqa: F811
+    from scandx.core.task import Options
+    from scandx.tasks.segmentation.cross_validation import prepare
+
+    setup = prepare(seg_data, 2, Options(init=pretrained_mae, time_budget_s=4), None)
+    assert setup.plan.init["loaded"] > 0  # the engine loads it into each fold's network
+    assert setup.plan.patch_size == read_encoder(pretrained_mae).network["patch_size"]
