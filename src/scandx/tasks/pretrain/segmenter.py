@@ -48,6 +48,10 @@ from scandx.tasks.segmentation.workflow import (
 
 log = logging.getLogger(__name__)
 
+# what ``scandx pretrain`` should use on segmentation data when --method is not given:
+# it pretrains the whole U-Net (decoder and skips too) and works at 3D's batch of 2
+DEFAULT_METHOD = "mae"
+
 
 def check_segmenter_method(method: str) -> None:
     """Refuse, in one line, a method a segmenter cannot be pretrained with."""
