@@ -30,6 +30,11 @@ from scandx.tasks.segmentation.postprocess import (
     choose_threshold,
 )
 from scandx.tasks.segmentation.predictor import load_seg_run
+from scandx.tasks.segmentation.pretrained_init import (
+    apply_init,
+    check_declared_channels,
+    read_segmenter_encoder,
+)
 from scandx.tasks.segmentation.sources import SegManifest, load_seg_source
 from scandx.tasks.segmentation.workflow import (
     load_split,
@@ -54,7 +59,11 @@ def patient_folds(manifest: SegManifest, k: int, seed: int) -> dict[str, int]:
 
 
 def prepare(data: str | Path, k: int, options: Options, resume_plan: Path | None) -> FoldSetup:
+    init = options.init if options.init and not resume_plan else None
+    enc = read_segmenter_encoder(init) if init else None  # before any case is read
     manifest = load_seg_source(data)
+    if enc is not None:
+        check_declared_channels(enc, manifest)
     for c in manifest.cases:  # the CV pool: every labelled case outside the test split
         if c.split != "test":
             c.split = "train" if c.label else "test"
@@ -77,6 +86,8 @@ def prepare(data: str | Path, k: int, options: Options, resume_plan: Path | None
         )
         plan.notes.append(f"{k}-fold cross-validation: {budget:.0f}s per fold")
         use_model(plan, options.model)
+    if enc is not None:  # every fold's fresh network starts from it (plan.init)
+        apply_init(plan, enc, reuse_network=not options.plan_path, model=options.model)
     return FoldSetup(manifest, plan, patient_folds(manifest, k, plan.seed))
 
 

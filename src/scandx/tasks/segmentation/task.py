@@ -78,6 +78,7 @@ class SegmentationTask(Task):
             memory_budget_gb=options.memory_budget_gb,
             hooks=options.hooks,
             model=options.model,
+            init=options.init,
         )
 
     def evaluate(

@@ -29,6 +29,12 @@ from scandx.tasks.segmentation.fingerprint import seg_fingerprint
 from scandx.tasks.segmentation.infer import predict_probabilities
 from scandx.tasks.segmentation.plan import SegPlan, make_seg_plan
 from scandx.tasks.segmentation.postprocess import choose_components, choose_threshold
+from scandx.tasks.segmentation.pretrained_init import (
+    apply_init,
+    check_declared_channels,
+    check_resumed_init,
+    read_segmenter_encoder,
+)
 from scandx.tasks.segmentation.report import write_seg_model_card
 from scandx.tasks.segmentation.sources import SegCase, SegManifest, load_seg_source
 from scandx.tasks.segmentation.train import SegData, SegTraining
@@ -116,9 +122,14 @@ def seg_plan_run(
     skip_bad: bool = False,
     memory_budget_gb: float | None = None,
     model: str | None = None,
+    init: str | Path | None = None,
 ) -> SegPlan:
-    """Fingerprint and plan; writes ``OUT/plan.json`` (when ``out`` is given)."""
+    """Fingerprint and plan; writes ``OUT/plan.json`` (when ``out`` is given); ``init``:
+    a pretraining run whose network the plan takes (pretrained_init.py)."""
+    enc = read_segmenter_encoder(init) if init else None  # before any case is read
     manifest = load_seg_source(data)
+    if enc is not None:
+        check_declared_channels(enc, manifest)
     assign_seg_splits(manifest, 0.2, seed)
     fp = seg_fingerprint(manifest, skip_bad=skip_bad)
     plan = make_seg_plan(
@@ -130,6 +141,8 @@ def seg_plan_run(
         memory_budget_gb=memory_budget_gb,
     )
     use_model(plan, model)
+    if enc is not None:
+        apply_init(plan, enc, reuse_network=True, model=model)
     if out is not None:
         RunDir(out).save_plan(plan, manifest.skipped)
     return plan
@@ -176,7 +189,10 @@ def seg_train_run(
     resuming = resume  # the saved plan as it is (never re-planned), the recorded splits
     if resuming:
         run.check_resumable()
+    enc = read_segmenter_encoder(init) if init and not resuming else None  # before the cases
     manifest = load_seg_source(data)
+    if enc is not None:
+        check_declared_channels(enc, manifest)
     if resuming:
         run.check_cases_present({c.case_id for c in manifest.cases}, data)
     if resuming or plan_path:
@@ -200,7 +216,11 @@ def seg_train_run(
         )
     if not resuming:
         use_model(plan, model)
+    if enc is not None:  # a fresh plan takes the pretrained network; a given one keeps its own
+        apply_init(plan, enc, reuse_network=not plan_path, model=model)
     if resuming:
+        if init:
+            check_resumed_init(plan, init)
         apply_saved_splits(manifest, run.manifest_csv)
     return train_prepared(
         manifest,
