@@ -85,8 +85,8 @@ def _add_pretrain(sub: Any) -> None:
     s.add_argument(
         "--method",
         choices=METHODS,
-        default="simclr",
-        help="simclr (contrastive, default), mae (masked patches) or autoencoder",
+        help="simclr (contrastive; the default for classifiers), mae (masked patches; the "
+        "default for segmenters) or autoencoder (denoising; gives an anomaly score)",
     )
     s.add_argument(
         "--time-budget",

@@ -53,22 +53,24 @@ def pretrain_run(
 ) -> dict[str, Any]:
     """Pretrain an encoder on ``data`` (labels ignored) into the run ``out``; returns
     train_summary.json's content. Segmentation data sets pretrain the segmenter."""
-    method = method or options.method or "simclr"
-    if method not in METHODS:
-        raise ScandxError(f"--method must be one of {', '.join(METHODS)}, not {method!r}")
+    given = method or options.method  # None: the run's own (--resume) or the default
+    if given is not None and given not in METHODS:
+        raise ScandxError(f"--method must be one of {', '.join(METHODS)}, not {given!r}")
     from scandx.tasks.segmentation.sources import is_seg_source
 
     if is_seg_source(Path(data)):
-        from scandx.tasks.pretrain.segmenter import pretrain_segmenter
+        from scandx.tasks.pretrain.segmenter import DEFAULT_METHOD, pretrain_segmenter
 
-        return pretrain_segmenter(data, RunDir(out), options, method)
+        return pretrain_segmenter(data, RunDir(out), options, given or DEFAULT_METHOD)
+    method = given or "simclr"
     run = RunDir(out)
     run.guard_new(options.resume)
     if options.resume:
         run.check_resumable()
         plan = PretrainPlan.load(run.plan_json)
-        if method != plan.method and options.method is not None:
-            raise ScandxError(f"--resume: this run pretrains with {plan.method}, not {method}")
+        if given is not None and given != plan.method:
+            raise ScandxError(f"--resume: this run pretrains with {plan.method}, not {given}")
+        method = plan.method
         manifest = _manifest(data, options, plan.seed, plan)
     else:
         seed = options.seed or 0
