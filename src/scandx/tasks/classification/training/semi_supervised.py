@@ -48,9 +48,11 @@ from scandx.tasks.classification.training.loop import ClassificationTraining, Tr
 
 log = logging.getLogger(__name__)
 
-PHASE1_SHARE = 0.45  # of the time budget for the supervised network
+PHASE1_SHARE = 0.4  # of the time budget for the supervised network
 MIN_SUPPORT = 5  # validation predictions of a class a threshold must rest on
-MIN_SECOND_EPOCHS = 2  # a second fit shorter than this (first-fit epochs) is not tried
+SECOND_EPOCHS = 5  # the pseudo-labelled set is cut (least confident first) to allow these
+MIN_PSEUDO = 8  # fewer pseudo-labels than this: no second fit
+VAL_COST = 1 / 3  # a validation image's cost relative to a training image (forward only)
 SEMI_DIR = "semi_supervised"
 
 
@@ -81,6 +83,23 @@ def pseudo_label(
     limit = np.array([math.inf if t is None else t for t in thresholds])[pred]
     keep = np.flatnonzero(conf >= limit)
     return keep, pred[keep]
+
+
+def most_confident(
+    probs: np.ndarray, index: np.ndarray, labels: np.ndarray, n: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """At most ``n`` of the pseudo-labels, each class keeping its share, the most
+    confident of each class first; in the images' order."""
+    if len(index) <= n:
+        return index, labels
+    keep: list[np.ndarray] = []
+    for k in np.unique(labels):
+        mine = index[labels == k]
+        share = int(n * len(mine) / len(index))
+        order = np.argsort(-probs[mine, k], kind="stable")
+        keep.append(mine[order[:share]])
+    chosen = np.sort(np.concatenate(keep)) if keep else index[:0]
+    return chosen, probs[chosen].argmax(1)
 
 
 class _Continued(ClassificationTraining):
@@ -120,9 +139,12 @@ def train_semi_supervised(
     record = _pseudo_record(plan, data, x_unlabelled, first, semi_run)
     used = len(record["index"])
     info.update(used=used, thresholds=record["thresholds"], per_class=record["per_class"])
+    cut = record["found"] - used
     what = (
         f"semi-supervised (pseudo-labels): {used} of {len(x_unlabelled)} unlabelled training "
-        f"images pseudo-labelled (per class {record['per_class']}) at validation-chosen "
+        f"images pseudo-labelled (per class {record['per_class']}"
+        + (f"; {cut} less confident ones left out to fit the time budget" if cut else "")
+        + ") at validation-chosen "
         f"confidence thresholds {_shown(record['thresholds'])} (the lowest at which the "
         f"supervised network's validation predictions of the class are >= "
         f"{plan.pseudo_label_precision:.0%} precise)"
@@ -213,8 +235,18 @@ def _pseudo_record(
     thresholds = choose_thresholds(val_probs, data.y_val.numpy(), plan.pseudo_label_precision)
     probs = probabilities(plan.task, predict_logits(first.model, x_unlabelled, "cpu")).numpy()
     index, labels = pseudo_label(probs, thresholds)
-    n2 = len(data.y_train) + len(index)
+    found = len(index)
+    n_lab, n_val = len(data.y_train), len(data.y_val)
+    if plan.time_budget_s and first.history:  # what SECOND_EPOCHS epochs can hold
+        spent = sum(float(r.get("seconds", 0.0)) for r in first.history)
+        per_image = spent / len(first.history) / (n_lab + VAL_COST * n_val)
+        left = (DEADLINE_FRACTION - RESERVE) * plan.time_budget_s - spent
+        left -= time.perf_counter() - t0
+        room = int(left / SECOND_EPOCHS / max(per_image, 1e-9) - n_lab - VAL_COST * n_val)
+        index, labels = most_confident(probs, index, labels, max(room, 0))
+    n2 = n_lab + len(index)
     record: dict[str, Any] = {
+        "found": found,
         "thresholds": thresholds,
         "index": index.tolist(),
         "labels": labels.tolist(),
@@ -222,16 +254,15 @@ def _pseudo_record(
         "batch_size": _batch_size(plan, n2),
         "budget_s": None,
     }
-    if len(np.unique(labels)) < 2:
+    if len(index) < MIN_PSEUDO:
+        record["skip"] = f"{len(index)} pseudo-labels in the time left"
+    elif len(np.unique(labels)) < 2:
         record["skip"] = "pseudo-labels of fewer than two classes would skew the network"
     if plan.time_budget_s:
         spent = sum(float(r.get("seconds", 0.0)) for r in first.history)
         left = (DEADLINE_FRACTION - RESERVE) * plan.time_budget_s - spent
         left -= time.perf_counter() - t0
-        per_epoch = spent / max(1, len(first.history)) * n2 / max(1, len(data.y_train))
         record["budget_s"] = round(max(left, 1.0) / DEADLINE_FRACTION, 2)
-        if left < MIN_SECOND_EPOCHS * per_epoch and not record.get("skip"):
-            record["skip"] = f"{max(left, 0):.0f}s of the budget left, too few for it"
     if is_main():
         semi_run.path.mkdir(parents=True, exist_ok=True)
         atomic_write(path, json.dumps(record) + "\n")
