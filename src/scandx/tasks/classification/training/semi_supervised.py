@@ -95,7 +95,7 @@ def most_confident(
     keep: list[np.ndarray] = []
     for k in np.unique(labels):
         mine = index[labels == k]
-        share = int(n * len(mine) / len(index))
+        share = math.floor(n * len(mine) / len(index) + 0.5)
         order = np.argsort(-probs[mine, k], kind="stable")
         keep.append(mine[order[:share]])
     chosen = np.sort(np.concatenate(keep)) if keep else index[:0]
