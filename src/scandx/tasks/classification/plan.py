@@ -15,6 +15,7 @@ from scandx.errors import ScandxError
 
 LOSSES = ("ce", "weighted_ce", "focal", "bce", "weighted_bce")
 SAMPLERS = ("shuffle", "balanced")
+SEMI_SUPERVISED = ("off", "pseudo-label")  # training/semi_supervised.py
 
 
 @dataclass
@@ -58,6 +59,13 @@ class Plan(PlanBase):
     # binary: the class sensitivity/PPV/ROC/threshold are about, always classes[1] once
     # training starts (positive.py); None in a plan.json written before: classes[1]
     positive_class: str | None = None
+    # scarce labels (issue 15): the fraction of training patients whose labels are kept
+    # (None: all), and what is done with the unlabelled training images
+    labelled_fraction: float | None = None
+    semi_supervised: str = "off"
+    # pseudo-labels: per class, the lowest confidence at which the first network's
+    # validation predictions of that class are at least this precise
+    pseudo_label_precision: float = 0.95
     fingerprint: dict[str, Any] = field(default_factory=dict)
 
     BOUNDS: ClassVar[dict[str, Bounds]] = {
@@ -77,6 +85,8 @@ class Plan(PlanBase):
         "min_epochs": Bounds(0),
         "val_fraction": Bounds(0, 0.9),
         "test_fraction": Bounds(0, 0.9),
+        "labelled_fraction": Bounds(0, 1, low_open=True),
+        "pseudo_label_precision": Bounds(0.5, 1),
     }
     CHOICES: ClassVar[dict[str, tuple[Any, ...]]] = {
         **PlanBase.CHOICES,
@@ -84,6 +94,7 @@ class Plan(PlanBase):
         "loss": LOSSES,
         "sampler": SAMPLERS,
         "threshold_rule": ("youden",),
+        "semi_supervised": SEMI_SUPERVISED,
     }
     MODEL_KIND: ClassVar[str | None] = "classifier"
 

@@ -33,7 +33,7 @@ from scandx.tasks.classification.data.images import (
     is_grey,
     reader_version,
 )
-from scandx.tasks.classification.data.manifest import Case, Manifest
+from scandx.tasks.classification.data.manifest import UNLABELLED, Case, Manifest
 from scandx.tasks.classification.ladder import choose_network
 from scandx.tasks.classification.plan import Augmentation, Plan
 
@@ -84,7 +84,7 @@ def fingerprint(manifest: Manifest, skip_bad: bool = False) -> dict:
     manifest.cases = [k[0] for k in kept]
     sums, sq, count = np.zeros(3), np.zeros(3), 0
     for case, _, _, _, m, q in kept:
-        if case.split == "train":
+        if case.split in ("train", UNLABELLED):  # every training image, labelled or not
             sums[: len(m)] += m
             sq[: len(q)] += q
             count += 1
@@ -170,10 +170,7 @@ def make_plan(
     dims = int(fp.get("spatial_dims", 2))
     native = int(max(fp["median_size"][-2:]))  # in-plane edge
     n_train = len(manifest.in_split("train"))
-    batch = (128 if native <= 64 else 32) if dims == 2 else 8
-    # at least ~8 steps per epoch: small data sets need steps, not big batches
-    floor = 8 if dims == 2 else 2
-    batch = int(max(floor, min(batch, 2 ** math.floor(math.log2(max(n_train / 8, 1))))))
+    batch = plan_batch_size(n_train, native, dims)
     n_classes = len(manifest.classes)
     depth = _plan_depth(fp["median_size"][0]) if dims == 3 else None
     if depth:
@@ -233,6 +230,14 @@ def make_plan(
         fingerprint=fp,
     )
     return plan.validate()
+
+
+def plan_batch_size(n_train: int, native: int, dims: int) -> int:
+    """128 images (32 above 64 px; 8 volumes), fewer for small sets: at least ~8 steps
+    per epoch, since small data sets need steps, not big batches."""
+    batch = (128 if native <= 64 else 32) if dims == 2 else 8
+    floor = 8 if dims == 2 else 2
+    return int(max(floor, min(batch, 2 ** math.floor(math.log2(max(n_train / 8, 1))))))
 
 
 def _choose_loss(manifest: Manifest, notes: list[str]) -> tuple[str, list[float] | None]:

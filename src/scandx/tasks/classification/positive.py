@@ -134,11 +134,11 @@ def reorder(manifest: Manifest, classes: list[str]) -> None:
         return
     if manifest.task == "multilabel":
         where = [old.index(c) for c in classes]
-        for case in manifest.cases:
+        for case in manifest.labelled():
             case.target = tuple(case.target[k] for k in where)  # type: ignore[index]
     else:
         new_index = [classes.index(c) for c in old]
-        for case in manifest.cases:
+        for case in manifest.labelled():
             case.target = new_index[int(case.target)]  # type: ignore[arg-type]
     manifest.classes = list(classes)
 

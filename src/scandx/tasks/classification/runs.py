@@ -9,13 +9,16 @@ from pathlib import Path
 import torch
 
 from scandx.errors import ScandxError
-from scandx.tasks.classification.data.manifest import Manifest
+from scandx.tasks.classification.data.manifest import UNLABELLED, Manifest
 from scandx.tasks.classification.data.splits import check_patient_leakage
 
 log = logging.getLogger(__name__)
 
 
 def labels_tensor(manifest: Manifest, cases: list) -> torch.Tensor:
+    """The targets of labelled cases (an unlabelled one is a programming error)."""
+    if any(c.target is None for c in cases):
+        raise ValueError("labels_tensor of unlabelled cases")
     if manifest.task == "multilabel":
         return torch.tensor([list(c.target) for c in cases], dtype=torch.long)
     return torch.tensor([int(c.target) for c in cases], dtype=torch.long)
@@ -28,7 +31,9 @@ def _recorded(manifest_csv: Path) -> tuple[dict[str, str], dict[str, str]]:
     with open(manifest_csv, newline="") as f:
         for row in csv.DictReader(f):
             cases[row["case_id"]] = row["split"]
-            patients.setdefault(row.get("patient_id") or "", row["split"])
+            pid = row.get("patient_id") or ""
+            if patients.get(pid, UNLABELLED) == UNLABELLED:  # a labelled case's split wins
+                patients[pid] = row["split"]
     patients.pop("", None)
     return cases, patients
 
@@ -40,7 +45,11 @@ def apply_run_splits(manifest: Manifest, manifest_csv: Path, strict: bool) -> No
     split whatever the CSV's row order or folder. A case the run never saw is
     ``external``, unless its patient is in the run: then it takes that patient's split
     (a new image of a training patient is not independent evidence). ``strict`` (resume)
-    refuses any case the run does not know."""
+    refuses any case the run does not know.
+
+    A case the run holds as unlabelled (``--labelled-fraction`` or no label) has its
+    label hidden; an unlabelled case outside the ``unlabelled`` split (a held-out
+    patient's, or new to the run) is left out: it can be neither trained on nor scored."""
     if not manifest_csv.exists():
         raise ScandxError("run has no manifest.csv", manifest_csv)
     recorded, patient_split = _recorded(manifest_csv)
@@ -48,6 +57,8 @@ def apply_run_splits(manifest: Manifest, manifest_csv: Path, strict: bool) -> No
     for c in manifest.cases:
         if c.case_id in recorded:
             c.split = recorded[c.case_id]
+        elif c.target is None and patient_split.get(c.patient_id) not in (None, UNLABELLED):
+            c.split = ""  # a held-out patient's unlabelled image: left out, as when planned
         elif strict:
             raise ScandxError(
                 f"case {c.case_id} is not in the run's manifest; resume needs the same data", c.path
@@ -57,6 +68,10 @@ def apply_run_splits(manifest: Manifest, manifest_csv: Path, strict: bool) -> No
             inherited += 1
         else:
             c.split = "external"
+    for c in manifest.cases:
+        if c.split == UNLABELLED:
+            c.target = None
+    manifest.cases = [c for c in manifest.cases if c.target is not None or c.split == UNLABELLED]
     if inherited:
         log.warning(
             "%d new image(s) belong to patients of the run: they take their patient's split",

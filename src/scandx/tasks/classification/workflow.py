@@ -18,9 +18,9 @@ from scandx.core.health import refuse_non_finite
 from scandx.core.run_dir import RunDir, atomic_path, write_json, write_skipped
 from scandx.errors import ScandxError
 from scandx.tasks.classification.data.images import load_cases
-from scandx.tasks.classification.data.manifest import Manifest
+from scandx.tasks.classification.data.manifest import UNLABELLED, Manifest
 from scandx.tasks.classification.data.sources import load_source
-from scandx.tasks.classification.data.splits import assign_splits
+from scandx.tasks.classification.data.splits import assign_splits, select_labelled
 from scandx.tasks.classification.evaluation.calibration import (
     apply_calibration,
     expected_calibration_error,
@@ -45,6 +45,10 @@ from scandx.tasks.classification.positive import (
 from scandx.tasks.classification.runs import apply_run_splits, labels_tensor
 from scandx.tasks.classification.training.leftover import spend_leftover
 from scandx.tasks.classification.training.loop import ClassificationTraining, TrainData
+from scandx.tasks.classification.training.semi_supervised import (
+    settle_scarce_labels,
+    train_semi_supervised,
+)
 
 # evaluate lives with its package; re-exported for library users
 __all__ = [
@@ -138,6 +142,8 @@ def train_run(
                 val_fraction=plan.val_fraction,
                 test_fraction=plan.test_fraction,
             )
+            if plan.labelled_fraction is not None:
+                select_labelled(manifest, plan.labelled_fraction, plan.seed)
         settle_positive(plan, manifest, positive_class, data, locked="--resume keeps it")
     else:
         manifest, plan = manifest_and_plan(
@@ -198,6 +204,12 @@ def manifest_and_plan(
         val_fraction=base.val_fraction if base else 0.15,
         test_fraction=base.test_fraction if base else 0.15,
     )
+    fraction = (
+        labelled_fraction
+        if labelled_fraction is not None
+        else getattr(base, "labelled_fraction", None)
+    )
+    fraction_note = select_labelled(manifest, fraction, run_seed) if fraction else None
     if base:
         _check_plan_matches(base, manifest, plan_path)
         settle_positive(base, manifest, positive_class, plan_path, locked)
@@ -221,8 +233,10 @@ def manifest_and_plan(
         record_positive(plan, positive, note)
         if enc is not None:
             pretrained_init.record_init(plan, enc)
+        settle_scarce_labels(plan, manifest, fraction, fraction_note, semi_supervised)
         return manifest, plan.validate()
     base.seed = run_seed
+    settle_scarce_labels(base, manifest, fraction, fraction_note, semi_supervised, given=True)
     if model is not None and model != base.model:
         base.model, base.model_kwargs = model, {}
         base.notes.append(f"model set to {model} on the command line")
@@ -249,13 +263,18 @@ def train_prepared(
     """
     contract = contract_of(plan)
     x_tr, tr_cases, bad_tr = load_cases(
-        manifest.in_split("train"), contract, skip_bad=skip_bad, desc="train images"
+        _labelled(manifest, "train"), contract, skip_bad=skip_bad, desc="train images"
     )
     x_va, va_cases, bad_va = load_cases(
-        manifest.in_split("val"), contract, skip_bad=skip_bad, desc="val images"
+        _labelled(manifest, "val"), contract, skip_bad=skip_bad, desc="val images"
     )
-    skipped = manifest.skipped + bad_tr + bad_va
-    unreadable = {p for p, _ in bad_tr + bad_va}
+    # unlabelled training images (never a val or test patient's: see data/splits.py)
+    pool = [c for c in manifest.unlabelled() if c.split in ("train", UNLABELLED)]
+    x_unl, bad_unl = None, []
+    if plan.semi_supervised == "pseudo-label" and pool:
+        x_unl, _, bad_unl = load_cases(pool, contract, skip_bad=skip_bad, desc="unlabelled")
+    skipped = manifest.skipped + bad_tr + bad_va + bad_unl
+    unreadable = {p for p, _ in bad_tr + bad_va + bad_unl}
     manifest.cases = [c for c in manifest.cases if c.path not in unreadable]
     data_t = TrainData(
         x_tr, labels_tensor(manifest, tr_cases), x_va, labels_tensor(manifest, va_cases)
@@ -269,9 +288,15 @@ def train_prepared(
                 manifest.to_csv(tmp)
             write_skipped(run.path, skipped)
         noted = len(plan.notes)
-        result = fit(ClassificationTraining(plan, data_t), run, resume=resuming, hooks=hooks)
-        plan.notes.extend(result.notes())  # recoveries, a budget stop
-        model_nn = spend_leftover(plan, data_t, run, result, resuming=resuming, hooks=hooks)
+        semi: dict[str, Any] = {}
+        if x_unl is not None:  # training/semi_supervised.py: two fits, budget shared
+            model_nn, result, semi = train_semi_supervised(
+                plan, data_t, x_unl, run, resuming=resuming, hooks=hooks
+            )
+        else:
+            result = fit(ClassificationTraining(plan, data_t), run, resume=resuming, hooks=hooks)
+            plan.notes.extend(result.notes())  # recoveries, a budget stop
+            model_nn = spend_leftover(plan, data_t, run, result, resuming=resuming, hooks=hooks)
         if not is_main():  # DDP: what follows training is rank 0's
             return {"run": str(run), "rank": rank(), "best": result.best}, {}
         if len(plan.notes) > noted:  # the plan says how training went
@@ -322,9 +347,15 @@ def train_prepared(
         "thresholds": thresholds,
         "sha256": info["sha256"],
     }
+    if semi:
+        summary["semi_supervised"] = semi
     write_json(run.train_summary, summary)
     write_model_card(run.path)
     return summary, {"cases": va_cases, "y": y_val, "probs": val_probs}
+
+
+def _labelled(manifest: Manifest, split: str) -> list:
+    return [c for c in manifest.in_split(split) if c.target is not None]
 
 
 def choose_thresholds(plan: Plan, y_val: np.ndarray, probs: np.ndarray) -> dict[str, Any]:

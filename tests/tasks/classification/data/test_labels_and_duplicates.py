@@ -66,15 +66,24 @@ def test_label_case_and_spaces_merge_with_a_note(tmp_path, caplog):
 
 
 @pytest.mark.parametrize("missing", ["NaN", "", "nan", "None"])
-def test_missing_labels_are_refused_naming_the_lines(tmp_path, missing):
+def test_missing_labels_make_unlabelled_cases(tmp_path, missing):
     rows = [f"{i}.png,{'a' if i % 2 else 'b'}" for i in range(6)]
     rows[2] = f"2.png,{missing}"
     rows[4] = f"4.png,{missing}"
-    with pytest.raises(ScandxError, match=r"m\.csv: missing label .* line\(s\) 4, 6;"):
-        load_source(_csv(tmp_path, "path,label", rows))
-    m = load_source(tmp_path / "m.csv", skip_bad=True)  # left out, listed, never a class
-    assert m.classes == ["b", "a"] or m.classes == ["a", "b"]
-    assert len(m) == 4 and len(m.skipped) == 2
+    m = load_source(_csv(tmp_path, "path,label", rows))
+    assert sorted(m.classes) == ["a", "b"]  # a missing label is never a class
+    assert len(m) == 6 and not m.skipped
+    unlabelled = [c for c in m.cases if c.target is None]
+    assert len(unlabelled) == 2 and {c.split for c in unlabelled} == {"unlabelled"}
+    assert m.summary()["unlabelled"] == 2
+
+
+def test_partly_missing_multilabel_row_is_refused_naming_the_line(tmp_path):
+    rows = ["0.png,1,0", "1.png,0,1", "2.png,,1", "3.png,,"]
+    with pytest.raises(ScandxError, match=r"m\.csv: some label cells missing .* line\(s\) 4:"):
+        load_source(_csv(tmp_path, "path,label:a,label:b", rows))
+    m = load_source(tmp_path / "m.csv", skip_bad=True)  # left out, listed
+    assert len(m) == 3 and len(m.skipped) == 1 and len(m.unlabelled()) == 1
 
 
 def test_same_image_listed_twice_is_one_group_never_in_two_splits(tmp_path):

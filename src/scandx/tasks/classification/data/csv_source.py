@@ -6,8 +6,12 @@ columns are declared (``label:<name>``) or recognisable (every column besides th
 reserved ones holds only 0/1, and none is named like a label column); anything else
 is one clear error naming the columns seen, never a task planned on metadata.
 Labels are normalised (``data/labels.py``): ``1``/``1.0`` one class, ``Lesion``/
-``lesion`` one class (reported in ``Manifest.notes``), ``NaN``/empty missing (refused,
-naming the rows). Case ids come from the image content (``data/identity.py``).
+``lesion`` one class (reported in ``Manifest.notes``). A row whose label is missing
+(empty, ``NaN``, ``None``; in a multi-label CSV every label cell) is an unlabelled case
+(split ``unlabelled``, for semi-supervised training); a multi-label row with some cells
+missing is refused, naming the rows; an unlabelled row the split column puts in val or
+test is left out (listed in skipped.csv), never trained on. Case ids come from the image
+content (``data/identity.py``).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from scandx.data.readers import file_extension, reader_for
 from scandx.errors import BadImageError, ScandxError
 from scandx.tasks.classification.data.manifest import (
     SPLITS,
+    UNLABELLED,
     Case,
     Manifest,
     normalise_split,
@@ -64,7 +69,11 @@ def load_csv(path: Path, image_root: Path | None = None, skip_bad: bool = False)
 
     kept: list[tuple[int, dict, Path]] = []
     for i, row in enumerate(rows, start=2):  # line 1 is the header
-        if targets[i] is None:
+        if i not in targets:  # partly labelled, left out
+            continue
+        held_out = normalise_split(_cell(row, named.get("split"))) in ("val", "test")
+        if targets[i] is None and held_out:
+            skipped.append((f"{path}:{i}", "unlabelled row in a held-out split: not used"))
             continue
         try:
             img = _image_of(row, named[key], key, root, uid_index, f"{path}:{i}")
@@ -76,7 +85,7 @@ def load_csv(path: Path, image_root: Path | None = None, skip_bad: bool = False)
     if label_cols:
         classes, task = [_label_name(c) for c in label_cols], "multilabel"
     else:
-        classes = order_classes([str(targets[i]) for i, _, _ in kept])
+        classes = order_classes([str(targets[i]) for i, _, _ in kept if targets[i] is not None])
         task = "binary" if len(classes) == 2 else "multiclass"
     cases: list[Case] = []
     digests: list[str] = []
@@ -107,12 +116,16 @@ def load_csv(path: Path, image_root: Path | None = None, skip_bad: bool = False)
                 case_id="",
                 patient_id="",
                 path=str(img),
-                target=target if label_cols else classes.index(str(target)),  # type: ignore[arg-type]
-                split=normalise_split(_cell(row, named.get("split"))),
+                target=_target_index(target, classes, bool(label_cols)),
+                split=(
+                    UNLABELLED
+                    if target is None
+                    else normalise_split(_cell(row, named.get("split")))
+                ),
                 meta={k: v for k, v in meta.items() if v not in ("", None)},
             )
         )
-    bad_split = sorted({c.split for c in cases} - set(SPLITS) - {""})
+    bad_split = sorted({c.split for c in cases} - set(SPLITS) - {"", UNLABELLED})
     if bad_split:
         raise ScandxError(f"unknown split value(s) {bad_split}; use train, val or test", path)
     manifest = Manifest(task=task, classes=classes, cases=cases, source=str(path), skipped=skipped)
@@ -197,7 +210,9 @@ def _targets(
     skip_bad: bool,
 ) -> tuple[dict[int, str | tuple[int, ...] | None], list[str]]:
     """Each line's target (the normalised class name, or the 0/1 vector; None when
-    missing), and the notes of what the label vocabulary merged."""
+    missing: an unlabelled case), and the notes of what the label vocabulary merged. A
+    multi-label row with only some cells missing is refused (partial labels are not
+    supported)."""
     if label_cols:
         raw = [[_cell(r, c) for c in label_cols] for r in rows]
     else:
@@ -206,9 +221,11 @@ def _targets(
     missing: list[int] = []
     vocabulary = normalise_labels([] if label_cols else [cells[0] for cells in raw])
     for i, cells in enumerate(raw, start=2):
-        if any(is_missing_label(v) for v in cells):
-            missing.append(i)
+        gaps = [is_missing_label(v) for v in cells]
+        if all(gaps):
             out[i] = None
+        elif any(gaps):
+            missing.append(i)
         elif label_cols:
             out[i] = tuple(
                 _zero_one(v, c, f"{path}:{i}") for v, c in zip(cells, label_cols, strict=True)
@@ -219,13 +236,22 @@ def _targets(
         shown = ", ".join(map(str, missing[:MAX_ROWS_SHOWN]))
         more = f" and {len(missing) - MAX_ROWS_SHOWN} more" if len(missing) > MAX_ROWS_SHOWN else ""
         raise ScandxError(
-            f"missing label (empty, NaN or None) on line(s) {shown}{more}; label them or "
-            "use --skip-bad to leave them out",
+            f"some label cells missing (empty, NaN or None) on line(s) {shown}{more}: a row "
+            "has every label or none (unlabelled); fill them or use --skip-bad to leave "
+            "them out",
             path,
         )
-    for i in missing:
-        skip_or_raise(BadImageError("missing label", f"{path}:{i}"), skipped, skip_bad)
+    for i in missing:  # left out (--skip-bad): no entry in ``out``
+        skip_or_raise(BadImageError("partly missing labels", f"{path}:{i}"), skipped, skip_bad)
     return out, vocabulary.notes
+
+
+def _target_index(
+    target: str | tuple[int, ...] | None, classes: list[str], multilabel: bool
+) -> int | tuple[int, ...] | None:
+    if target is None or multilabel:
+        return target  # type: ignore[return-value]
+    return classes.index(str(target))
 
 
 def _zero_one(value: str, column: str, where: str) -> int:

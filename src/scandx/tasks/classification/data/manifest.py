@@ -1,8 +1,12 @@
 """The Manifest: one table of cases, whatever the source.
 
 Each case has an id, a patient id (splits never cut through a patient), the
-image path, a target (class index, or a 0/1 vector for multi-label tasks), the
-split it belongs to, and free-form metadata columns.
+image path, a target (class index, or a 0/1 vector for multi-label tasks; None for an
+unlabelled case), the split it belongs to, and free-form metadata columns.
+
+Unlabelled cases (an empty label in a CSV, a folder ``unlabelled/``, or the training
+patients ``--labelled-fraction`` leaves without labels) have the split ``unlabelled``:
+they never go to validation or test, and only semi-supervised training uses them.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ log = logging.getLogger(__name__)
 
 TASKS = ("binary", "multiclass", "multilabel")
 SPLITS = ("train", "val", "test")
+UNLABELLED = "unlabelled"  # the split of cases without a label (training images only)
+UNLABELLED_FOLDERS = ("unlabelled", "unlabeled")  # folder names that hold unlabelled images
 _SPLIT_ALIASES = {
     "train": "train",
     "training": "train",
@@ -60,7 +66,7 @@ class Case:
     case_id: str
     patient_id: str
     path: str
-    target: int | tuple[int, ...]
+    target: int | tuple[int, ...] | None  # None: unlabelled
     split: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
 
@@ -86,8 +92,16 @@ class Manifest:
             return list(self.cases)
         return [c for c in self.cases if c.split == split]
 
+    def labelled(self) -> list[Case]:
+        return [c for c in self.cases if c.target is not None]
+
+    def unlabelled(self) -> list[Case]:
+        return [c for c in self.cases if c.target is None]
+
     def class_counts(self, split: str | None = None) -> dict[str, int]:
+        """Labelled cases per class (unlabelled cases count for none)."""
         cases = self.cases if split is None else self.in_split(split)
+        cases = [c for c in cases if c.target is not None]
         if self.task == "multilabel":
             return {
                 name: sum(int(c.target[i]) for c in cases)  # type: ignore[index]
@@ -104,7 +118,8 @@ class Manifest:
             "classes": self.classes,
             "cases": len(self.cases),
             "patients": len({c.patient_id for c in self.cases}),
-            "per_split": {s: self.class_counts(s) for s in splits},
+            "per_split": {s: self.class_counts(s) for s in splits if s != UNLABELLED},
+            "unlabelled": len(self.unlabelled()),
         }
 
     def to_csv(self, path: Path) -> None:
@@ -115,7 +130,9 @@ class Manifest:
             # the input by its keyed pseudonym, never its path (names may identify)
             w.writerow(["case_id", "patient_id", "file", "split", *label_cols, *meta_keys])
             for c in self.cases:
-                if self.task == "multilabel":
+                if c.target is None:  # unlabelled: empty label cell(s)
+                    labels = [""] * len(label_cols)
+                elif self.task == "multilabel":
                     labels = [str(int(v)) for v in c.target]  # type: ignore[union-attr]
                 else:
                     labels = [self.classes[int(c.target)]]  # type: ignore[arg-type]

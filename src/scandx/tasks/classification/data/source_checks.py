@@ -77,6 +77,18 @@ def settle_identity(
     ``origins`` name each case in errors (``FILE:line`` or a file path); ``note_names``
     name them in the notes that reach the run folder (default: the case ids, as a path
     may hold a patient's name); ``patient_keys`` are each case's patient identifiers."""
+    drop = _unlabelled_copies(manifest.cases, duplicate_groups(digests))
+    if drop:  # an unlabelled copy of a labelled image adds nothing: the labelled one stays
+        keep = [i for i in range(len(manifest.cases)) if i not in drop]
+        manifest.cases = [manifest.cases[i] for i in keep]
+        digests, patient_keys, origins = (
+            [v[i] for i in keep] for v in (digests, patient_keys, origins)
+        )
+        note_names = [note_names[i] for i in keep] if note_names else None
+        manifest.notes.append(
+            f"{len(drop)} unlabelled image(s) are copies of labelled ones: the labelled "
+            "copy is kept"
+        )
     cases = manifest.cases
     for case, cid in zip(cases, case_ids_for(digests), strict=True):
         case.case_id = cid
@@ -113,6 +125,15 @@ def settle_identity(
             note += f"; {two_patients} of them under two patient ids, those patients merged"
         manifest.notes.append(note)
         manifest.warn("duplicate_images", note, count=len(groups))
+
+
+def _unlabelled_copies(cases: list[Case], groups: list[list[int]]) -> set[int]:
+    """Indices of unlabelled cases whose image is also listed with a label."""
+    drop: set[int] = set()
+    for group in groups:
+        if any(cases[i].target is not None for i in group):
+            drop.update(i for i in group if cases[i].target is None)
+    return drop
 
 
 def _label_text(manifest: Manifest, case: Case) -> str:

@@ -6,7 +6,11 @@ Registered sources (tried in order):
             0/1 column per label (multi-label), or ``sop_instance_uid`` instead of
             ``path`` to label a folder of DICOM files (``image_root``)
   folder    folder-per-class: ``DATA/<class>/**/<image>``, optionally under
-            ``DATA/{train,val,test}/``
+            ``DATA/{train,val,test}/``; a folder ``unlabelled/`` (or ``unlabeled/``)
+            beside the class folders (or beside train/val/test) holds unlabelled images
+
+Unlabelled cases (target None, split ``unlabelled``) are for semi-supervised training;
+a source needs labelled cases of at least two classes all the same.
   catalog   a selection file (``scandx index CATALOG --query Q --labels L.csv
             --save-selection SEL.json``): a DICOM catalog's rows, labels joined
 """
@@ -27,6 +31,8 @@ from scandx.tasks.classification.data.csv_source import load_csv
 from scandx.tasks.classification.data.manifest import (
     SPLITS,
     TASKS,
+    UNLABELLED,
+    UNLABELLED_FOLDERS,
     Case,
     Manifest,
     normalise_split,
@@ -67,7 +73,13 @@ def load_source(
         if detect(path):
             manifest = loader(path, image_root=image_root, skip_bad=skip_bad)
             _check_manifest(manifest, path)
-            log.info("source %s: %d cases, classes %s", name, len(manifest), manifest.classes)
+            log.info(
+                "source %s: %d cases (%d unlabelled), classes %s",
+                name,
+                len(manifest),
+                len(manifest.unlabelled()),
+                manifest.classes,
+            )
             return manifest
     raise ScandxError(
         "not a supported data source (expected a folder-per-class directory, a .csv manifest, "
@@ -81,6 +93,12 @@ def _check_manifest(m: Manifest, path: Path) -> None:
         raise ScandxError(f"unknown task {m.task!r}", path)
     if not m.cases:
         raise ScandxError("no usable images found", path)
+    if not m.labelled():
+        raise ScandxError(
+            f"no labelled case among {len(m.cases)} image(s): classification needs labelled "
+            "cases of at least two classes (unlabelled ones only add to them)",
+            path,
+        )
     if len(m.classes) < 2:
         only = m.classes[0] if m.classes else "none"
         raise ScandxError(f"found only one class ({only}); classification needs at least two", path)
@@ -88,7 +106,7 @@ def _check_manifest(m: Manifest, path: Path) -> None:
     if m.task != "multilabel":
         empty = [k for k, v in counts.items() if v == 0]
         if empty:
-            raise ScandxError(f"class(es) {', '.join(empty)} have no images", path)
+            raise ScandxError(f"class(es) {', '.join(empty)} have no labelled images", path)
 
 
 register_source("medmnist", lambda p: p.is_file() and p.suffix.lower() == ".npz")(load_medmnist)
@@ -105,18 +123,27 @@ def load_folder(path: Path, image_root: Path | None = None, skip_bad: bool = Fal
     subdirs = _class_folders(path, skipped, skip_bad)
     if not subdirs:
         raise ScandxError("empty folder: expected one sub-folder per class", path)
-    split_dirs = {d: normalise_split(d.name) for d in subdirs}
-    if all(s in SPLITS for s in split_dirs.values()):
-        roots = [(d, split_dirs[d]) for d in subdirs]
+    top_unlabelled = [d for d in subdirs if _is_unlabelled(d)]
+    split_dirs = {d: normalise_split(d.name) for d in subdirs if not _is_unlabelled(d)}
+    if split_dirs and all(s in SPLITS for s in split_dirs.values()):
+        roots = [(d, split_dirs[d]) for d in split_dirs]
+        roots += [(d, UNLABELLED) for d in top_unlabelled]
     else:
         roots = [(path, "")]
     files: list[tuple[Path, Path, str]] = []  # (file, class folder, split)
     empty: list[Path] = []
     for root, split in roots:
-        class_dirs = subdirs if root == path else _class_folders(root, skipped, skip_bad)
+        if split == UNLABELLED:
+            class_dirs = [root]
+        else:
+            class_dirs = subdirs if root == path else _class_folders(root, skipped, skip_bad)
         for class_dir in class_dirs:
             entries = list(walk_files(class_dir))
-            if not entries:
+            if _is_unlabelled(class_dir) and split in ("val", "test"):
+                skipped += [(str(f), "unlabelled image in a held-out split: not used")
+                            for f, _ in entries]  # fmt: skip
+                continue
+            if not entries and not _is_unlabelled(class_dir):
                 empty.append(class_dir)
             for f, problem in entries:
                 if problem:
@@ -124,13 +151,14 @@ def load_folder(path: Path, image_root: Path | None = None, skip_bad: bool = Fal
                 else:
                     files.append((f, class_dir, split))
         stray = [f for f in root.iterdir() if not f.name.startswith(".") and not f.is_dir()]
+        stray = [] if split == UNLABELLED else stray  # its own files are its images
         for f in stray:
             log.warning(
                 "ignoring %s: files directly under the data folder have no class", file_ref(f)
             )
     if not files:
         raise ScandxError("no image files found in the class folders", path)
-    classes = order_classes([c.name for _, c, _ in files])
+    classes = order_classes([c.name for _, c, _ in files if not _is_unlabelled(c)])
     cases: list[Case] = []
     digests: list[str] = []
     patient_keys: list[list[str]] = []
@@ -162,8 +190,8 @@ def load_folder(path: Path, image_root: Path | None = None, skip_bad: bool = Fal
                 case_id="",
                 patient_id="",
                 path=str(f.resolve()),
-                target=classes.index(class_dir.name),
-                split=split,
+                target=None if _is_unlabelled(class_dir) else classes.index(class_dir.name),
+                split=UNLABELLED if _is_unlabelled(class_dir) else split,
                 meta={k: v for k, v in meta.items() if v not in ("", None)},
             )
         )
@@ -174,6 +202,10 @@ def load_folder(path: Path, image_root: Path | None = None, skip_bad: bool = Fal
         manifest.warn("empty_class_folder", f"class folder {d.name!r} holds no files; not a class")
     settle_identity(manifest, digests, patient_keys, origins)
     return manifest
+
+
+def _is_unlabelled(folder: Path) -> bool:
+    return folder.name.lower() in UNLABELLED_FOLDERS
 
 
 def _class_folders(root: Path, skipped: list[tuple[str, str]], skip_bad: bool) -> list[Path]:

@@ -3,17 +3,26 @@
 Splits given by the source are kept. Cases without a split are assigned by
 patient: every case of a patient lands in the same split, and patients are
 spread over the splits per stratum (their label) so class balance holds.
+
+Only labelled cases are dealt, so adding unlabelled images never changes the splits
+of the labelled ones. Unlabelled cases (split ``unlabelled``) are training images: one
+of a patient whose labelled cases are in val or test is left out of the run (listed
+in skipped.csv), since training on it would train on a held-out patient.
+``select_labelled`` keeps the labels of a fraction of the training patients
+(``--labelled-fraction``) and makes the rest unlabelled.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 from collections import defaultdict
 
 import numpy as np
 
 from scandx.errors import ScandxError
-from scandx.tasks.classification.data.manifest import SPLITS, Case, Manifest
+from scandx.tasks.classification.data.manifest import SPLITS, UNLABELLED, Case, Manifest
 
 log = logging.getLogger(__name__)
 
@@ -27,13 +36,15 @@ def _stratum(cases: list[Case], task: str) -> str:
 
 
 def check_patient_leakage(manifest: Manifest) -> None:
-    """Raise when one patient appears in more than one split."""
+    """Raise when one patient appears in more than one split (unlabelled images count
+    as training images: a patient may have both)."""
     seen: dict[str, str] = {}
     for c in manifest.cases:
         if not c.split:
             continue
-        other = seen.setdefault(c.patient_id, c.split)
-        if other != c.split:
+        split = "train" if c.split == UNLABELLED else c.split
+        other = seen.setdefault(c.patient_id, split)
+        if other != split:
             raise ScandxError(
                 f"patient {c.patient_id} appears in both '{other}' and '{c.split}' splits; "
                 "fix the split column, or drop it and let scandx split by patient",
@@ -44,7 +55,36 @@ def check_patient_leakage(manifest: Manifest) -> None:
 def assign_splits(
     manifest: Manifest, seed: int = 0, val_fraction: float = 0.15, test_fraction: float = 0.15
 ) -> Manifest:
-    """Fill in missing splits in place (patient-level, stratified, seeded); returns the manifest."""
+    """Fill in missing splits in place (patient-level, stratified, seeded); returns the
+    manifest. Only the labelled cases are dealt (see the module docstring)."""
+    labelled = dataclasses.replace(manifest, cases=manifest.labelled())  # same lists
+    _assign_labelled(labelled, seed, val_fraction, test_fraction)
+    settle_unlabelled(manifest)
+    check_patient_leakage(manifest)
+    return manifest
+
+
+def settle_unlabelled(manifest: Manifest) -> None:
+    """Unlabelled cases go to the ``unlabelled`` split, except those of a patient whose
+    labelled cases are held out (val, test, external): those leave the run."""
+    held = {c.patient_id for c in manifest.labelled() if c.split not in ("train", UNLABELLED)}
+    out = [c for c in manifest.unlabelled() if c.patient_id in held]
+    for c in manifest.unlabelled():
+        c.split = UNLABELLED
+    if out:
+        gone = {id(c) for c in out}
+        manifest.cases = [c for c in manifest.cases if id(c) not in gone]
+        manifest.skipped.extend(
+            (c.path, "unlabelled image of a validation/test patient: not used") for c in out
+        )
+        manifest.notes.append(
+            f"{len(out)} unlabelled image(s) belong to validation/test patients: not used"
+        )
+
+
+def _assign_labelled(
+    manifest: Manifest, seed: int, val_fraction: float, test_fraction: float
+) -> None:
     check_patient_leakage(manifest)
     given = {c.split for c in manifest.cases if c.split}
     todo = [c for c in manifest.cases if not c.split]
@@ -75,7 +115,6 @@ def assign_splits(
         )
     check_patient_leakage(manifest)
     _warn_missing_classes(manifest)
-    return manifest
 
 
 def _has_class(case: Case, k: int, task: str) -> bool:
@@ -181,3 +220,35 @@ def assign_folds(cases: list[Case], task: str, k: int, seed: int) -> dict[str, i
             folds[pids[i]] = turn % k
             turn += 1
     return folds
+
+
+def select_labelled(manifest: Manifest, fraction: float, seed: int) -> str:
+    """Keep the labels of ``fraction`` of the training patients, per stratum (class), at
+    least one patient per stratum, seeded; the other training cases become unlabelled.
+    Validation and test are untouched. Returns the note for the plan."""
+    if not 0 < fraction <= 1:
+        raise ScandxError(f"--labelled-fraction must be in (0, 1], got {fraction}")
+    by_patient: dict[str, list[Case]] = defaultdict(list)
+    for c in manifest.in_split("train"):
+        if c.target is not None:
+            by_patient[c.patient_id].append(c)
+    strata: dict[str, list[str]] = defaultdict(list)
+    for pid in sorted(by_patient):
+        strata[_stratum(by_patient[pid], manifest.task)].append(pid)
+    rng = np.random.default_rng([seed, 15])  # its own stream: the splits' draws stay
+    kept = 0
+    for name in sorted(strata):
+        pids = strata[name]
+        k = min(len(pids), max(1, math.floor(fraction * len(pids) + 0.5)))
+        for rank, i in enumerate(rng.permutation(len(pids))):
+            if rank < k:
+                kept += 1
+                continue
+            for c in by_patient[pids[i]]:
+                c.target, c.split = None, UNLABELLED
+    images = len(manifest.in_split("train"))
+    return (
+        f"labelled fraction {fraction:g}: labels kept for {kept} of {len(by_patient)} training "
+        f"patients ({images} images, stratified by class, seed {seed}); the other training "
+        f"images are unlabelled ({len(manifest.unlabelled())} unlabelled in all)"
+    )

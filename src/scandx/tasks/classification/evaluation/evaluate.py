@@ -17,6 +17,7 @@ from scandx.core.privacy import file_ref, scrub_paths, where_ref
 from scandx.core.run_dir import RunDir
 from scandx.errors import ScandxError
 from scandx.tasks.classification.data.images import load_cases
+from scandx.tasks.classification.data.manifest import UNLABELLED
 from scandx.tasks.classification.data.sources import load_source
 from scandx.tasks.classification.evaluation.analyses import (
     curves_for,
@@ -58,7 +59,9 @@ def evaluate_run(
     manifest = load_source(data, image_root=image_root, skip_bad=skip_bad)
     align_classes(manifest, predictor.task, predictor.classes, data)  # the model's order
     apply_run_splits(manifest, run / "manifest.csv", strict=False)
-    cases = manifest.in_split(split)
+    if split == UNLABELLED:
+        raise ScandxError("the unlabelled split has no labels to evaluate against", data)
+    cases = manifest.in_split(split)  # labelled only: apply_run_splits left out the rest
     if not cases:
         have = sorted({c.split for c in manifest.cases})
         raise ScandxError(f"no cases in split {split!r}; available: {', '.join(have)}", data)
