@@ -4,10 +4,10 @@ The task supplies a ``TrainingTask``: its network, its loss, the batches of an e
 and its validation (which returns the metrics to log and a ``score``, higher is
 better, or ``None`` on epochs it skips). The engine owns everything else:
 
-- seeding: the network is built after ``torch.manual_seed(seed)``; epoch ``e`` runs
-  after ``torch.manual_seed(seed * 100_003 + e)`` and the task draws its shuffle and
-  augmentation from ``(seed, e)`` only, so resuming replays the remaining epochs bit
-  for bit without saving any RNG state;
+- seeding: the network is built after ``torch.manual_seed(seed)`` (a plan's ``init``,
+  a pretrained encoder, loaded into it); epoch ``e`` runs after ``torch.manual_seed(seed
+  * 100_003 + e)``, the task draws its shuffle and augmentation from ``(seed, e)`` only,
+  so resuming replays the remaining epochs bit for bit without saving any RNG state;
 - device and precision (``core/device.py``): autocast for the forward pass, gradient
   scaling for fp16 on CUDA, the model and batches on the device;
 - AdamW with linear warm-up then cosine decay to 1% of the rate, per step;
@@ -119,10 +119,8 @@ class _Fit:
         torch.manual_seed(self.task.seed)
         model = self.task.build_model()
         apply_plan_init(model, getattr(self.task, "plan", None))  # train --init RUN
-        model = model.to(self.device)
-        if self.task.schedule.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        return model
+        fmt = torch.channels_last if self.task.schedule.channels_last else torch.preserve_format
+        return model.to(self.device, memory_format=fmt)
 
     def _restore(self, ck: dict[str, Any]) -> None:
         self.model.load_state_dict(ck["model"])
