@@ -59,6 +59,11 @@ def query_mismatches(
     held = images.get("modalities") or {}
     if modality and held and modality not in held:
         refusals.append(f"query is {modality}, the index holds {'/'.join(sorted(held))} images")
+    elif modality and not held:  # e.g. PNG or MedMNIST images: nothing to compare with
+        warnings.append(
+            f"query is {modality}; the index's images carry no modality (not DICOM), so "
+            "whether they are the same kind of image is not checked"
+        )
     channels = sorted(int(c) for c in images.get("channels") or {})
     if channels and facts["channels"] not in channels:
         held_text = " and ".join(_channels_text(c) for c in channels)
@@ -76,7 +81,8 @@ def query_mismatches(
     if span and not span["min"] / SIZE_FACTOR <= side <= span["max"] * SIZE_FACTOR:
         warnings.append(
             f"query is {facts['height']}x{facts['width']} pixels, the index holds images of "
-            f"{span['min']}-{span['max']} pixels on their longer side"
+            + (f"{span['min']}" if span["min"] == span["max"] else f"{span['min']}-{span['max']}")
+            + " pixels on their longer side"
         )
     return refusals, warnings
 
@@ -182,9 +188,9 @@ class SimilarIndex:
                         f"query is out of distribution for the run (OOD score {score:.2f}, "
                         f"flagged above {threshold:.2f})"
                     )
-        for r in results:
+        for r in results:  # returned with the answer; the CLI and the service show them
             for w in r.warnings:
-                log.warning("%s: %s", r.name, w)
+                log.debug("%s: %s", r.name, w)
         return results
 
     def query_files(
