@@ -77,8 +77,8 @@ def supervised(data: Path, work: Path, f: float, seed: int, budget: float) -> fl
     if not (run / "model").exists():
         scandx("train", "--data", str(data), "--out", str(run), "--labelled-fraction", f"{f:g}",
                "--semi-supervised", "off", "--time-budget", f"{budget:g}", "--seed", str(seed),
-               log=run.with_suffix(".train.log"))  # fmt: skip
-    return test_auc(run, data, run.with_suffix(".eval.log"))
+               log=_beside(run, ".train.log"))  # fmt: skip
+    return test_auc(run, data, _beside(run, ".eval.log"))
 
 
 def pretrained_semi(
@@ -88,13 +88,18 @@ def pretrained_semi(
     if not (pre / "model" / "encoder.safetensors").exists():
         scandx("pretrain", "--data", str(data), "--out", str(pre), "--method", "simclr",
                "--time-budget", f"{pretrain_budget:g}", "--seed", str(seed),
-               log=pre.with_suffix(".log"))  # fmt: skip
+               log=_beside(pre, ".log"))  # fmt: skip
     run = work / f"semi_f{f:g}_s{seed}"
     if not (run / "model").exists():
         scandx("train", "--data", str(data), "--out", str(run), "--init", str(pre),
                "--labelled-fraction", f"{f:g}", "--time-budget", f"{budget - pretrain_budget:g}",
-               "--seed", str(seed), log=run.with_suffix(".train.log"))  # fmt: skip
-    return test_auc(run, data, run.with_suffix(".eval.log"))
+               "--seed", str(seed), log=_beside(run, ".train.log"))  # fmt: skip
+    return test_auc(run, data, _beside(run, ".eval.log"))
+
+
+def _beside(run: Path, suffix: str) -> Path:
+    """RUN's log file: ``run.name + suffix`` (``with_suffix`` would eat "0.01_s0")."""
+    return run.parent / (run.name + suffix)
 
 
 def mean_sd(values: list[float]) -> tuple[float, float]:

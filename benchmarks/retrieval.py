@@ -112,8 +112,8 @@ def quality_rows(npz: Path, work: Path, budget: float) -> list[dict[str, Any]]:
         run = work / name.split()[0]
         start = time.perf_counter()
         args = [command, "--data", str(npz), "--out", str(run), "--time-budget", str(budget)]
-        done = scandx(*args, *extra)
-        if done.returncode != 0:
+        done = None if (run / "model").is_dir() else scandx(*args, *extra)  # reuse a run
+        if done is not None and done.returncode != 0:
             msg = f"skipped: scandx {command} failed: {done.stderr.strip()[-300:]}"
             print(f"{name}: {msg}")
             rows.append({"embedding": name, "skipped": msg})

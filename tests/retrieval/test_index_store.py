@@ -48,7 +48,7 @@ def test_exact_below_the_threshold_approximate_from_it():
         plan["nlist"] <= 1000 // store.MIN_POINTS_PER_CELL and 1 <= plan["nprobe"] <= plan["nlist"]
     )
     big = store.choose_search(1_000_000, True)
-    assert big["nlist"] == 4000 and big["nprobe"] == 500
+    assert big["nlist"] == 4000 and big["nprobe"] == 253
 
 
 def test_approximate_search_finds_most_true_neighbours():

@@ -67,3 +67,7 @@ def test_embedder_gives_pooled_encoder_features(ae_run, tmp_path):
 
     vectors = embedder.embed(torch.stack([embedder.prepare(f) for f in files]))
     assert vectors.shape == (3, embedder.space["dim"]) and vectors.dtype == np.float32
+    # unit vectors, searched by cosine: unnormalised pooled features made the largest
+    # vectors everyone's neighbours (benchmarks/retrieval.py)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+    assert embedder.space["normalised"] is True

@@ -103,8 +103,11 @@ class AnomalyPredictor(Predictor):
 
 
 class EncoderEmbedder:
-    """A pretraining run's encoder: the classifier's last feature map averaged over space
-    (``core.embedding.Embedder``)."""
+    """A pretraining run's encoder: the classifier's last feature map averaged over space,
+    L2-normalised (``core.embedding.Embedder``). Unnormalised, these pooled ReLU features
+    made the vectors of largest norm everyone's neighbours: precision@10 of PneumoniaMNIST
+    test images 0.40 (autoencoder) and 0.69 (simclr) by inner product, 0.80 and 0.87 by
+    cosine (benchmarks/retrieval.py)."""
 
     def __init__(self, run: RunDir) -> None:
         enc = read_encoder(run.path)
@@ -132,6 +135,7 @@ class EncoderEmbedder:
             "run_sha256": enc.sha256,
             "kind": f"encoder-{enc.method}",
             "dim": dim,
+            "normalised": True,
             "input": {
                 "spatial_dims": self.contract.spatial_dims,
                 "channels": self.contract.channels,
@@ -144,7 +148,8 @@ class EncoderEmbedder:
 
     @torch.no_grad()
     def embed(self, batch: torch.Tensor) -> np.ndarray:
-        return pooled_features(self.model, batch.float()).numpy().astype(np.float32)
+        f = pooled_features(self.model, batch.float())
+        return torch.nn.functional.normalize(f, dim=1).numpy().astype(np.float32)
 
 
 def load_embedder(run: RunDir) -> Embedder:
