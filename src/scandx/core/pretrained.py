@@ -16,7 +16,6 @@ matched by name and shape, and what was loaded is reported (a plan note and the 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from scandx.core.predictor import sha256
 from scandx.core.run_dir import atomic_path
 from scandx.errors import ScandxError
 
@@ -52,14 +52,6 @@ class PretrainedEncoder:
         return dict(self.info.get("network") or {})
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def write_encoder(
     model_dir: str | Path, state: dict[str, torch.Tensor], info: dict[str, Any]
 ) -> str:
@@ -70,7 +62,7 @@ def write_encoder(
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in sorted(state.items())}
     with atomic_path(model_dir / ENCODER_FILE) as tmp:
         save_file(tensors, str(tmp))
-    sha = _sha256(model_dir / ENCODER_FILE)
+    sha = sha256(model_dir / ENCODER_FILE)
     record = {**info, "kind": KIND, "encoder": ENCODER_FILE, "encoder_sha256": sha}
     with atomic_path(model_dir / "model.json") as tmp:
         Path(tmp).write_text(json.dumps(record, indent=2) + "\n")
@@ -96,7 +88,7 @@ def read_encoder(run: str | Path) -> PretrainedEncoder:
         raise ScandxError(f"--init: unreadable model.json ({e})", model_json) from None
     if info.get("kind") != KIND:
         raise ScandxError(f"--init: model.json kind is {info.get('kind')!r}, not {KIND}", run)
-    sha = _sha256(enc)
+    sha = sha256(enc)
     if info.get("encoder_sha256") not in (None, sha):
         raise ScandxError("--init: encoder.safetensors does not match its checksum", enc)
     try:

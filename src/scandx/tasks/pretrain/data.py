@@ -19,15 +19,13 @@ import logging
 from pathlib import Path
 
 from scandx.data.files import display_path, walk_files
-from scandx.data.identity import content_digest
-from scandx.data.readers import file_extension, reader_for, supported_extensions
 from scandx.errors import BadImageError, ScandxError
 from scandx.tasks.classification.data.manifest import SPLITS, Case, Manifest, normalise_split
 from scandx.tasks.classification.data.source_checks import (
-    image_meta,
     settle_identity,
     skip_or_raise,
 )
+from scandx.tasks.classification.data.sources import identify_file
 from scandx.tasks.classification.data.splits import assign_splits
 
 log = logging.getLogger(__name__)
@@ -59,21 +57,10 @@ def load_plain_folder(path: Path, skip_bad: bool = False) -> Manifest:
         try:
             if problem:
                 raise BadImageError(problem, display_path(f))
-            kind = reader_for(f)
-            if kind is None:
-                ext = file_extension(f) or "(no extension, not DICOM)"
-                raise BadImageError(
-                    f"unsupported file type {ext}; supported: {supported_extensions()}", f
-                )
-            meta = image_meta(f, kind)
-            digest = content_digest(f)
+            meta, digest, key = identify_file(f, path)
         except BadImageError as err:
             skip_or_raise(err, skipped, skip_bad)
             continue
-        inner = f.relative_to(path).parts
-        key = [f"dir:{inner[0]}"] if len(inner) > 1 else []
-        if meta.get("patient_id"):
-            key.append(meta.pop("patient_id"))
         keys.append(key or [f"file:{f.stem}"])
         digests.append(digest)
         origins.append(str(f))

@@ -112,6 +112,23 @@ def _check_manifest(m: Manifest, path: Path) -> None:
 register_source("medmnist", lambda p: p.is_file() and p.suffix.lower() == ".npz")(load_medmnist)
 
 
+def identify_file(f: Path, folder: Path) -> tuple[dict[str, Any], str, list[str]]:
+    """An image file's metadata, content digest and patient keys: its sub-folder of
+    ``folder`` (``folder/<patient>/...``) and its DICOM PatientID (pseudonymised);
+    BadImageError for a file no reader takes."""
+    kind = reader_for(f)
+    if kind is None:
+        ext = file_extension(f) or "(no extension, not DICOM)"
+        raise BadImageError(f"unsupported file type {ext}; supported: {supported_extensions()}", f)
+    meta = image_meta(f, kind)
+    digest = content_digest(f)
+    inner = f.relative_to(folder).parts
+    keys = [f"dir:{inner[0]}"] if len(inner) > 1 else []
+    if meta.get("patient_id"):
+        keys.append(meta.pop("patient_id"))
+    return meta, digest, keys
+
+
 @register_source("folder", lambda p: p.is_dir())
 def load_folder(path: Path, image_root: Path | None = None, skip_bad: bool = False) -> Manifest:
     """Folder-per-class, optionally split: DATA/[train|val|test/]<class>/**/<file>.
@@ -164,24 +181,11 @@ def load_folder(path: Path, image_root: Path | None = None, skip_bad: bool = Fal
     patient_keys: list[list[str]] = []
     origins: list[str] = []
     for f, class_dir, split in files:
-        kind = reader_for(f)
         try:
-            if kind is None:
-                ext = file_extension(f) or "(no extension, not DICOM)"
-                raise BadImageError(
-                    f"unsupported file type {ext}; supported: {supported_extensions()}", f
-                )
-            meta = image_meta(f, kind)
-            digest = content_digest(f)
+            meta, digest, keys = identify_file(f, class_dir)
         except BadImageError as err:
             skip_or_raise(err, skipped, skip_bad)
             continue
-        # identifiers that tie this file to a patient: its sub-folder
-        # (DATA/<class>/<patient>/...) and its DICOM PatientID (pseudonymised)
-        inner = f.relative_to(class_dir).parts
-        keys = [f"dir:{inner[0]}"] if len(inner) > 1 else []
-        if meta.get("patient_id"):
-            keys.append(meta.pop("patient_id"))
         patient_keys.append(keys or [f"file:{class_dir.name}/{f.stem}"])
         digests.append(digest)
         origins.append(str(f))
