@@ -28,6 +28,12 @@ class Embedder(Protocol):
         ``scandx.errors.BadImageError`` (or ScandxError) for an unreadable file."""
         ...
 
+    def prepare_display(self, arr: np.ndarray, where: str = "") -> torch.Tensor:
+        """The same from an image already read (display space, as ``read_image`` gives
+        it): MedMNIST cases have no file of their own, and an index embeds what it has
+        already read for its thumbnails."""
+        ...
+
     def embed(self, batch: torch.Tensor) -> np.ndarray:
         """(N, C, *size) prepared inputs -> (N, dim) float32 vectors (fp32, eval mode)."""
         ...

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import logging
-import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -50,40 +49,25 @@ def load_embedder(run: str | Path | None, pixels: int | None = None) -> Embedder
 
 
 def prepare_display(embedder: Embedder, arr: np.ndarray, where: str) -> torch.Tensor:
-    """``arr`` (display space, as ``read_image`` gives it) as the embedder's input.
-    An Embedder with only ``prepare(path)`` gets the array as a lossless PNG."""
-    own = getattr(embedder, "prepare_display", None)
-    if own is not None:
-        return own(arr, where)
-    if arr.ndim != 3:
-        raise BadImageError("this embedder reads files only; give the volume as a file", where)
-    with tempfile.TemporaryDirectory(prefix="scandx-embed-") as tmp:
-        path = Path(tmp) / "image.png"
-        png_bytes(arr, max_side=None, path=path)
-        return embedder.prepare(path)
+    """``arr`` (display space, as ``read_image`` gives it) as the embedder's input."""
+    return embedder.prepare_display(arr, where)
 
 
-def png_bytes(arr: np.ndarray, max_side: int | None = THUMB, path: Path | None = None) -> bytes:
-    """A display array (C, H, W) or (C, F, H, W) in [0, 1] as PNG: grey or RGB, the middle
-    frame of a volume, its longest side brought down to ``max_side``."""
+def png_bytes(arr: np.ndarray, max_side: int = THUMB) -> bytes:
+    """A display array (C, H, W) or (C, F, H, W) in [0, 1] as an 8-bit PNG thumbnail:
+    grey or RGB, the middle frame of a volume, its longest side brought down to
+    ``max_side``."""
     from PIL import Image
 
     if arr.ndim == 4:
         arr = arr[:, arr.shape[1] // 2]
     grey = is_grey(arr)
-    a = arr[:1] if grey else arr[:3]
-    exact16 = max_side is None and grey and not np.allclose(a * 255, np.round(a * 255), atol=1e-4)
-    if exact16:  # a lossless copy of a grey image that is not 8-bit
-        img = Image.fromarray(np.round(a[0] * 65535).astype(np.uint16))
-    else:
-        u8 = np.round(np.clip(a, 0, 1) * 255).astype(np.uint8)
-        img = Image.fromarray(u8[0] if grey else np.moveaxis(u8, 0, -1))
-    if max_side is not None and max(img.size) > max_side:
+    u8 = np.round(np.clip(arr[:1] if grey else arr[:3], 0, 1) * 255).astype(np.uint8)
+    img = Image.fromarray(u8[0] if grey else np.moveaxis(u8, 0, -1))
+    if max(img.size) > max_side:
         img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     buf = io.BytesIO()
     img.save(buf, format="PNG")
-    if path is not None:
-        path.write_bytes(buf.getvalue())
     return buf.getvalue()
 
 

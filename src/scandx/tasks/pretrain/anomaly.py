@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 
 from scandx.core.embedding import Embedder
 from scandx.core.predictor import Predictor, checked_file
-from scandx.core.pretrained import read_encoder
+from scandx.core.pretrained import PretrainedEncoder, read_encoder
 from scandx.core.run_dir import RunDir
 from scandx.data.readers import read_image
 from scandx.errors import ScandxError
@@ -28,6 +28,7 @@ from scandx.models import create_model
 from scandx.models.autoencoder import pooled_features, reconstruction_error
 from scandx.tasks.classification.data.images import InputContract, preprocess
 from scandx.tasks.classification.inference.ood import FALSE_FLAG_RATE, flag_threshold
+from scandx.tasks.pretrain.methods import build_autoencoder
 
 
 def fit_threshold(val_errors: np.ndarray) -> tuple[float, str]:
@@ -66,17 +67,7 @@ class AnomalyPredictor(Predictor):
             )
         ae = info["autoencoder"]
         path = checked_file(run.model_dir, ae.get("weights"), ae.get("sha256"), "autoencoder")
-        net = info["network"]
-        model = create_model(
-            "conv-autoencoder",
-            net["spatial_dims"],
-            net["in_channels"],
-            net["in_channels"],
-            input_size=net["input_size"],
-            backbone=net["model"],
-            code_dim=int(ae["code_dim"]),
-            backbone_kwargs=net.get("model_kwargs", {}),
-        )
+        model = build_autoencoder(info["network"], int(ae["code_dim"]))
         model.load_state_dict(load_file(str(path)))
         return cls(model, info, device or "cpu")
 
@@ -109,11 +100,10 @@ class EncoderEmbedder:
     test images 0.40 (autoencoder) and 0.69 (simclr) by inner product, 0.80 and 0.87 by
     cosine (benchmarks/retrieval.py)."""
 
-    def __init__(self, run: RunDir) -> None:
-        enc = read_encoder(run.path)
+    def __init__(self, enc: PretrainedEncoder) -> None:
         net = enc.network
         if net.get("family") != "classifier":
-            raise ScandxError("embeddings: not a classifier-family pretraining run", run.path)
+            raise ScandxError("embeddings: not a classifier-family pretraining run", enc.run)
         self.contract = InputContract.from_dict(enc.info["input"])
         self.model = create_model(
             net["model"],
@@ -125,7 +115,7 @@ class EncoderEmbedder:
         )
         missing, unexpected = self.model.load_state_dict(enc.state, strict=False)
         if unexpected or len(missing) > 2:  # only the output layer (weight, bias) is new
-            raise ScandxError("embeddings: the encoder does not fit its own network", run.path)
+            raise ScandxError("embeddings: the encoder does not fit its own network", enc.run)
         self.model.eval()
         probe = torch.zeros(1, net["in_channels"], *net["input_size"])
         with torch.no_grad():
@@ -146,11 +136,15 @@ class EncoderEmbedder:
     def prepare(self, path: str | Path) -> torch.Tensor:
         return _prepare(self.contract, path)
 
+    def prepare_display(self, arr: np.ndarray, where: str = "") -> torch.Tensor:
+        """A display-space array (``read_image``/``read_case``) as the encoder's input."""
+        return preprocess(arr, self.contract, where)
+
     @torch.no_grad()
     def embed(self, batch: torch.Tensor) -> np.ndarray:
         f = pooled_features(self.model, batch.float())
         return torch.nn.functional.normalize(f, dim=1).numpy().astype(np.float32)
 
 
-def load_embedder(run: RunDir) -> Embedder:
-    return EncoderEmbedder(run)
+def load_embedder(enc: PretrainedEncoder) -> Embedder:
+    return EncoderEmbedder(enc)

@@ -85,6 +85,12 @@ def build_network(method: str, network: dict[str, Any], plan: Any) -> nn.Module:
         return SimCLRNet(network, plan.projection_dim)
     if method == "mae":
         return MaskedAutoencoderNet(network)
+    return build_autoencoder(network, plan.code_dim)
+
+
+def build_autoencoder(network: dict[str, Any], code_dim: int) -> nn.Module:
+    """The registry's autoencoder over the downstream classifier (training and the
+    anomaly Predictor build it here)."""
     return create_model(
         "conv-autoencoder",
         network["spatial_dims"],
@@ -92,7 +98,7 @@ def build_network(method: str, network: dict[str, Any], plan: Any) -> nn.Module:
         network["in_channels"],
         input_size=network["input_size"],
         backbone=network["model"],
-        code_dim=plan.code_dim,
+        code_dim=code_dim,
         backbone_kwargs=network.get("model_kwargs", {}),
     )
 

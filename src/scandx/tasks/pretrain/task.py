@@ -72,11 +72,12 @@ class PretrainTask(Task):
     def load_embedder(self, run: RunDir) -> Embedder:
         from scandx.core.pretrained import read_encoder
 
-        if read_encoder(run.path).network.get("family") == "segmenter":
+        enc = read_encoder(run.path)  # read (and checksummed) once
+        if enc.network.get("family") == "segmenter":
             return super().load_embedder(run)
         from scandx.tasks.pretrain.anomaly import load_embedder
 
-        return load_embedder(run)
+        return load_embedder(enc)
 
     def explain(
         self, run: RunDir, files: list[str], out: Path, options: Options
