@@ -26,6 +26,7 @@ import numpy as np
 from scandx import __version__
 from scandx.core.run_dir import RunDir, write_json
 from scandx.core.task import Options, Task
+from scandx.data.labels import UNLABELLED
 from scandx.errors import ScandxError
 
 log = logging.getLogger(__name__)
@@ -45,10 +46,18 @@ class FoldSetup:
 
 def fold_manifest(manifest: M, folds: dict[str, int], i: int) -> M:
     """A copy of the manifest where fold i is "val", the other pooled folds "train"
-    (any task's manifest: cases with ``patient_id`` and ``split``)."""
+    (any task's manifest: cases with ``patient_id`` and ``split``). Unlabelled cases
+    stay unlabelled; those of fold i's patients leave the copy (they would train on a
+    validation patient)."""
     m = copy.deepcopy(manifest)
+    held = {p for p, fold in folds.items() if fold == i}
+    m.cases = [  # type: ignore[attr-defined]
+        c
+        for c in m.cases
+        if not (c.split == UNLABELLED and c.patient_id in held)  # type: ignore[attr-defined]
+    ]
     for c in m.cases:  # type: ignore[attr-defined]
-        if c.patient_id in folds:
+        if c.patient_id in folds and c.split != UNLABELLED:
             c.split = "val" if folds[c.patient_id] == i else "train"
     return m
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 log = logging.getLogger(__name__)
 
+UNLABELLED = "unlabelled"  # the split of cases without a label (training images only)
+UNLABELLED_FOLDERS = ("unlabelled", "unlabeled")  # folder names that hold unlabelled images
 MISSING_LABELS = frozenset({"", "nan", "none", "null", "na", "n/a", "#n/a", "?"})
 
 

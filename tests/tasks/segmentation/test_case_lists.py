@@ -65,7 +65,10 @@ def test_a_csv_table_trains_evaluates_on_its_test_rows(tmp_path):
     "edit, message",
     [
         (lambda r: r[:2] + [r[2].replace("images/", "nowhere/")] + r[3:], "image file not found"),
-        (lambda r: r[:4] + [r[4].rsplit(",", 1)[0] + ","] + r[5:], "missing label"),
+        (  # a train row without a label (an empty split would make it unlabelled)
+            lambda r: r[:4] + [r[4].replace(",,", ",train,").rsplit(",", 1)[0] + ","] + r[5:],
+            "missing label",
+        ),
         (lambda r: r[:2] + [r[2].replace(",test,", ",holdout,")] + r[3:], "unknown split"),
         (lambda r: r + [r[-1]], "listed twice"),
         (lambda r: [r[0].replace("label", "mask_file")] + r[1:], "needs 'image'"),

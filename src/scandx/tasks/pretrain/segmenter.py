@@ -4,7 +4,8 @@ The network pretrained is the U-Net the segmentation planner chooses for the dat
 the time budget (``downstream_plan``: the SegPlan, labels aside), with one output per
 input channel; it learns to reconstruct corrupted patches (``segmenter_objectives.py``).
 Patches come from the training cases of the split segmentation training draws with the
-same seed (validation: its validation cases; test cases never), read, normalised and
+same seed and from the source's unlabelled cases (``segmentation/unlabelled.py``;
+validation: its validation cases; test cases never), read, normalised and
 resampled as the SegPlan says through the segmentation cache, so the later
 ``scandx train --init RUN`` on the same data reads them from the cache.
 
@@ -25,6 +26,7 @@ from scandx.core.engine import fit
 from scandx.core.pretrained import write_encoder
 from scandx.core.run_dir import RunDir, write_json, write_skipped
 from scandx.core.task import Options
+from scandx.data.labels import UNLABELLED
 from scandx.errors import ScandxError
 from scandx.tasks.pretrain.plan import PretrainPlan
 from scandx.tasks.pretrain.segmenter_objectives import (
@@ -39,6 +41,7 @@ from scandx.tasks.pretrain.segmenter_simclr import SegmenterSimCLR, encoder_stat
 from scandx.tasks.segmentation.fingerprint import seg_fingerprint
 from scandx.tasks.segmentation.plan import SegPlan, make_seg_plan
 from scandx.tasks.segmentation.sources import SegManifest, load_seg_source
+from scandx.tasks.segmentation.unlabelled import usable_unlabelled
 from scandx.tasks.segmentation.workflow import (
     apply_saved_splits,
     assign_seg_splits,
@@ -90,12 +93,15 @@ def plan_segmenter_pretraining(
         memory_budget_gb=options.memory_budget_gb,
     )
     mask_patch = max(4, min(seg.patch_size) // 8)
+    n_unlabelled = len(manifest.in_split(UNLABELLED))
     notes = [
         f"pretraining the segmentation planner's network: {seg.spatial_dims}D {seg.model}, "
         f"patch {seg.patch_size}, {seg.in_channels} channel(s), normalised as its plan says "
         "(downstream_plan); labels ignored",
         f"patches from the {len(manifest.in_split('train'))} training cases of the split "
-        f"segmentation training draws with seed {seed}; validation: {VAL_BATCHES} fixed "
+        f"segmentation training draws with seed {seed}"
+        + (f" and {n_unlabelled} unlabelled cases" if n_unlabelled else "")
+        + f"; validation: {VAL_BATCHES} fixed "
         f"batches from its {len(manifest.in_split('val'))} validation cases; test cases "
         "never used",
     ]
@@ -188,7 +194,9 @@ def pretrain_segmenter(
         seed = options.seed or 0
         assign_seg_splits(manifest, 0.2, seed)  # as seg_train_run draws them
         plan, seg = plan_segmenter_pretraining(manifest, options, method, seed)
-    train = load_split(manifest.in_split("train"), manifest, seg, options.skip_bad)
+    dims = int(seg.fingerprint.get("spatial_dims", seg.spatial_dims))
+    extra = usable_unlabelled(manifest, seg.in_channels, dims, options.skip_bad)
+    train = load_split(manifest.in_split("train") + extra, manifest, seg, options.skip_bad)
     val = load_split(manifest.in_split("val"), manifest, seg, options.skip_bad)
     with run.training():
         if not options.resume:

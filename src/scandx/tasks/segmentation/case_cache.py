@@ -92,12 +92,13 @@ def _small_labels(label: np.ndarray) -> np.ndarray:
 def prepare(loaded: Loaded, plan: SegPlan) -> Prepared:
     """The plan's normalisation and resampling of one case as read."""
     img, lab, fov = normalize(loaded.image, plan, loaded.fov), loaded.label, loaded.fov
+    if lab is None:  # an unlabelled case, read for pretraining only: an empty label map
+        lab = np.zeros(img.shape[1:], np.uint8)
     target = plan.target_spacing
     if target and tuple(loaded.spacing) != tuple(target):
         img = resample(img, loaded.spacing, target, label=False)
         lab = resample(lab, loaded.spacing, target, label=True)
         fov = None if fov is None else resample(fov, loaded.spacing, target, True)
-    assert lab is not None  # training and validation cases are labelled
     box = roi_box(fov if plan.use_fov else None, lab.shape)
     return Prepared(img, lab, fov, foreground_index(lab), box)
 

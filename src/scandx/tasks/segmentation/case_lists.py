@@ -11,9 +11,12 @@ one folder per case), ``channels`` (file name per channel), ``label``, optional 
 CSV table (``--data cases.csv``), one row per case, paths relative to the CSV file:
 ``image`` or ``image_<name>`` columns (one per input channel, in column order),
 ``label``, optional ``case_id`` (or ``case``), ``patient_id``, ``split``
-(train/val/test; empty = pooled for training), ``mask`` (or ``fov``: region of
-interest). A bare CSV declares no label names: the values found in the training labels
-become ``label <k>``; name them with a JSON spec holding ``cases`` and ``labels``.
+(train/val/test/unlabelled; empty = pooled for training), ``mask`` (or ``fov``: region
+of interest). An empty ``label`` with an empty ``split`` is an unlabelled case, for
+``scandx pretrain`` only (``unlabelled.py``); a spec's ``splits`` may name an
+``unlabelled`` folder of case folders. A bare CSV declares no label names: the values
+found in the training labels become ``label <k>``; name them with a JSON spec holding
+``cases`` and ``labels``.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from scandx.core.json_file import read_json_object
+from scandx.data.labels import UNLABELLED
 from scandx.errors import ScandxError
 from scandx.tasks.segmentation.sources import SPLIT_DIRS, SegCase, SegManifest
 
@@ -127,7 +131,7 @@ def _folder_cases(spec: dict[str, Any], spec_path: Path) -> list[SegCase]:
                 SegCase(
                     case_id=case_dir.name,
                     images=[str(f) for f in files],
-                    label=str(label) if label.exists() else None,
+                    label=str(label) if label.exists() and split != UNLABELLED else None,
                     split=split,
                     fov=str(mask) if mask and mask.exists() else None,
                 )
@@ -164,15 +168,23 @@ def _csv_cases(path: Path) -> list[SegCase]:
         split_raw = row.get("split", "").lower()
         if split_raw and split_raw not in SPLIT_DIRS:
             raise ScandxError(
-                f"case {case_id}: unknown split {split_raw!r} (train/val/test)", where
+                f"case {case_id}: unknown split {split_raw!r} (train/val/test/unlabelled)", where
             )
         split = SPLIT_DIRS.get(split_raw, "")
-
         if any(not row.get(c) for c in channels):
             raise ScandxError(f"case {case_id}: empty image column", where)
-        if not row["label"] and split != "test":
+        if not row["label"] and split == "":
+            split = UNLABELLED  # an empty label: an unlabelled case (for scandx pretrain)
+        elif not row["label"] and split != "test" and split != UNLABELLED:
             raise ScandxError(
-                f"case {case_id}: missing label (only test cases may lack one)", where
+                f"case {case_id}: missing label ({split} cases need one; leave the split "
+                "empty, or write 'unlabelled', for a case without a label map)",
+                where,
+            )
+        elif row["label"] and split == UNLABELLED:
+            raise ScandxError(
+                f"case {case_id}: split 'unlabelled' with a label file: empty one of the two",
+                where,
             )
         cases.append(
             SegCase(

@@ -19,6 +19,7 @@ import numpy as np
 from scandx.core.cross_validation import FoldSetup, fold_manifest
 from scandx.core.run_dir import RunDir, write_skipped
 from scandx.core.task import Options
+from scandx.data.labels import UNLABELLED
 from scandx.errors import ScandxError
 from scandx.tasks.segmentation.fingerprint import seg_fingerprint
 from scandx.tasks.segmentation.infer import predict_probabilities
@@ -36,6 +37,7 @@ from scandx.tasks.segmentation.pretrained_init import (
     read_segmenter_encoder,
 )
 from scandx.tasks.segmentation.sources import SegManifest, load_seg_source
+from scandx.tasks.segmentation.unlabelled import settle_unlabelled
 from scandx.tasks.segmentation.workflow import (
     load_split,
     train_prepared,
@@ -65,8 +67,9 @@ def prepare(data: str | Path, k: int, options: Options, resume_plan: Path | None
     if enc is not None:
         check_declared_channels(enc, manifest)
     for c in manifest.cases:  # the CV pool: every labelled case outside the test split
-        if c.split != "test":
+        if c.split not in ("test", UNLABELLED):
             c.split = "train" if c.label else "test"
+    settle_unlabelled(manifest)
     if resume_plan or options.plan_path:
         plan = SegPlan.load(resume_plan or options.plan_path)  # type: ignore[arg-type]
         if not resume_plan:

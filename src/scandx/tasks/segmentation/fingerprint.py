@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from scandx.data.cache import default_cache
+from scandx.data.labels import UNLABELLED
 from scandx.errors import BadImageError, ScandxError
 from scandx.tasks.segmentation.case_cache import decoded_case
 from scandx.tasks.segmentation.sources import SegCase, SegManifest
@@ -29,7 +30,7 @@ def seg_fingerprint(manifest: SegManifest, skip_bad: bool = False) -> dict[str, 
     samples: list[np.ndarray] = []
     rng = np.random.default_rng(0)
     for case in list(manifest.cases):
-        if case.split == "test":
+        if case.split in ("test", UNLABELLED):  # unlabelled: read by scandx pretrain only
             continue
         try:
             loaded = decoded_case(case, manifest.labels, cache)

@@ -216,7 +216,7 @@ def make_seg_plan(
 ) -> SegPlan:
     """The plan for ``manifest``; ``dims`` (2 or 3) overrides the 2D/3D choice;
     ``memory_budget_gb`` the training-memory budget (default: 40% of what is free)."""
-    notes: list[str] = []
+    notes: list[str] = list(manifest.notes)
     budget = float(time_budget_s or 600.0)
     device, precision = detect_device()
     data_dims = fp["spatial_dims"]

@@ -28,6 +28,7 @@ from scandx.core.json_file import read_json_object
 from scandx.core.privacy import file_ref, is_pseudonym, pseudonym
 from scandx.data.dicom import read_header
 from scandx.data.files import display_path, file_problem
+from scandx.data.labels import UNLABELLED
 from scandx.errors import ScandxError
 
 LABEL_DIRS = ("masks", "labels", "1st_manual", "manual")
@@ -39,6 +40,8 @@ SPLIT_DIRS = {
     "val": "val",
     "test": "test",
     "testing": "test",
+    "unlabelled": UNLABELLED,
+    "unlabeled": UNLABELLED,
 }
 IMAGE_EXT = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".gif", ".bmp", ".nii", ".nii.gz", ".dcm")
 
@@ -74,6 +77,7 @@ class SegManifest:
     layout: str = ""
     regions: dict[str, list[int]] = field(default_factory=dict)  # evaluated unions of labels
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (case, reason): --skip-bad
+    notes: list[str] = field(default_factory=list)  # for the plan: what the splits did
 
     def in_split(self, split: str) -> list[SegCase]:
         return [c for c in self.cases if c.split == split]
@@ -166,13 +170,15 @@ def load_seg_source(path: str | Path) -> SegManifest:
             f"images/ with one of {', '.join(LABEL_DIRS)}/ (optionally under training/ and test/)",
             path,
         )
+    from scandx.tasks.segmentation.unlabelled import paired_unlabelled
+
     cases = []
     for root, split in roots:
         cases += _paired_cases(root, split)
-    manifest = SegManifest({0: "background", 1: "foreground"}, cases, str(path), [], "paired")
     if not cases:
         raise ScandxError("no image/mask pairs found", path)
-    return manifest
+    cases += paired_unlabelled([path] + [root for root, _ in roots])
+    return SegManifest({0: "background", 1: "foreground"}, cases, str(path), [], "paired")
 
 
 def _paired_cases(root: Path, split: str) -> list[SegCase]:
@@ -239,6 +245,9 @@ def _load_decathlon(path: Path) -> SegManifest:
             )
     if not cases:
         raise ScandxError("imagesTr/ holds no cases", path)
+    from scandx.tasks.segmentation.unlabelled import decathlon_unlabelled
+
+    cases += decathlon_unlabelled(path, ending, len(channels))
     return SegManifest(labels, cases, str(path), channels, "decathlon")
 
 

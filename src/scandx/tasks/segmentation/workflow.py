@@ -38,13 +38,15 @@ from scandx.tasks.segmentation.pretrained_init import (
 from scandx.tasks.segmentation.report import write_seg_model_card
 from scandx.tasks.segmentation.sources import SegCase, SegManifest, load_seg_source
 from scandx.tasks.segmentation.train import SegData, SegTraining
+from scandx.tasks.segmentation.unlabelled import settle_unlabelled
 from scandx.tasks.segmentation.volumes import Loaded, read_case_arrays
 
 log = logging.getLogger(__name__)
 
 
 def assign_seg_splits(manifest: SegManifest, val_fraction: float, seed: int) -> None:
-    """Unsplit labelled cases -> train/val by patient (seeded); given splits are kept."""
+    """Unsplit labelled cases -> train/val by patient (seeded); given splits are kept;
+    unlabelled cases stay ``unlabelled`` (unlabelled.py)."""
     free = sorted({c.patient_id for c in manifest.cases if not c.split and c.label})
     has_val = any(c.split == "val" for c in manifest.cases)
     if not has_val:
@@ -58,6 +60,7 @@ def assign_seg_splits(manifest: SegManifest, val_fraction: float, seed: int) -> 
     for c in manifest.cases:
         if not c.split:
             c.split = "train" if c.label else "test"
+    settle_unlabelled(manifest)
     if not manifest.in_split("train"):
         raise ScandxError("no training cases left after the validation split", manifest.source)
     if not manifest.in_split("val"):

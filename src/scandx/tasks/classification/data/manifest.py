@@ -20,13 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from scandx.core.privacy import file_ref
+from scandx.data.labels import UNLABELLED, UNLABELLED_FOLDERS  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
 TASKS = ("binary", "multiclass", "multilabel")
 SPLITS = ("train", "val", "test")
-UNLABELLED = "unlabelled"  # the split of cases without a label (training images only)
-UNLABELLED_FOLDERS = ("unlabelled", "unlabeled")  # folder names that hold unlabelled images
 _SPLIT_ALIASES = {
     "train": "train",
     "training": "train",
