@@ -32,6 +32,9 @@ class PlanBase:
     # train --init RUN: the pretrained encoder loaded into the fresh network
     # (core/pretrained.py init_record: run, method, sha256, loaded, of)
     init: dict[str, Any] | None = None
+    # train --labelled-fraction F (issue 15): the fraction of training patients whose
+    # labels are kept (None: all); the others are unlabelled training images
+    labelled_fraction: float | None = None
     scandx_version: str = __version__
 
     # what plan_check.check_fields enforces on a plan.json besides the field types; a
@@ -39,6 +42,7 @@ class PlanBase:
     BOUNDS: ClassVar[dict[str, Bounds]] = {
         "seed": Bounds(0),
         "time_budget_s": Bounds(0, low_open=True),
+        "labelled_fraction": Bounds(0, 1, low_open=True),
     }
     CHOICES: ClassVar[dict[str, tuple[Any, ...]]] = {"precision": PRECISIONS}
     MODEL_KIND: ClassVar[str | None] = None  # the registry kind ``model`` must name

@@ -141,3 +141,27 @@ def test_cross_validation_leaves_the_unlabelled_cases_out_of_every_fold(paired, 
     for fold in ("fold0", "fold1"):
         splits = (out / "folds" / fold / "manifest.csv").read_text()
         assert splits.count(",unlabelled,") == 6 and ",test," not in splits
+
+
+def test_a_labelled_fraction_keeps_some_training_label_maps_and_leaves_validation(tmp_path):
+    data = make_ellipse_folders(tmp_path / "d", n=12, size=32)
+    full = load_seg_source(data)
+    assign_seg_splits(full, 0.2, 3)
+    part = load_seg_source(data)
+    assign_seg_splits(part, 0.2, 3, labelled=0.4)
+    assert {c.case_id for c in part.in_split("val")} == {c.case_id for c in full.in_split("val")}
+    train = part.in_split("train")
+    assert len(train) == 4 and len(part.in_split("unlabelled")) == 6  # 40% of 10, the rest
+    assert all(c.label is None for c in part.in_split("unlabelled"))
+    again = load_seg_source(data)
+    assign_seg_splits(again, 0.2, 3, labelled=0.4)
+    assert [c.case_id for c in again.in_split("train")] == [c.case_id for c in train]
+    assert any("labelled fraction 0.4: label maps kept for 4 of 10" in n for n in part.notes)
+    out = tmp_path / "run"  # the CLI flag, recorded in the plan and kept by --resume
+    code = main(["-q", "train", "--data", str(data), "--out", str(out), "--time-budget", "4",
+                 "--labelled-fraction", "0.4", "--seed", "3"])  # fmt: skip
+    assert code == 0
+    assert json.loads((out / "plan.json").read_text())["labelled_fraction"] == 0.4
+    assert (out / "manifest.csv").read_text().count(",unlabelled,") == 6
+    with pytest.raises(ScandxError, match="labelled-fraction must be in"):
+        assign_seg_splits(load_seg_source(data), 0.2, 3, labelled=1.5)

@@ -59,9 +59,8 @@ class Plan(PlanBase):
     # binary: the class sensitivity/PPV/ROC/threshold are about, always classes[1] once
     # training starts (positive.py); None in a plan.json written before: classes[1]
     positive_class: str | None = None
-    # scarce labels (issue 15): the fraction of training patients whose labels are kept
-    # (None: all), and what is done with the unlabelled training images
-    labelled_fraction: float | None = None
+    # scarce labels (issue 15; labelled_fraction is PlanBase's): what is done with the
+    # unlabelled training images
     semi_supervised: str = "off"
     # pseudo-labels: per class, the lowest confidence at which the first network's
     # validation predictions of that class are at least this precise
@@ -85,7 +84,6 @@ class Plan(PlanBase):
         "min_epochs": Bounds(0),
         "val_fraction": Bounds(0, 0.9),
         "test_fraction": Bounds(0, 0.9),
-        "labelled_fraction": Bounds(0, 1, low_open=True),
         "pseudo_label_precision": Bounds(0.5, 1),
     }
     CHOICES: ClassVar[dict[str, tuple[Any, ...]]] = {

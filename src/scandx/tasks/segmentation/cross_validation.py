@@ -37,7 +37,7 @@ from scandx.tasks.segmentation.pretrained_init import (
     read_segmenter_encoder,
 )
 from scandx.tasks.segmentation.sources import SegManifest, load_seg_source
-from scandx.tasks.segmentation.unlabelled import settle_unlabelled
+from scandx.tasks.segmentation.unlabelled import select_labelled_cases, settle_unlabelled
 from scandx.tasks.segmentation.workflow import (
     load_split,
     train_prepared,
@@ -66,17 +66,22 @@ def prepare(data: str | Path, k: int, options: Options, resume_plan: Path | None
     manifest = load_seg_source(data)
     if enc is not None:
         check_declared_channels(enc, manifest)
-    for c in manifest.cases:  # the CV pool: every labelled case outside the test split
-        if c.split not in ("test", UNLABELLED):
-            c.split = "train" if c.label else "test"
-    settle_unlabelled(manifest)
+    plan = None
     if resume_plan or options.plan_path:
         plan = SegPlan.load(resume_plan or options.plan_path)  # type: ignore[arg-type]
         if not resume_plan:
             plan.as_given()
         if options.seed is not None and not resume_plan:
             plan.seed = options.seed
-    else:
+    for c in manifest.cases:  # the CV pool: every labelled case outside the test split
+        if c.split not in ("test", UNLABELLED):
+            c.split = "train" if c.label else "test"
+    given = options.labelled_fraction if not resume_plan else None
+    fraction = given if given is not None else (plan.labelled_fraction if plan else None)
+    if fraction is not None:  # of the pool's patients; folds are dealt from those kept
+        select_labelled_cases(manifest, fraction, plan.seed if plan else options.seed or 0)
+    settle_unlabelled(manifest)
+    if plan is None:
         fp = seg_fingerprint(manifest, skip_bad=options.skip_bad)
         budget = (options.time_budget_s or 600.0) / k
         plan = make_seg_plan(
@@ -89,6 +94,7 @@ def prepare(data: str | Path, k: int, options: Options, resume_plan: Path | None
         )
         plan.notes.append(f"{k}-fold cross-validation: {budget:.0f}s per fold")
         use_model(plan, options.model)
+    plan.labelled_fraction = fraction
     if enc is not None:  # every fold's fresh network starts from it (plan.init)
         apply_init(plan, enc, reuse_network=not options.plan_path, model=options.model)
     return FoldSetup(manifest, plan, patient_folds(manifest, k, plan.seed))

@@ -25,8 +25,6 @@ class SegmentationTask(Task):
         "subgroups": "segmentation metrics are reported per class and region, not per "
         "metadata subgroup (not implemented)",
         "positive_class": "segmentation classes are the mask's labels; background is label 0",
-        "labelled_fraction": "segmentation trains on its labelled cases only (scarce-label "
-        "experiments are classification's)",
         "semi_supervised": "segmentation trains on its labelled cases only (a pretrained "
         "encoder, --init, is how unlabelled volumes help it)",
     }
@@ -51,6 +49,7 @@ class SegmentationTask(Task):
             memory_budget_gb=options.memory_budget_gb,
             model=options.model,
             init=options.init,
+            labelled_fraction=options.labelled_fraction,
         )
 
     def describe_plan(self, plan: SegPlan) -> str:
@@ -79,6 +78,7 @@ class SegmentationTask(Task):
             hooks=options.hooks,
             model=options.model,
             init=options.init,
+            labelled_fraction=options.labelled_fraction,
         )
 
     def evaluate(

@@ -21,8 +21,11 @@ file is its own patient there; a case table's ``patient_id`` column links them.
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
+
+import numpy as np
 
 from scandx.data.labels import UNLABELLED, UNLABELLED_FOLDERS
 from scandx.errors import ScandxError
@@ -134,3 +137,24 @@ def usable_unlabelled(
             continue
         ok.append(case)
     return ok
+
+
+def select_labelled_cases(manifest: SegManifest, fraction: float, seed: int) -> None:
+    """``--labelled-fraction``: keep the label maps of ``fraction`` of the training
+    patients (at least one; seeded, on its own stream so the validation draw stays); the
+    others' cases become unlabelled. Validation and test are untouched; the plan's note
+    says what was kept."""
+    if not 0 < fraction <= 1:
+        raise ScandxError(f"--labelled-fraction must be in (0, 1], got {fraction}")
+    patients = sorted({c.patient_id for c in manifest.in_split("train")})
+    k = min(len(patients), max(1, math.floor(fraction * len(patients) + 0.5)))
+    order = np.random.default_rng([seed, 15]).permutation(len(patients))
+    kept = {patients[i] for i in order[:k]}
+    for c in manifest.in_split("train"):
+        if c.patient_id not in kept:
+            c.label, c.split = None, UNLABELLED
+    manifest.notes.append(
+        f"labelled fraction {fraction:g}: label maps kept for {k} of {len(patients)} "
+        f"training patients ({len(manifest.in_split('train'))} cases, seed {seed}); the "
+        "other training cases are unlabelled"
+    )

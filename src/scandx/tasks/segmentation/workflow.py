@@ -38,15 +38,18 @@ from scandx.tasks.segmentation.pretrained_init import (
 from scandx.tasks.segmentation.report import write_seg_model_card
 from scandx.tasks.segmentation.sources import SegCase, SegManifest, load_seg_source
 from scandx.tasks.segmentation.train import SegData, SegTraining
-from scandx.tasks.segmentation.unlabelled import settle_unlabelled
+from scandx.tasks.segmentation.unlabelled import select_labelled_cases, settle_unlabelled
 from scandx.tasks.segmentation.volumes import Loaded, read_case_arrays
 
 log = logging.getLogger(__name__)
 
 
-def assign_seg_splits(manifest: SegManifest, val_fraction: float, seed: int) -> None:
+def assign_seg_splits(
+    manifest: SegManifest, val_fraction: float, seed: int, labelled: float | None = None
+) -> None:
     """Unsplit labelled cases -> train/val by patient (seeded); given splits are kept;
-    unlabelled cases stay ``unlabelled`` (unlabelled.py)."""
+    unlabelled cases stay ``unlabelled`` (unlabelled.py); ``labelled``: the fraction of
+    training patients whose label maps are kept (``--labelled-fraction``)."""
     free = sorted({c.patient_id for c in manifest.cases if not c.split and c.label})
     has_val = any(c.split == "val" for c in manifest.cases)
     if not has_val:
@@ -60,6 +63,8 @@ def assign_seg_splits(manifest: SegManifest, val_fraction: float, seed: int) -> 
     for c in manifest.cases:
         if not c.split:
             c.split = "train" if c.label else "test"
+    if labelled is not None:
+        select_labelled_cases(manifest, labelled, seed)
     settle_unlabelled(manifest)
     if not manifest.in_split("train"):
         raise ScandxError("no training cases left after the validation split", manifest.source)
@@ -126,14 +131,16 @@ def seg_plan_run(
     memory_budget_gb: float | None = None,
     model: str | None = None,
     init: str | Path | None = None,
+    labelled_fraction: float | None = None,
 ) -> SegPlan:
     """Fingerprint and plan; writes ``OUT/plan.json`` (when ``out`` is given); ``init``:
-    a pretraining run whose network the plan takes (pretrained_init.py)."""
+    a pretraining run whose network the plan takes (pretrained_init.py);
+    ``labelled_fraction``: keep the label maps of this fraction of training patients."""
     enc = read_segmenter_encoder(init) if init else None  # before any case is read
     manifest = load_seg_source(data)
     if enc is not None:
         check_declared_channels(enc, manifest)
-    assign_seg_splits(manifest, 0.2, seed)
+    assign_seg_splits(manifest, 0.2, seed, labelled_fraction)
     fp = seg_fingerprint(manifest, skip_bad=skip_bad)
     plan = make_seg_plan(
         manifest,
@@ -144,6 +151,7 @@ def seg_plan_run(
         memory_budget_gb=memory_budget_gb,
     )
     use_model(plan, model)
+    plan.labelled_fraction = labelled_fraction
     if enc is not None:
         apply_init(plan, enc, reuse_network=True, model=model)
     if out is not None:
@@ -182,11 +190,13 @@ def seg_train_run(
     hooks: list[Hook] | None = None,
     model: str | None = None,
     init: str | Path | None = None,
+    labelled_fraction: float | None = None,
 ) -> dict[str, Any]:
     """Plan (unless resuming or given ``plan_path``), train, choose post-processing and
     save the model; ``dims`` (2 or 3) overrides the planner's 2D/3D choice; ``skip_bad``
     leaves out unusable cases (listed in RUN/skipped.csv); ``init``: a pretraining run
-    whose encoder starts the U-Net (core/pretrained.py)."""
+    whose encoder starts the U-Net (core/pretrained.py); ``labelled_fraction``: as
+    seg_plan_run's."""
     run = RunDir(out)
     run.guard_new(resume)
     resuming = resume  # the saved plan as it is (never re-planned), the recorded splits
@@ -207,7 +217,12 @@ def seg_train_run(
     else:
         plan = None
     run_seed = plan.seed if plan else (seed or 0)
-    assign_seg_splits(manifest, plan.val_fraction if plan else 0.2, run_seed)
+    fraction = (
+        plan.labelled_fraction
+        if plan and (resuming or labelled_fraction is None)
+        else (labelled_fraction)
+    )
+    assign_seg_splits(manifest, plan.val_fraction if plan else 0.2, run_seed, fraction)
     if plan is None:
         plan = make_seg_plan(
             manifest,
@@ -219,6 +234,7 @@ def seg_train_run(
         )
     if not resuming:
         use_model(plan, model)
+        plan.labelled_fraction = fraction
     if enc is not None:  # a fresh plan takes the pretrained network; a given one keeps its own
         apply_init(plan, enc, reuse_network=not plan_path, model=model)
     if resuming:
