@@ -186,3 +186,27 @@ def test_patient_id_is_pseudonymised():
     _, meta = read_image(DICOM_TEST / "CT_small.dcm")
     real = str(pydicom.dcmread(DICOM_TEST / "CT_small.dcm").PatientID)
     assert meta["patient_id"].startswith("pid-") and real not in meta["patient_id"]
+
+
+def test_pixel_data_problem_names_truncation_missing_attributes_and_empty_encapsulation():
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit
+
+    from scandx.data.dicom import pixel_data_problem
+
+    ds = Dataset()
+    assert pixel_data_problem(ds) is None  # no pixels, nothing to check
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.Rows, ds.Columns, ds.BitsAllocated, ds.SamplesPerPixel = 4, 4, 16, 1
+    ds.PixelData = bytes(32)
+    assert pixel_data_problem(ds) is None
+    ds.NumberOfFrames = 2  # two frames of 32 bytes described, 32 present
+    assert pixel_data_problem(ds) == "pixel data truncated (32 of 64 bytes)"
+    del ds.Rows
+    assert "without valid Rows" in pixel_data_problem(ds)
+    enc = Dataset()
+    enc.file_meta = FileMetaDataset()
+    enc.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    enc.PixelData = b"\xfe\xff\x00\xe0\x00\x00\x00\x00"  # an empty offset table, no fragment
+    assert pixel_data_problem(enc) == "encapsulated pixel data has no fragment"

@@ -57,7 +57,7 @@ def test_every_listed_attribute_present_gets_its_action(real_run) -> None:
 def test_bad_files_are_listed_never_written(real_run) -> None:
     summary, root = real_run
     reasons = Counter(reason.split(" (")[0] for _, reason in summary.skipped)
-    assert reasons["truncated"] >= 1  # MR_truncated.dcm
+    assert sum(n for r, n in reasons.items() if "truncated" in r) >= 1  # MR_truncated.dcm
     assert any(r.startswith("not a DICOM") for r in reasons), reasons
     assert not list((root / "out").rglob(".*.tmp"))
     skipped_csv = (root / "out-mapping" / "skipped.csv").read_text()

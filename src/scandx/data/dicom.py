@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydicom.uid import UID
 
 from scandx.core.privacy import pseudonym as keyed_pseudonym
 from scandx.data.checks import require_finite
@@ -100,6 +101,35 @@ def check_compressed(ds: Any, path: Path) -> None:
             raise BadImageError(f"corrupted JPEG 2000 pixel data: {e}", path) from None
         except Exception as e:  # fragments that cannot even be split into frames
             raise BadImageError(f"corrupted JPEG 2000 pixel data ({_short(e)})", path) from None
+
+
+def pixel_data_problem(ds: Any) -> str | None:
+    """Why a dataset's Pixel Data cannot hold the image its header describes, or None:
+    encapsulated (compressed) data without a single fragment, native data shorter than
+    rows x columns x samples x bits x frames (truncated), or those attributes missing or
+    not numbers. A dataset without Pixel Data has no such problem. Used wherever a file
+    is accepted whole (de-identification, the hospital store), so a truncated instance
+    is refused there rather than failing when someone decodes it."""
+    if "PixelData" not in ds:
+        return None
+    meta = getattr(ds, "file_meta", None)
+    syntax = meta.get("TransferSyntaxUID") if meta is not None else None
+    data = ds.PixelData
+    if syntax and UID(syntax).is_encapsulated:
+        from pydicom.encaps import generate_fragments
+
+        if sum(1 for _ in generate_fragments(data)) < 2:  # offset table + >= 1 fragment
+            return "encapsulated pixel data has no fragment"
+        return None
+    try:
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        samples = int(ds.get("SamplesPerPixel", 1) or 1)
+        bits = int(ds.BitsAllocated) * int(ds.Rows) * int(ds.Columns) * samples * frames
+    except (AttributeError, TypeError, ValueError):
+        return "pixel data without valid Rows, Columns and Bits Allocated"
+    if len(data) * 8 < bits:
+        return f"pixel data truncated ({len(data)} of {(bits + 7) // 8} bytes)"
+    return None
 
 
 def _short(e: BaseException) -> str:

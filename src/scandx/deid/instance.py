@@ -14,6 +14,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID
 
 import scandx
+from scandx.data.dicom import pixel_data_problem
 from scandx.deid import keyed
 from scandx.deid.profile import InstanceContext, deidentify_dataset
 from scandx.deid.table import Table, load_table
@@ -60,7 +61,9 @@ def read_instance(path: Path) -> Dataset:
     for keyword in ("SOPClassUID", "SOPInstanceUID"):
         if not str(ds.get(keyword, "") or "").strip():
             raise BadImageError(f"not a DICOM instance (no {keyword})", path)
-    _check_pixel_length(ds, path)
+    problem = pixel_data_problem(ds)
+    if problem:
+        raise BadImageError(problem, path)
     return ds
 
 
@@ -84,24 +87,6 @@ def _read(path: Path) -> Dataset:
     except Exception as e:
         raise BadImageError(f"damaged DICOM dataset ({type(e).__name__})", path) from None
     return ds
-
-
-def _check_pixel_length(ds: Dataset, path: Path) -> None:
-    """A native (uncompressed) image whose Pixel Data is shorter than its rows x columns
-    x samples x bits x frames says is truncated."""
-    if "PixelData" not in ds or not ds.file_meta.get("TransferSyntaxUID"):
-        return
-    if UID(ds.file_meta.TransferSyntaxUID).is_compressed:
-        return
-    try:
-        frames = int(ds.get("NumberOfFrames", 1) or 1)
-        expected = (
-            int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1) or 1) * frames
-        ) * int(ds.BitsAllocated)
-    except (AttributeError, TypeError, ValueError):
-        return
-    if len(ds.PixelData) * 8 < expected:
-        raise BadImageError("truncated (Pixel Data shorter than the image it describes)", path)
 
 
 def deidentify_instance(ds: Dataset, table: Table, options: frozenset[str]) -> Instance:

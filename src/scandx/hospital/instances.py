@@ -21,6 +21,7 @@ from pydicom.uid import UID
 
 from scandx.core.privacy import pseudonym
 from scandx.core.run_dir import atomic_write
+from scandx.data.dicom import pixel_data_problem
 from scandx.errors import ScandxError
 from scandx.hospital.state import StateDB
 
@@ -44,12 +45,11 @@ def check_instance(ds: Dataset) -> tuple[str, str, str]:
         for _ in ds.iterall():  # converts every raw element: a corrupt one raises here
             pass
         uids = tuple(str(ds.get(k, "") or "").strip() for k in _UID_KEYWORDS)
-        if "PixelData" in ds:
-            _check_pixel_length(ds)
-    except BadInstance:
-        raise
+        problem = pixel_data_problem(ds)
     except Exception as e:  # pydicom raises many types on corrupt bytes
         raise BadInstance(f"cannot decode the dataset ({type(e).__name__})") from None
+    if problem:
+        raise BadInstance(problem)
     missing = [k for k, v in zip(_UID_KEYWORDS, uids, strict=True) if not v]
     if missing:
         raise BadInstance(f"missing {', '.join(missing)}")
@@ -60,23 +60,6 @@ def check_instance(ds: Dataset) -> tuple[str, str, str]:
 
 
 _UID_KEYWORDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
-
-
-def _check_pixel_length(ds: Dataset) -> None:
-    meta = getattr(ds, "file_meta", None)
-    syntax = getattr(meta, "TransferSyntaxUID", None) if meta is not None else None
-    data = ds.PixelData
-    if syntax is not None and syntax.is_encapsulated:
-        from pydicom.encaps import generate_fragments
-
-        if sum(1 for _ in generate_fragments(data)) < 2:  # offset table + >= 1 fragment
-            raise BadInstance("encapsulated pixel data has no fragment")
-        return
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
-    bits = int(ds.BitsAllocated) * int(ds.Rows) * int(ds.Columns) * int(ds.SamplesPerPixel)
-    expected = (bits * frames + 7) // 8
-    if len(data) < expected:
-        raise BadInstance(f"pixel data truncated ({len(data)} of {expected} bytes)")
 
 
 def read_instance(raw: bytes) -> Dataset:

@@ -100,7 +100,7 @@ def case_key(name: str) -> str:
     return re.split(r"[_.]", name, maxsplit=1)[0]
 
 
-def _files(folder: Path) -> list[Path]:
+def folder_images(folder: Path) -> list[Path]:
     """The image files of a folder; an image-named entry that is not a readable regular
     file (a FIFO, a dangling symlink, a symlink loop) is an error, never silently left out."""
     found = []
@@ -183,9 +183,9 @@ def load_seg_source(path: str | Path) -> SegManifest:
 
 def _paired_cases(root: Path, split: str) -> list[SegCase]:
     images, labels, fov = _paired_root(root)  # type: ignore[misc]
-    label_by_key = {case_key(p.name): p for p in _files(labels)}
-    fov_by_key = {case_key(p.name): p for p in _files(fov)} if fov else {}
-    image_files = _files(images)
+    label_by_key = {case_key(p.name): p for p in folder_images(labels)}
+    fov_by_key = {case_key(p.name): p for p in folder_images(fov)} if fov else {}
+    image_files = folder_images(images)
     if not image_files:
         raise ScandxError("images/ holds no image files", images)
     out = []
@@ -222,21 +222,7 @@ def _load_decathlon(path: Path) -> SegManifest:
         d = path / folder
         if not d.is_dir():
             continue
-        keys = sorted(
-            {
-                re.sub(r"_\d{4}$", "", p.name[: -len(ending)])
-                for p in d.iterdir()
-                if p.name.endswith(ending) and not p.name.startswith(".")
-            }
-        )
-        for key in keys:
-            files = [d / f"{key}_{i:04d}{ending}" for i in range(len(channels))]
-            if not all(f.exists() for f in files):
-                single = d / f"{key}{ending}"  # MSD style: one 4D file holding every channel
-                if not single.exists():
-                    missing = [f.name for f in files if not f.exists()]
-                    raise ScandxError(f"case {key}: missing channel file(s) {missing}", d)
-                files = [single]
+        for key, files in decathlon_case_files(d, ending, len(channels)):
             label = path / ("labelsTr" if split == "" else "labelsTs") / f"{key}{ending}"
             if split == "" and not label.exists():
                 raise ScandxError(f"case {key}: no label file in labelsTr/", label)
@@ -249,6 +235,30 @@ def _load_decathlon(path: Path) -> SegManifest:
 
     cases += decathlon_unlabelled(path, ending, len(channels))
     return SegManifest(labels, cases, str(path), channels, "decathlon")
+
+
+def decathlon_case_files(folder: Path, ending: str, channels: int) -> list[tuple[str, list[Path]]]:
+    """(case key, its files) for every case of a Decathlon-named folder: one
+    ``<case>_0000<ending>`` file per channel, or one ``<case><ending>`` (MSD style: a 4D
+    file holding every channel); a case missing a channel file is an error."""
+    keys = sorted(
+        {
+            re.sub(r"_\d{4}$", "", p.name[: -len(ending)])
+            for p in folder.iterdir()
+            if p.name.endswith(ending) and not p.name.startswith(".")
+        }
+    )
+    out = []
+    for key in keys:
+        files = [folder / f"{key}_{i:04d}{ending}" for i in range(channels)]
+        if not all(f.exists() for f in files):
+            single = folder / f"{key}{ending}"
+            if not single.exists():
+                missing = [f.name for f in files if not f.exists()]
+                raise ScandxError(f"case {key}: missing channel file(s) {missing}", folder)
+            files = [single]
+        out.append((key, files))
+    return out
 
 
 def _bad(key: str, reason: str, where: Path) -> ScandxError:

@@ -22,14 +22,19 @@ file is its own patient there; a case table's ``patient_id`` column links them.
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
 
 import numpy as np
 
 from scandx.data.labels import UNLABELLED, UNLABELLED_FOLDERS
 from scandx.errors import ScandxError
-from scandx.tasks.segmentation.sources import IMAGE_EXT, SegCase, SegManifest, _files
+from scandx.tasks.segmentation.sources import (
+    IMAGE_EXT,
+    SegCase,
+    SegManifest,
+    decathlon_case_files,
+    folder_images,
+)
 
 HELD_OUT = ("val", "test", "external")
 
@@ -49,7 +54,7 @@ def paired_unlabelled(roots: list[Path]) -> list[SegCase]:
         if folder is None or folder.resolve() in seen:
             continue
         seen.add(folder.resolve())
-        for f in _files(folder):
+        for f in folder_images(folder):
             name = f.name
             stem = next(name[: -len(e)] for e in IMAGE_EXT if name.lower().endswith(e))
             cases.append(SegCase(f"unlabelled/{stem}", [str(f)], None, UNLABELLED))
@@ -62,25 +67,10 @@ def decathlon_unlabelled(root: Path, ending: str, channels: int) -> list[SegCase
     folder = unlabelled_folder(root)
     if folder is None:
         return []
-    keys = sorted(
-        {
-            re.sub(r"_\d{4}$", "", p.name[: -len(ending)])
-            for p in folder.iterdir()
-            if p.name.endswith(ending) and not p.name.startswith(".")
-        }
-    )
-    cases = []
-    for key in keys:
-        files = [folder / f"{key}_{i:04d}{ending}" for i in range(channels)]
-        if not all(f.exists() for f in files):
-            single = folder / f"{key}{ending}"
-            if not single.exists():
-                missing = [f.name for f in files if not f.exists()]
-                raise ScandxError(
-                    f"unlabelled case {key}: missing channel file(s) {missing}", folder
-                )
-            files = [single]
-        cases.append(SegCase(f"unlabelled/{key}", [str(f) for f in files], None, UNLABELLED))
+    cases = [
+        SegCase(f"unlabelled/{key}", [str(f) for f in files], None, UNLABELLED)
+        for key, files in decathlon_case_files(folder, ending, channels)
+    ]
     if not cases:
         raise ScandxError(f"{folder.name}/ holds no {ending} files", folder)
     return cases
