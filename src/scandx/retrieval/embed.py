@@ -48,11 +48,6 @@ def load_embedder(run: str | Path | None, pixels: int | None = None) -> Embedder
     return task_for_run(run).load_embedder(RunDir(Path(run)))
 
 
-def prepare_display(embedder: Embedder, arr: np.ndarray, where: str) -> torch.Tensor:
-    """``arr`` (display space, as ``read_image`` gives it) as the embedder's input."""
-    return embedder.prepare_display(arr, where)
-
-
 def png_bytes(arr: np.ndarray, max_side: int = THUMB) -> bytes:
     """A display array (C, H, W) or (C, F, H, W) in [0, 1] as an 8-bit PNG thumbnail:
     grey or RGB, the middle frame of a volume, its longest side brought down to
@@ -146,7 +141,7 @@ def embed_source(
     for case in tqdm(manifest.cases, desc="embedding", unit="img", leave=False, disable=None):
         try:
             arr = read_case(case)
-            x = prepare_display(embedder, arr, case.path)
+            x = embedder.prepare_display(arr, case.path)
         except BadImageError as e:
             skip_or_raise(e, skipped, skip_bad)
             continue

@@ -27,7 +27,7 @@ import numpy as np
 from scandx.core.embedding import Embedder
 from scandx.data.readers import read_image
 from scandx.errors import ScandxError
-from scandx.retrieval.embed import image_facts, png_bytes, prepare_display
+from scandx.retrieval.embed import image_facts, png_bytes
 from scandx.retrieval.index_store import faiss_search, load_index, read_manifest, read_thumbnail
 
 log = logging.getLogger(__name__)
@@ -172,7 +172,7 @@ class SimilarIndex:
                     "; ".join(refusals) + " (--allow-mismatch to search anyway)", name
                 )
             results.append(QueryResult(name, [], png_bytes(arr), refusals + warnings))
-            prepared.append(prepare_display(embedder, arr, name))
+            prepared.append(embedder.prepare_display(arr, name))
         # one image at a time, so a query's vector and score never depend on the others
         vectors = np.concatenate([embedder.embed(x[None]) for x in prepared])
         ood = getattr(embedder, "ood_scores", None)
