@@ -30,7 +30,8 @@ def child(patch: list[int], batch: int, ch: int, k: int, precision: str) -> None
     from monai.losses import DiceCELoss
 
     from scandx.models import create_model
-    from scandx.tasks.segmentation.plan import synthetic_step, unet_layout
+    from scandx.tasks.segmentation.budget import synthetic_step
+    from scandx.tasks.segmentation.plan import unet_layout
 
     strides, kernels = unet_layout(patch, [1.0] * len(patch))
     torch.manual_seed(0)

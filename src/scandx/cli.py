@@ -100,7 +100,7 @@ def _parser() -> argparse.ArgumentParser:
 
     def planning_args(s: argparse.ArgumentParser, seed_default: int | None = 0) -> None:
         s.add_argument(
-            "--time-budget", type=_positive, help="training seconds to plan for (default 600)"
+            "--time-budget", type=_positive, help="seconds the command may take (default 600)"
         )
         s.add_argument(
             "--model",

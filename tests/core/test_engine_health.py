@@ -168,6 +168,38 @@ def test_the_schedule_ends_in_time_even_after_a_slow_start(tmp_path):
     assert lines[-1]["lr"] <= 0.02 * task.schedule.lr
 
 
+def test_the_deadline_keeps_free_what_the_task_needs_after_training(tmp_path):
+    """Segmentation chooses its threshold on the validation cases after training (three
+    sliding-window passes in 2D): the engine leaves that time, from the validation passes
+    it measured, out of the training deadline."""
+
+    class SlowValidation(ToyTask):
+        def validate(self, model, epoch, device, precision):
+            time.sleep(0.1)
+            return super().validate(model, epoch, device, precision)
+
+    class SlowAfter(SlowValidation):
+        def seconds_after_training(self, validation_s):
+            self.asked.append(validation_s)
+            return 10 * validation_s  # ~1 s
+
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    task = SlowAfter(epochs=50, sleep=0.05)  # ~0.3 s an epoch, validation included
+    task.asked = []
+    task.schedule.deadline_s = 3.0
+    result = fit(task, run)
+    assert result.stopped == "time budget"
+    training = sum(r["seconds"] for r in result.history)
+    assert training + 10 * 0.1 <= 3.0 * 1.1  # training, then the ~1 s after it
+    assert min(task.asked) >= 0.1  # measured passes, not a guess
+    plain = SlowValidation(epochs=50, sleep=0.05)
+    plain.schedule.deadline_s = 3.0
+    run2 = RunDir(tmp_path / "plain")
+    run2.path.mkdir()
+    assert len(result.history) < len(fit(plain, run2).history)  # the reserve cost epochs
+
+
 def test_a_run_stopped_by_the_budget_is_validated_at_its_last_epoch(tmp_path):
     """A task that validates only now and then (segmentation: every few epochs) is
     validated on the epoch the budget ended it on, so the run has a best model."""

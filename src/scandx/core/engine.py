@@ -16,9 +16,10 @@ better, or ``None`` on epochs it skips). The engine owns everything else:
   atomic, loaded with ``weights_only=True``; ``--resume`` continues;
 - early stopping after ``patience`` validated epochs without improvement (never
   before ``min_epochs``); ``deadline_s``: when the epochs so far (their median) say
-  the schedule would end past the seconds the budget allows, the cosine schedule is
-  shortened to end in time and no epoch starts past it; ``log.jsonl``, one line per
-  epoch, from 1;
+  the schedule would end past the seconds the budget allows (less what the task needs
+  after training: ``seconds_after_training``, from the validation passes' measured
+  seconds), the cosine schedule is shortened to end in time and no epoch starts past
+  it; ``log.jsonl``, one line per epoch, from 1;
 - health (``core/health.py``): gradient-norm clipping; recovery from divergence and
   collapse, in the epoch's log line and ``FitResult.recoveries``.
 
@@ -101,6 +102,7 @@ class _Fit:
         task.rank, task.world, self.main = ddp.rank(), ddp.world_size(), ddp.is_main()
         self.health = task.health
         self.lr_scale, self.streak = 1.0, 0  # streak: validations in a row at chance
+        self.val_seconds: list[float] = []  # each validation pass's (this call's)
         self.recoveries: list[dict[str, Any]] = []
         self.model = self._fresh_model()
         self.net = ddp.wrap(self.model, self.device)  # what trains; self.model is saved
@@ -165,7 +167,9 @@ class _Fit:
                 action = "early stop"
             elif action == "train" and s.deadline_s is not None and history:
                 per_epoch = float(np.median([r["seconds"] for r in history]))
-                fits = epoch + int((s.deadline_s - spent) // max(per_epoch, 1e-9))
+                val_s = float(np.median(self.val_seconds)) if self.val_seconds else 0.0
+                left = s.deadline_s - self.task.seconds_after_training(val_s) - spent
+                fits = epoch + int(left // max(per_epoch, 1e-9))
                 if fits <= epoch:
                     action = "time budget"
                 else:
@@ -189,13 +193,14 @@ class _Fit:
                 trouble = "non-finite weights after the epoch"  # a finite loss hid it
             if trouble is None:
                 ddp.broadcast_buffers(self.model)
+                t_val = time.perf_counter()
                 val = self.task.validate(self.model, epoch, self.device, self.precision)
                 trouble = None
                 if val is not None:
+                    self.val_seconds.append(time.perf_counter() - t_val)
                     trouble = collapse_reason(val, self.best_score, self.health, self.streak)
-                    self.streak = (
-                        self.streak + 1 if at_chance(val, self.best_score, self.health) else 0
-                    )
+                    chance = at_chance(val, self.best_score, self.health)
+                    self.streak = self.streak + 1 if chance else 0
             else:
                 val = None
             if trouble is not None:
@@ -207,8 +212,7 @@ class _Fit:
                 if val is None:  # divergence: the epoch is replayed
                     continue
             seconds = ddp.max_over_ranks(time.perf_counter() - t0)  # the slowest rank's
-            record = self._record(epoch, losses, val, seconds, pending)
-            pending = []
+            record, pending = self._record(epoch, losses, val, seconds, pending), []
             history.append(record)
             spent += record["seconds"]
             if self.main:
@@ -226,10 +230,9 @@ class _Fit:
             self.model.load_state_dict(self.best_state)
         if stopped == "unstable" and self.best_state is None or not finite_weights(self.model):
             raise TrainingDiverged(
-                "training diverged (non-finite loss or weights) and never produced a "
-                "usable model, even after lowering the learning rate "
-                f"{len(self.recoveries)} times; check the images for NaN/Inf values and "
-                "the plan's lr"
+                "training diverged (non-finite loss or weights) and never produced a usable "
+                f"model, even after lowering the learning rate {len(self.recoveries)} times; "
+                "check the images for NaN/Inf values and the plan's lr"
             )
         return FitResult(
             self.model.cpu().eval(),
@@ -253,6 +256,9 @@ class _Fit:
         self.best_score = float(val["score"])
         self.best = {**record, **{k: v for k, v in val.items() if k not in ("score", "constant")}}
         self.best.update(validated=True, best=True)
+        self._keep_best_weights(epochs_done)
+
+    def _keep_best_weights(self, epochs_done: int) -> None:
         self.best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
         if self.main:
             save_checkpoint(
@@ -369,13 +375,7 @@ class _Fit:
             record["recovery"] = events
         if improved:
             self.best_score, self.bad_epochs, self.best = float(val["score"]), 0, record  # type: ignore[index]
-            self.best_state = {
-                k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()
-            }
-            if self.main:
-                save_checkpoint(
-                    self.run_dir.best_ckpt, {"model": self.best_state, "epoch": epoch + 1}
-                )
+            self._keep_best_weights(epoch + 1)
         elif val is not None:
             self.bad_epochs += 1
         return record

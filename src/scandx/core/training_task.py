@@ -47,6 +47,12 @@ class TrainingTask(ABC):
         """Validation metrics of this epoch with a ``score`` (higher is better), or None
         when this epoch is not validated."""
 
+    def seconds_after_training(self, validation_s: float) -> float:
+        """Seconds the task will need once ``fit`` returns (a threshold chosen on the
+        validation cases, say), given one validation pass's measured seconds (0 before
+        the first): the engine's deadline keeps them free. None by default."""
+        return 0.0
+
 
 @dataclass
 class FitResult:

@@ -13,7 +13,8 @@
   voxel budget), each edge a multiple of 16 (the U-Net's down-sampling);
 - patch and batch shrunk until the estimated training memory fits a budget (memory.py;
   default 40% of the free RAM or GPU memory);
-- epochs and steps from a timed probe of the U-Net at that patch and the time budget;
+- epochs, steps and validation from a timed probe of the U-Net at that patch and the
+  time budget (budget.py);
 - foreground oversampling: a third of the patches are centred on a foreground voxel.
 """
 
@@ -25,12 +26,17 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
-import torch
 
-from scandx.core.device import autocast, detect_device
+from scandx.core.device import detect_device
 from scandx.core.plan import PlanBase
 from scandx.core.plan_check import Bounds, positive
 from scandx.errors import ScandxError
+from scandx.tasks.segmentation.budget import (
+    post_training_passes,
+    probe_step_seconds,
+    split_budget,
+    validation_case_seconds,
+)
 from scandx.tasks.segmentation.memory import default_budget, estimate_train_bytes
 from scandx.tasks.segmentation.sources import SegManifest
 
@@ -73,6 +79,7 @@ class SegPlan(PlanBase):
     intensity_augment: bool = True  # brightness, contrast, gamma, noise
     tta_flips: bool = True
     val_every: int = 1  # epochs between validations (sliding window over whole cases)
+    val_cases: int | None = None  # validation cases used (the first N; None: all): budget.py
     val_fraction: float = 0.2
     memory_budget_gb: float | None = None  # training memory the patch and batch fit in
     time_budget_s: float | None = 600.0
@@ -81,6 +88,7 @@ class SegPlan(PlanBase):
     BOUNDS: ClassVar[dict[str, Bounds]] = {
         **PlanBase.BOUNDS,
         **positive("batch_size", "ct_std", "target_spacing", "steps_per_epoch", "val_every"),
+        **positive("val_cases"),
         **positive("memory_budget_gb", "patch_size", "in_channels"),
         "spatial_dims": Bounds(2, 3),
         "foreground_fraction": Bounds(0, 1),
@@ -283,32 +291,28 @@ def make_seg_plan(
     notes.append(memory_note)
     model_kwargs = {"strides": strides, "kernels": kernels}
     step_s = (
-        _probe(fp["channels"], len(manifest.labels), patch, batch, precision, model_kwargs, device)
+        probe_step_seconds(
+            fp["channels"], len(manifest.labels), patch, batch, precision, model_kwargs, device
+        )
         if probe
         else None
     )
-    steps = 50
-    val_every = 1
+    steps, val_every, val_cases, epochs = 50, 1, None, 50
     if step_s:
-        # about 10 epochs (checkpoints, validations) at least: shorter epochs when slow
-        steps = int(max(10, min(50, 0.8 * budget / (10 * step_s))))
-        epoch_s = steps * step_s
-        # a validation pass: every window of every val case, forward only (~1/3 of a step)
-        n_val = max(1, len(manifest.in_split("val")))
         window = (
             list(patch) if slice_axis is None else patch[:slice_axis] + [2] + patch[slice_axis:]
         )
         windows = math.prod(math.ceil(s / (p / 2)) for s, p in zip(shape, window, strict=True))
-        val_s = n_val * windows * step_s / 3
-        val_every = max(1, math.ceil(val_s / (0.15 * epoch_s)))
-        epochs = int(max(3, min(1000, 0.8 * budget / (epoch_s + val_s / val_every))))
-        notes.append(
-            f"measured {step_s:.3f}s per step of {batch} patches -> {epochs} epochs of {steps} "
-            f"steps in 80% of {budget:.0f}s; validation (~{val_s:.0f}s) every {val_every} "
-            "epoch(s)"
+        split = split_budget(
+            budget,
+            step_s,
+            n_val=len(manifest.in_split("val")),
+            case_s=validation_case_seconds(step_s, windows, batch),
+            passes=post_training_passes(dims == 2, dims),
         )
-    else:
-        epochs = 50
+        epochs, steps, val_every = split.epochs, split.steps_per_epoch, split.val_every
+        val_cases = split.val_cases
+        notes.append(split.note.replace("per step", f"per step of {batch} patches", 1))
     if dims == 3:
         notes.append(
             "flip test-time augmentation off for 3D (4x the inference time); "
@@ -319,6 +323,7 @@ def make_seg_plan(
         regions=manifest.regions,
         tta_flips=dims == 2,
         val_every=val_every,
+        val_cases=val_cases,
         spatial_dims=dims,
         slice_axis=slice_axis,
         in_channels=fp["channels"],
@@ -345,55 +350,3 @@ def make_seg_plan(
 
 def _has_fov(manifest: SegManifest) -> bool:
     return any(c.fov for c in manifest.cases)
-
-
-def synthetic_step(model, opt, loss_fn, x, y, precision: str, device: str = "cpu") -> None:
-    """One training step as the engine takes it (the probe times it, the memory
-    benchmark measures it)."""
-    with autocast(device, precision):
-        out = model(x)
-    loss = loss_fn(out.float(), y)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
-
-
-def _probe(
-    channels: int,
-    classes: int,
-    patch: list[int],
-    batch: int,
-    precision: str,
-    model_kwargs: dict[str, Any],
-    device: str = "cpu",
-) -> float | None:
-    """Seconds per training step at this patch and batch, on the plan's device: the
-    best of 3 after a warm-up, cached for this machine (``core/speed.py``)."""
-    from monai.losses import DiceCELoss
-
-    from scandx.core.speed import best_of, cached_seconds
-    from scandx.models import create_model
-
-    def measure() -> float:
-        torch.manual_seed(0)
-        model = create_model(
-            "dynunet", len(patch), channels, classes, input_size=patch, **model_kwargs
-        ).to(device)
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-        loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
-        x = torch.randn(batch, channels, *patch, device=device)
-        y = torch.randint(0, classes, (batch, 1, *patch), device=device)
-
-        def step() -> None:
-            synthetic_step(model, opt, loss_fn, x, y, precision, device)
-            if device.startswith("cuda"):
-                torch.cuda.synchronize()
-
-        return best_of(step, warmup=1, repeats=3)
-
-    probe = f"segmenter|dynunet|{channels}|{classes}|{patch}|{batch}|{sorted(model_kwargs.items())}"
-    try:
-        return cached_seconds(probe, device, precision, measure)
-    except Exception as e:  # advice only
-        log.warning("segmentation probe failed (%s)", e)
-        return None

@@ -16,6 +16,7 @@ from scandx.core import distributed as ddp
 from scandx.core.engine import DEADLINE_FRACTION, Schedule, TrainingTask
 from scandx.core.health import Health
 from scandx.tasks.segmentation import augment
+from scandx.tasks.segmentation.budget import post_training_passes
 from scandx.tasks.segmentation.infer import predict_probabilities, roi_box
 from scandx.tasks.segmentation.metrics import dice
 from scandx.tasks.segmentation.plan import SegPlan
@@ -134,7 +135,11 @@ class SegTraining(TrainingTask):
     patch) from all training cases with its own generator, seeded (seed, epoch, rank);
     validation is sharded by case and gathered (``validation_dice``)."""
 
-    def __init__(self, plan: SegPlan, train: SegData, val: SegData) -> None:
+    def __init__(
+        self, plan: SegPlan, train: SegData, val: SegData, elapsed_s: float = 0.0
+    ) -> None:
+        """``elapsed_s``: what the command spent before training (planning, reading the
+        cases), which the budget's deadline counts."""
         from monai.losses import DiceCELoss
 
         self.plan, self.train, self.val = plan, train, val
@@ -146,7 +151,9 @@ class SegTraining(TrainingTask):
             weight_decay=plan.weight_decay,
             warmup_steps=plan.steps_per_epoch,
             grad_clip=12.0,  # nnU-Net's gradient-norm clip
-            deadline_s=DEADLINE_FRACTION * plan.time_budget_s if plan.time_budget_s else None,
+            deadline_s=(
+                DEADLINE_FRACTION * plan.time_budget_s - elapsed_s if plan.time_budget_s else None
+            ),
         )
         self.health = Health(chance=0.0)  # the score is the validation Dice
         self.loss_fn = DiceCELoss(
@@ -178,3 +185,10 @@ class SegTraining(TrainingTask):
             return None
         vd = validation_dice(model, self.val, plan, self.rank, self.world)
         return {"val_dice": vd, "score": vd}
+
+    def seconds_after_training(self, validation_s: float) -> float:
+        """The last epoch's validation (when the shortened schedule ends off the
+        ``val_every`` grid) and the post-training passes (``choose_postprocessing``)."""
+        plan = self.plan
+        flip_axes = plan.data_dims - (plan.slice_axis is not None)
+        return validation_s * (1 + post_training_passes(plan.tta_flips, flip_axes))

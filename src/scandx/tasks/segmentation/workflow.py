@@ -197,6 +197,7 @@ def seg_train_run(
     leaves out unusable cases (listed in RUN/skipped.csv); ``init``: a pretraining run
     whose encoder starts the U-Net (core/pretrained.py); ``labelled_fraction``: as
     seg_plan_run's."""
+    started = time.monotonic()  # the time budget covers the whole command
     run = RunDir(out)
     run.guard_new(resume)
     resuming = resume  # the saved plan as it is (never re-planned), the recorded splits
@@ -248,6 +249,7 @@ def seg_train_run(
         resuming=resuming,
         skip_bad=skip_bad,
         hooks=hooks,
+        started=started,
     )
 
 
@@ -259,18 +261,31 @@ def train_prepared(
     resuming: bool = False,
     skip_bad: bool = False,
     hooks: list[Hook] | None = None,
+    started: float | None = None,
 ) -> dict[str, Any]:
-    """Train on the manifest's train split, select on its val split, save the model and
-    post-processing in ``run`` (a single run, or one fold of ``train --folds``)."""
+    """Train on the manifest's train split, select on its val split (its first
+    ``plan.val_cases`` when the budget cannot afford them all: budget.py), save the model
+    and post-processing in ``run`` (a single run, or one fold of ``train --folds``);
+    ``started``: the command's ``time.monotonic()`` at its start (default: now), from
+    which the time budget counts."""
+    started = time.monotonic() if started is None else started
     train = load_split(manifest.in_split("train"), manifest, plan, skip_bad)
-    val = load_split(manifest.in_split("val"), manifest, plan, skip_bad)
+    val_cases = manifest.in_split("val")[: plan.val_cases]  # [:None]: all
+    if len(val_cases) < len(manifest.in_split("val")):
+        log.info(
+            "validating on %d of %d cases (plan.val_cases)",
+            len(val_cases),
+            len(manifest.in_split("val")),
+        )
+    val = load_split(val_cases, manifest, plan, skip_bad)
     with run.training():  # rank 0 writes the run; every rank trains (DDP)
         if not resuming and is_main():
             plan.save(run.plan_json)
         if is_main() and (not resuming or not run.manifest_csv.exists()):
             write_manifest(run.manifest_csv, manifest)
             write_skipped(run.path, manifest.skipped)
-        result = fit(SegTraining(plan, train, val), run, resume=resuming, hooks=hooks)
+        elapsed = time.monotonic() - started
+        result = fit(SegTraining(plan, train, val, elapsed), run, resume=resuming, hooks=hooks)
         if not is_main():  # DDP: what follows training is rank 0's
             return {"run": str(run), "rank": rank(), "best": result.best}
         if result.notes():  # recoveries, a budget stop: the plan says how training went
@@ -284,6 +299,7 @@ def train_prepared(
         "best": result.best,
         "epochs_run": len(result.history),
         "train_seconds": result.seconds,
+        "validation_cases": len(val.images),
         "device": result.device,
         "precision": result.precision,
         "postprocessing": post,
