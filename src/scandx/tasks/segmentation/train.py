@@ -135,9 +135,7 @@ class SegTraining(TrainingTask):
     patch) from all training cases with its own generator, seeded (seed, epoch, rank);
     validation is sharded by case and gathered (``validation_dice``)."""
 
-    def __init__(
-        self, plan: SegPlan, train: SegData, val: SegData, elapsed_s: float = 0.0
-    ) -> None:
+    def __init__(self, plan: SegPlan, train: SegData, val: SegData, elapsed_s: float = 0.0) -> None:
         """``elapsed_s``: what the command spent before training (planning, reading the
         cases), which the budget's deadline counts."""
         from monai.losses import DiceCELoss
