@@ -7,6 +7,7 @@ import pytest
 from scandx.tasks.segmentation.budget import (
     VALIDATION_SHARE,
     post_training_passes,
+    sliding_windows,
     split_budget,
     validation_case_seconds,
 )
@@ -68,3 +69,18 @@ def test_training_validates_on_the_plans_first_val_cases(tmp_path):
     summary = json.loads((run / "train_summary.json").read_text())
     assert summary["validation_cases"] == 2
     assert summary["cases"]["per_split"]["val"] > 2
+
+
+@pytest.mark.parametrize(
+    "shape, window",
+    [([96, 96, 96], [80, 80, 80]), ([584, 565], [192, 192]), ([50, 300], [64, 192]),
+     ([96, 96, 2], [80, 80, 2]), ([200], [64])],
+)  # fmt: skip
+def test_window_count_matches_monais_sliding_window(shape, window):
+    from monai.data.utils import dense_patch_slices
+    from monai.inferers.utils import _get_scan_interval
+
+    padded = tuple(max(s, w) for s, w in zip(shape, window, strict=True))
+    interval = _get_scan_interval(padded, tuple(window), len(window), (0.5,) * len(window))
+    monai = len(dense_patch_slices(padded, tuple(window), interval))
+    assert sliding_windows(shape, window) == monai

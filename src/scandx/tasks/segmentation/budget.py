@@ -47,6 +47,15 @@ def post_training_passes(tta_flips: bool, flip_axes: int) -> int:
     return 1 + (flip_axes if tta_flips else 0)
 
 
+def sliding_windows(shape: list[int], window: list[int]) -> int:
+    """Windows of a half-overlapping sliding-window pass over ``shape`` (MONAI's rule:
+    per axis, one window when it fits, else ceil((size - window) / (window / 2)) + 1)."""
+    return math.prod(
+        1 if s <= w else math.ceil((s - w) / max(1, w // 2)) + 1
+        for s, w in zip(shape, window, strict=True)
+    )
+
+
 def validation_case_seconds(step_s: float, windows: int, batch: int) -> float:
     """One case's sliding-window pass: its windows in batches of the training batch,
     forward only."""

@@ -34,6 +34,7 @@ from scandx.errors import ScandxError
 from scandx.tasks.segmentation.budget import (
     post_training_passes,
     probe_step_seconds,
+    sliding_windows,
     split_budget,
     validation_case_seconds,
 )
@@ -300,9 +301,9 @@ def make_seg_plan(
     steps, val_every, val_cases, epochs = 50, 1, None, 50
     if step_s:
         window = (
-            list(patch) if slice_axis is None else patch[:slice_axis] + [2] + patch[slice_axis:]
+            list(patch) if slice_axis is None else patch[:slice_axis] + [1] + patch[slice_axis:]
         )
-        windows = math.prod(math.ceil(s / (p / 2)) for s, p in zip(shape, window, strict=True))
+        windows = sliding_windows(shape, window)
         split = split_budget(
             budget,
             step_s,
