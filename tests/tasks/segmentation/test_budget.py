@@ -42,7 +42,8 @@ def test_many_large_validation_volumes_are_cut_to_what_the_budget_affords():
 def test_at_least_one_validation_case_even_when_none_fits():
     split = split_budget(10, 5.0, n_val=50, case_s=100.0, passes=1)
     assert split.val_cases == 1
-    assert split.epochs == 3  # the floor: the engine's deadline stops it in time
+    assert split.epochs == 3  # the floor: the engine's deadline stops it after one
+    assert "the least run (one epoch of 10 steps" in split.note  # ~50 s + 200 s of 10
 
 
 def test_3d_has_one_post_training_pass_without_flips():

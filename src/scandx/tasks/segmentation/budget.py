@@ -90,6 +90,13 @@ def split_budget(
             f"; validation on {used} of the {n_val} validation cases (a pass over all "
             f"takes ~{n_val * case_s:.0f}s, more than the budget affords)"
         )
+    least = epoch_s + (1 + passes) * val_s  # one epoch, its validation, the post passes
+    if least > TRAINING_SHARE * budget:
+        note += (
+            f"; the least run (one epoch of {steps} steps, one validation and the "
+            f"post-training choice: ~{least:.0f}s) is more than {TRAINING_SHARE:.0%} of "
+            "the budget: training stops after its first epoch and may end late"
+        )
     return BudgetSplit(epochs, steps, val_every, None if used >= n_val else used, note)
 
 
