@@ -205,6 +205,21 @@ def _dice(p: np.ndarray, t: np.ndarray) -> float:
     return 1.0 if s == 0 else 2.0 * int((p & t).sum()) / s
 
 
+def drive_numbers(data: Path) -> dict[str, str]:
+    """scandx's case id (``pseudonym("train/21", "case")``, keyed by this installation's
+    secret, which the scandx CLI run above shares) -> DRIVE's image number."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "src"))
+    from scandx.core.privacy import pseudonym
+
+    return {
+        pseudonym(f"{split}/{num}", "case"): num
+        for folder, split in (("training", "train"), ("test", "test"))
+        for num, *_ in drive_cases(data, folder)
+    }
+
+
 def run_scandx(args, work: Path) -> dict:
     out, env = work / "scandx", thread_env(args.threads)
     out.mkdir()
@@ -218,9 +233,10 @@ def run_scandx(args, work: Path) -> dict:
     plan = json.loads((rundir / "plan.json").read_text())
     summary = json.loads((rundir / "train_summary.json").read_text())
     own = json.loads((rundir / "eval" / "test" / "metrics.json").read_text())
-    masks = {p.stem.split("_")[-1]: p for p in (rundir / "eval" / "test" / "masks").glob("*.png")}
+    number = drive_numbers(Path(args.data))  # scandx names cases by keyed pseudonym
+    masks = {number[p.stem]: p for p in (rundir / "eval" / "test" / "masks").glob("*.png")}
     with open(rundir / "manifest.csv") as f:
-        split = {r["case_id"].split("/")[-1]: r["split"] for r in csv.DictReader(f)}
+        split = {number[r["case_id"]]: r["split"] for r in csv.DictReader(f)}
     return {
         "tool": "scandx",
         "setup": f"auto plan: {plan['model']} {'x'.join(map(str, plan['patch_size']))} "
