@@ -208,10 +208,7 @@ def _dice(p: np.ndarray, t: np.ndarray) -> float:
 def drive_numbers(data: Path) -> dict[str, str]:
     """scandx's case id (``pseudonym("train/21", "case")``, keyed by this installation's
     secret, which the scandx CLI run above shares) -> DRIVE's image number."""
-    import sys
-
-    sys.path.insert(0, str(ROOT / "src"))
-    from scandx.core.privacy import pseudonym
+    from scandx.core.privacy import pseudonym  # the project's .venv runs this script
 
     return {
         pseudonym(f"{split}/{num}", "case"): num

@@ -270,13 +270,10 @@ def train_prepared(
     which the time budget counts."""
     started = time.monotonic() if started is None else started
     train = load_split(manifest.in_split("train"), manifest, plan, skip_bad)
-    val_cases = manifest.in_split("val")[: plan.val_cases]  # [:None]: all
-    if len(val_cases) < len(manifest.in_split("val")):
-        log.info(
-            "validating on %d of %d cases (plan.val_cases)",
-            len(val_cases),
-            len(manifest.in_split("val")),
-        )
+    all_val = manifest.in_split("val")
+    val_cases = all_val[: plan.val_cases]  # [:None]: all
+    if len(val_cases) < len(all_val):
+        log.info("validating on %d of %d cases (plan.val_cases)", len(val_cases), len(all_val))
     val = load_split(val_cases, manifest, plan, skip_bad)
     with run.training():  # rank 0 writes the run; every rank trains (DDP)
         if not resuming and is_main():
