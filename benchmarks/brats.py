@@ -37,7 +37,7 @@ def main() -> None:
     wt = m["per_class"]["whole tumour"]
     print(f"\nBraTS 2013 samples, test split ({m['cases']} patients); run {run}")
     print(
-        f"train {t_train:.0f}s (best epoch {summary['best']['epoch'] + 1}, val Dice "
+        f"train {t_train:.0f}s (best epoch {summary['best']['epoch']}, val Dice "
         f"{summary['best']['val_dice']:.3f}), all {wall:.0f}s"
     )
     for case, per in m["per_case"].items():

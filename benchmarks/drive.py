@@ -40,7 +40,7 @@ def main() -> None:
     wall = time.perf_counter() - t0
     f1, auc = m["dice"], m["auc"]
     print(f"\nDRIVE test (20 images), inside the FOV; run {run}")
-    print(f"train {t_train:.0f}s (best epoch {summary['best']['epoch'] + 1}), all {wall:.0f}s")
+    print(f"train {t_train:.0f}s (best epoch {summary['best']['epoch']}), all {wall:.0f}s")
     print(f"{'method':<50} {'F1':>7} {'AUC':>7}")
     for name, pf1, pauc in PUBLISHED:
         print(f"{name:<50} {pf1:>7.4f} {pauc:>7.4f}")

@@ -5,25 +5,25 @@ budget kept (plan + train + test evaluation against ``--time-budget``).
     python benchmarks/seeds.py demo --seeds 0 1 2 --precision fp32
     python benchmarks/seeds.py pneumoniamnist --seeds 0 1 2 --precision fp32 --time-budget 600
 
-No hand-set hyperparameters: every run plans for itself (the machine's measured speed
-is cached, so every seed gets the same network). The test split is used once per
-seed, for the numbers printed. Targets (issue 10): demo test AUC >= 0.97 in under 3
-minutes; PneumoniaMNIST (600 s) test AUC >= 0.985 and ACC >= 0.93.
+Each seed runs the user's own commands, each in a fresh process (``scandx demo``;
+``scandx train`` then ``scandx evaluate --split test``): a process that has already
+trained probes faster than a new one, so seeds run in one process planned differently
+from what a user gets. No hand-set hyperparameters: every run plans for itself (the
+machine's measured speed is cached, so every seed gets the same network). The test
+split is used once per seed, for the numbers printed. Targets (issue 10): demo test
+AUC >= 0.97 in under 3 minutes; PneumoniaMNIST (600 s) test AUC >= 0.985 and ACC >= 0.93.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
-
-from scandx.core.device import force_precision
-from scandx.tasks.classification import workflow
-from scandx.tasks.classification.demo import run_demo
 
 NPZ = (
     Path(__file__).resolve().parents[1]
@@ -35,27 +35,37 @@ NPZ = (
 )
 
 
-def one_demo(seed: int, budget: float, root: Path) -> dict:
+def scandx(*args: str) -> None:
+    """One scandx command in a fresh process, as a user types it."""
+    subprocess.run([sys.executable, "-m", "scandx", *args], check=True)
+
+
+def one_demo(seed: int, budget: float, root: Path, precision: list[str]) -> dict:
+    out = root / f"demo{seed}"
     t0 = time.perf_counter()
-    metrics, _ = run_demo(root / f"demo{seed}", time_budget_s=budget, seed=seed)
+    scandx("demo", "--out", str(out), "--seed", str(seed), "--time-budget", str(budget), *precision)
     wall = time.perf_counter() - t0
-    return _row(seed, metrics, root / f"demo{seed}" / "run", wall)
+    return _row(seed, out / "run", wall)
 
 
-def one_pneumonia(seed: int, budget: float, root: Path, npz: Path) -> dict:
+def one_pneumonia(seed: int, budget: float, root: Path, npz: Path, precision: list[str]) -> dict:
     run = root / f"pneu{seed}"
+    common = ["--data", str(npz)]
     t0 = time.perf_counter()
-    workflow.train_run(npz, run, time_budget_s=budget, seed=seed)
+    scandx("train", *common, "--out", str(run), "--time-budget", str(budget), "--seed", str(seed),
+           *precision)  # fmt: skip
     t_train = time.perf_counter() - t0
-    metrics = workflow.evaluate_run(run, npz, split="test")
-    row = _row(seed, metrics, run, time.perf_counter() - t0)
+    scandx("evaluate", str(run), *common, "--split", "test")
+    row = _row(seed, run, time.perf_counter() - t0)
     row["train_s"] = round(t_train, 1)
     return row
 
 
-def _row(seed: int, metrics: dict, run: Path, wall: float) -> dict:
+def _row(seed: int, run: Path, wall: float) -> dict:
+    metrics = json.loads((run / "eval" / "test" / "metrics.json").read_text())
     plan = json.loads((run / "plan.json").read_text())
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    best = [r["epoch"] for r in log if r.get("best")]
     return {
         "seed": seed,
         "auc": metrics["auc"]["value"],
@@ -63,6 +73,7 @@ def _row(seed: int, metrics: dict, run: Path, wall: float) -> dict:
         "wall_s": round(wall, 1),
         "model": f"{plan['model']} {plan['model_kwargs']} {plan['input_size'][0]}px",
         "epochs": f"{len(log)}/{plan['epochs']}",
+        "best_epoch": best[-1] if best else None,
         "precision": plan["precision"],
         "notes": plan["notes"],
     }
@@ -80,23 +91,22 @@ def main() -> None:
     ap.add_argument("--out", help="folder for the runs (default: a temporary one)")
     ap.add_argument("--json", help="also write the rows as JSON here")
     args = ap.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     budget = args.time_budget or (90.0 if args.bench == "demo" else 600.0)
     root = Path(args.out or tempfile.mkdtemp(prefix=f"scandx-{args.bench}-"))
     rows = []
-    with force_precision(args.precision):
-        for seed in args.seeds:
-            if args.bench == "demo":
-                rows.append(one_demo(seed, budget, root))
-            else:
-                rows.append(one_pneumonia(seed, budget, root, Path(args.npz)))
-            print(json.dumps({k: v for k, v in rows[-1].items() if k != "notes"}), flush=True)
+    precision = ["--precision", args.precision] if args.precision else []
+    for seed in args.seeds:
+        if args.bench == "demo":
+            rows.append(one_demo(seed, budget, root, precision))
+        else:
+            rows.append(one_pneumonia(seed, budget, root, Path(args.npz), precision))
+        print(json.dumps({k: v for k, v in rows[-1].items() if k != "notes"}), flush=True)
     print(f"\n{args.bench}, budget {budget:.0f}s, precision {rows[0]['precision']}")
-    print(f"{'seed':>4} {'test AUC':>9} {'test ACC':>9} {'wall s':>7}  epochs  network")
+    print(f"{'seed':>4} {'test AUC':>9} {'test ACC':>9} {'wall s':>7}  epochs  best  network")
     for r in rows:
         print(
             f"{r['seed']:>4} {r['auc']:>9.4f} {r['acc']:>9.4f} {r['wall_s']:>7.0f}  "
-            f"{r['epochs']:>6}  {r['model']}"
+            f"{r['epochs']:>6}  {r['best_epoch']!s:>4}  {r['model']}"
         )
     for key in ("auc", "acc", "wall_s"):
         vals = [r[key] for r in rows]

@@ -207,6 +207,13 @@ def sum_over_ranks(t: torch.Tensor) -> torch.Tensor:
     return out.to(t.device)
 
 
+def loss_weight(x: torch.Tensor, world: int) -> torch.Tensor:
+    """The loss weight that makes DDP's mean of the ranks' gradients the gradient of the
+    global batch's mean loss: this rank's samples x ranks / all ranks' samples."""
+    n = torch.tensor([float(len(x))], device=x.device)
+    return n * world / sum_over_ranks(n)
+
+
 def broadcast_buffers(model: torch.nn.Module) -> None:
     """Rank 0's buffers (batch-norm statistics) on every rank, so all validate and save
     the same network (parameters are kept equal by DDP)."""

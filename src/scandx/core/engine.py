@@ -14,6 +14,8 @@ better, or ``None`` on epochs it skips). The engine owns everything else:
 - one checkpoint format: ``checkpoints/last.ckpt`` after every epoch (model, optimiser,
   scheduler, scaler, counters, best record), ``best.ckpt`` (the best weights),
   atomic, loaded with ``weights_only=True``; ``--resume`` continues;
+- the best epoch: the highest ``score``; one within the task's ``tolerance`` of the
+  highest so far is a tie that the later epoch wins (and early stopping counts afresh);
 - early stopping after ``patience`` validated epochs without improvement (never
   before ``min_epochs``); ``deadline_s``: when the epochs so far (their median) say
   the schedule would end past the seconds the budget allows (less what the task needs
@@ -72,6 +74,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 LOOP_ACTIONS = ("train", "end", "early stop", "time budget")  # rank 0 decides for all
+NOT_LOGGED = ("score", "constant", "tolerance")  # a validation's keys for the engine only
 
 
 def fit(
@@ -246,23 +249,21 @@ class _Fit:
         )
 
     def _validate_last(self, epochs_done: int, record: dict[str, Any]) -> None:
-        """Validate the last epoch trained (the budget ended training on an epoch the
-        task would have skipped) and keep it if it is the best."""
+        """Validate the last epoch trained (one the task would skip); keep it if best."""
         self.task.final_epoch = epochs_done
         ddp.broadcast_buffers(self.model)
         val = self.task.validate(self.model, epochs_done - 1, self.device, self.precision)
-        if val is None or not val["score"] > self.best_score:
-            return
-        self.best_score = float(val["score"])
-        self.best = {**record, **{k: v for k, v in val.items() if k not in ("score", "constant")}}
-        self.best.update(validated=True, best=True)
-        self._keep_best_weights(epochs_done)
+        if val is not None and self._is_best(val):
+            logged = {k: v for k, v in val.items() if k not in NOT_LOGGED}
+            self._keep_best(val, {**record, **logged, "validated": True, "best": True})
 
-    def _keep_best_weights(self, epochs_done: int) -> None:
+    def _keep_best(self, val: dict[str, Any], record: dict[str, Any]) -> None:
+        self.best_score = max(self.best_score, float(val["score"]))  # a tie keeps the highest
+        self.bad_epochs, self.best = 0, record
         self.best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
         if self.main:
             save_checkpoint(
-                self.run_dir.best_ckpt, {"model": self.best_state, "epoch": epochs_done}
+                self.run_dir.best_ckpt, {"model": self.best_state, "epoch": int(record["epoch"])}
             )
 
     def _train_epoch(self, epoch: int) -> tuple[list[float], str | None]:
@@ -288,7 +289,8 @@ class _Fit:
                     out = model(x)
                 loss = self.task.loss(out.float(), y)
                 opt.zero_grad(set_to_none=True)
-                scaler.scale(loss * self._share(x) if self.task.world > 1 else loss).backward()
+                world = self.task.world
+                scaler.scale(loss * ddp.loss_weight(x, world) if world > 1 else loss).backward()
                 unread.append(loss.detach().float())
                 if s.grad_clip:
                     scaler.unscale_(opt)
@@ -306,12 +308,6 @@ class _Fit:
                     return losses, f"non-finite {what} ({bad[0][1]})"
                 bar.set_postfix(loss=f"{np.mean(losses[-10:]):.4f}", refresh=False)
         return losses, None
-
-    def _share(self, x: torch.Tensor) -> torch.Tensor:
-        """The loss weight that makes DDP's mean of the ranks' gradients the gradient of
-        the global batch's mean loss: this rank's samples x ranks / all ranks' samples."""
-        n = torch.tensor([float(len(x))], device=x.device)
-        return n * self.task.world / ddp.sum_over_ranks(n)
 
     def _recover(self, epoch: int, why: str, diverged: bool) -> dict[str, Any]:
         """Undo the damage and lower the learning rate; the event for log and notes."""
@@ -360,11 +356,11 @@ class _Fit:
     ) -> dict[str, Any]:
         improved = (
             val is not None
-            and val["score"] > self.best_score
+            and self._is_best(val)
             and not any(e["epoch"] == epoch + 1 and "replayed" not in e["action"] for e in events)
         )
         record: dict[str, Any] = {"epoch": epoch + 1, "train_loss": float(np.mean(losses))}
-        record.update({k: v for k, v in (val or {}).items() if k not in ("score", "constant")})
+        record.update({k: v for k, v in (val or {}).items() if k not in NOT_LOGGED})
         record.update(
             validated=val is not None,
             lr=float(self.opt.param_groups[0]["lr"]),
@@ -374,11 +370,15 @@ class _Fit:
         if events:
             record["recovery"] = events
         if improved:
-            self.best_score, self.bad_epochs, self.best = float(val["score"]), 0, record  # type: ignore[index]
-            self._keep_best_weights(epoch + 1)
+            self._keep_best(val, record)  # type: ignore[arg-type]
         elif val is not None:
             self.bad_epochs += 1
         return record
+
+    def _is_best(self, val: dict[str, Any]) -> bool:
+        """Above every score so far, or within the task's tolerance of the highest."""
+        score, tolerance = float(val["score"]), float(val.get("tolerance", 0.0))
+        return score > self.best_score or (tolerance > 0 and score >= self.best_score - tolerance)
 
     def _save_last(self, epoch: int) -> None:
         save_checkpoint(

@@ -45,7 +45,9 @@ class TrainingTask(ABC):
         self, model: torch.nn.Module, epoch: int, device: str, precision: str
     ) -> dict[str, Any] | None:
         """Validation metrics of this epoch with a ``score`` (higher is better), or None
-        when this epoch is not validated."""
+        when this epoch is not validated. An optional ``tolerance``: scores within it of
+        the best so far are ties, kept as the best (the later, longer-trained epoch), so
+        a saturated metric's noise does not pick an early, un-annealed checkpoint."""
 
     def seconds_after_training(self, validation_s: float) -> float:
         """Seconds the task will need once ``fit`` returns (a threshold chosen on the

@@ -146,7 +146,9 @@ def probe_step(
     limit_s: float = math.inf,
 ) -> float:
     """Seconds per training step (forward, loss, backward, AdamW, augmentation-sized
-    extra work) at ``batch``: best of 3 after a warm-up, cached for this machine. A
+    extra work) at ``batch``: best of 5 after two warm-up steps (in a new process the
+    first steps of a network run up to 2x slower, and single steps vary by +-20%; best
+    of 3 after one gave plans of 26 and 43 epochs in two runs), cached for this machine. A
     warm-up step over 3x ``limit_s`` already rules the rung out and is what's stored."""
     probe = f"classifier|{name}|{sorted(kwargs.items())}|{channels}|{shape}|{batch}|{classes}"
 
@@ -178,7 +180,7 @@ def probe_step(
         first = best_of(step, warmup=0, repeats=1)
         if first > 3 * limit_s:
             return first
-        return best_of(step, warmup=0, repeats=3)
+        return best_of(step, warmup=1, repeats=5)
 
     try:
         return cached_seconds(probe, device, precision, measure)

@@ -8,8 +8,10 @@ from sklearn import metrics as skm
 
 from scandx.core.stats import bootstrap_ci
 from scandx.tasks.classification.evaluation.metrics import (
+    auc_standard_error,
     binary_metrics,
     macro_auc,
+    macro_auc_standard_error,
     multiclass_metrics,
     roc_auc,
     youden_threshold,
@@ -24,6 +26,37 @@ def test_auc_matches_sklearn_with_ties(seed):
     y = rng.integers(0, 2, 300)
     s = np.round(rng.random(300) + 0.3 * y, 1)  # rounding makes many ties
     assert roc_auc(y, s) == pytest.approx(skm.roc_auc_score(y, s), abs=1e-12)
+
+
+@pytest.mark.parametrize(("shift", "n_pos", "n_neg"), [(1.0, 60, 140), (3.0, 389, 135)])
+def test_auc_standard_error_agrees_with_a_bootstrap(shift, n_pos, n_neg):
+    """Hanley & McNeil's formula against the spread of scikit-learn's AUC over 2,000
+    bootstrap resamples of a binormal sample (the validation tie tolerance rests on it)."""
+    rng = np.random.default_rng(0)
+    y = np.r_[np.ones(n_pos), np.zeros(n_neg)].astype(int)
+    s = rng.normal(size=n_pos + n_neg) + shift * y
+    boot = []
+    for _ in range(2000):
+        i = np.r_[rng.choice(n_pos, n_pos), n_pos + rng.choice(n_neg, n_neg)]
+        boot.append(skm.roc_auc_score(y[i], s[i]))
+    se = auc_standard_error(skm.roc_auc_score(y, s), n_pos, n_neg)
+    assert se == pytest.approx(np.std(boot), rel=0.15)
+    probs = np.c_[1 - s, s]
+    assert macro_auc_standard_error("binary", y, probs) == pytest.approx(se)
+    assert np.isnan(auc_standard_error(0.9, 0, 10))
+
+
+def test_macro_auc_standard_error_of_a_multiclass_task():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 3, 300)
+    probs = rng.dirichlet(np.ones(3), 300) + np.eye(3)[y]
+    probs /= probs.sum(1, keepdims=True)
+    per_class = [
+        auc_standard_error(skm.roc_auc_score(y == k, probs[:, k]), (y == k).sum(), (y != k).sum())
+        for k in range(3)
+    ]
+    expected = np.sqrt(np.sum(np.square(per_class))) / 3
+    assert macro_auc_standard_error("multiclass", y, probs) == pytest.approx(expected)
 
 
 def test_binary_operating_point_matches_sklearn():

@@ -44,6 +44,31 @@ def macro_auc(task: str, y: np.ndarray, probs: np.ndarray) -> float:
     return float(np.mean(aucs)) if aucs else float("nan")
 
 
+def auc_standard_error(auc: float, n_pos: int, n_neg: int) -> float:
+    """Hanley & McNeil (1982): the standard error of an AUC from its value and the
+    numbers of positive and negative cases (nan where either is 0)."""
+    if n_pos < 1 or n_neg < 1 or np.isnan(auc):
+        return float("nan")
+    q1, q2 = auc / (2 - auc), 2 * auc**2 / (1 + auc)
+    var = auc * (1 - auc) + (n_pos - 1) * (q1 - auc**2) + (n_neg - 1) * (q2 - auc**2)
+    return float(np.sqrt(max(var, 0.0) / (n_pos * n_neg)))
+
+
+def macro_auc_standard_error(task: str, y: np.ndarray, probs: np.ndarray) -> float:
+    """The standard error of ``macro_auc`` (the classes' or labels' one-vs-rest errors
+    combined as for a mean of independent estimates)."""
+    cols = [y == 1] if task == "binary" else [y == k for k in range(probs.shape[1])]
+    if task == "multilabel":
+        cols = [y[:, k].astype(bool) for k in range(probs.shape[1])]
+    scores = [probs[:, 1]] if task == "binary" else [probs[:, k] for k in range(probs.shape[1])]
+    ses = [
+        auc_standard_error(roc_auc(c, p), int(c.sum()), int((~c).sum()))
+        for c, p in zip(cols, scores, strict=True)
+    ]
+    ses = [e for e in ses if not np.isnan(e)]
+    return float(np.sqrt(np.sum(np.square(ses))) / len(ses)) if ses else float("nan")
+
+
 def youden_threshold(y: np.ndarray, score: np.ndarray) -> float:
     """Threshold maximising sensitivity + specificity - 1 (predict positive if score >= t).
 
