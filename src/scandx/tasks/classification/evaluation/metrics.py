@@ -57,14 +57,13 @@ def auc_standard_error(auc: float, n_pos: int, n_neg: int) -> float:
 def macro_auc_standard_error(task: str, y: np.ndarray, probs: np.ndarray) -> float:
     """The standard error of ``macro_auc`` (the classes' or labels' one-vs-rest errors
     combined as for a mean of independent estimates)."""
-    cols = [y == 1] if task == "binary" else [y == k for k in range(probs.shape[1])]
-    if task == "multilabel":
-        cols = [y[:, k].astype(bool) for k in range(probs.shape[1])]
-    scores = [probs[:, 1]] if task == "binary" else [probs[:, k] for k in range(probs.shape[1])]
-    ses = [
-        auc_standard_error(roc_auc(c, p), int(c.sum()), int((~c).sum()))
-        for c, p in zip(cols, scores, strict=True)
-    ]
+    if task == "binary":
+        pairs = [(y == 1, probs[:, 1])]
+    elif task == "multiclass":
+        pairs = [(y == k, probs[:, k]) for k in range(probs.shape[1])]
+    else:
+        pairs = [(y[:, k].astype(bool), probs[:, k]) for k in range(probs.shape[1])]
+    ses = [auc_standard_error(roc_auc(c, p), int(c.sum()), int((~c).sum())) for c, p in pairs]
     ses = [e for e in ses if not np.isnan(e)]
     return float(np.sqrt(np.sum(np.square(ses))) / len(ses)) if ses else float("nan")
 
