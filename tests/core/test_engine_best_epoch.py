@@ -44,8 +44,7 @@ def test_a_tie_within_the_tolerance_goes_to_the_later_epoch(tmp_path):
     assert result.best["epoch"] == 6
     assert [r["best"] for r in read_log(run.log_jsonl)] == [1, 1, 0, 1, 0, 1, 0]
     assert "tolerance" not in result.best and "score" not in result.best
-    best = RunDir(run.path).best_ckpt
-    assert best.exists()
+    assert run.best_ckpt.exists()
 
 
 def test_the_highest_score_is_the_reference_not_the_last_tie(tmp_path):

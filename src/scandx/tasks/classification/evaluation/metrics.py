@@ -31,15 +31,20 @@ def roc_auc(y: np.ndarray, score: np.ndarray) -> float:
     return float((r[y].sum() - n1 * (n1 + 1) / 2.0) / (n1 * n0))
 
 
+def _one_vs_rest(task: str, y: np.ndarray, probs: np.ndarray) -> list[tuple[np.ndarray, ...]]:
+    """(is this class/label, its scores) per AUC the task reports: the positive class
+    (binary), each class against the rest (multi-class), each label (multi-label)."""
+    if task == "binary":
+        return [(y == 1, probs[:, 1])]
+    if task == "multiclass":
+        return [(y == k, probs[:, k]) for k in range(probs.shape[1])]
+    return [(y[:, k].astype(bool), probs[:, k]) for k in range(probs.shape[1])]
+
+
 def macro_auc(task: str, y: np.ndarray, probs: np.ndarray) -> float:
     """Binary: AUC of the positive class. Multi-class: one-vs-rest macro mean.
     Multi-label: mean over labels. Classes/labels with one outcome only are left out."""
-    if task == "binary":
-        return roc_auc(y == 1, probs[:, 1])
-    if task == "multiclass":
-        aucs = [roc_auc(y == k, probs[:, k]) for k in range(probs.shape[1])]
-    else:
-        aucs = [roc_auc(y[:, k], probs[:, k]) for k in range(probs.shape[1])]
+    aucs = [roc_auc(c, p) for c, p in _one_vs_rest(task, y, probs)]
     aucs = [a for a in aucs if not np.isnan(a)]
     return float(np.mean(aucs)) if aucs else float("nan")
 
@@ -57,13 +62,10 @@ def auc_standard_error(auc: float, n_pos: int, n_neg: int) -> float:
 def macro_auc_standard_error(task: str, y: np.ndarray, probs: np.ndarray) -> float:
     """The standard error of ``macro_auc`` (the classes' or labels' one-vs-rest errors
     combined as for a mean of independent estimates)."""
-    if task == "binary":
-        pairs = [(y == 1, probs[:, 1])]
-    elif task == "multiclass":
-        pairs = [(y == k, probs[:, k]) for k in range(probs.shape[1])]
-    else:
-        pairs = [(y[:, k].astype(bool), probs[:, k]) for k in range(probs.shape[1])]
-    ses = [auc_standard_error(roc_auc(c, p), int(c.sum()), int((~c).sum())) for c, p in pairs]
+    ses = [
+        auc_standard_error(roc_auc(c, p), int(c.sum()), int((~c).sum()))
+        for c, p in _one_vs_rest(task, y, probs)
+    ]
     ses = [e for e in ses if not np.isnan(e)]
     return float(np.sqrt(np.sum(np.square(ses))) / len(ses)) if ses else float("nan")
 
