@@ -12,6 +12,12 @@
 - ``autocast(device, precision)`` and ``grad_scaler(device, precision)``: the training
   context every task's steps run in. Inference is fp32 (a probability must not depend
   on the batch it was computed in).
+- ``guard_cpu_bf16(model, device, precision)``: the engine's models on a bf16 CPU run a
+  3D convolution whose input is thinner (along depth) than its kernel in fp32. PyTorch
+  2.13's CPU kernel for the weight gradient of such a convolution under bf16 autocast
+  returns garbage (1e30 or nan: a 3x3x3 kernel on a map 2 deep, 5x5x5 on 2-4 deep;
+  forward and input gradient are right; 2D and stride-2 are unaffected;
+  ``tests/core/test_device.py`` pins it). Thin maps are small, so fp32 costs little.
 """
 
 from __future__ import annotations
@@ -124,3 +130,30 @@ def grad_scaler(device: str, precision: str) -> torch.amp.GradScaler:
     """Loss scaling for fp16 on CUDA (bf16 and fp32 need none; disabled otherwise)."""
     kind = "cuda" if device.startswith("cuda") else "cpu"
     return torch.amp.GradScaler(kind, enabled=precision == "fp16" and kind == "cuda")
+
+
+def _thin_input_in_fp32(self: torch.nn.Module, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+    base = super(type(self), self).forward  # the guarded class's own forward
+    depth = self.kernel_size[0]  # type: ignore[index]
+    if x.dim() == 5 and x.shape[2] < depth and torch.is_autocast_enabled("cpu"):
+        with torch.autocast("cpu", enabled=False):
+            return base(x.float(), *args, **kwargs)
+    return base(x, *args, **kwargs)
+
+
+_GUARDED: dict[type, type] = {}
+
+
+def guard_cpu_bf16(model: torch.nn.Module, device: str, precision: str) -> torch.nn.Module:
+    """On the CPU in bf16, every 3D (transposed) convolution of ``model`` runs in fp32
+    where its input is thinner than its kernel (see the module's docstring); weights,
+    names and everything else stay as they are. Returns ``model``."""
+    if device != "cpu" or precision != "bf16":
+        return model
+    convs = (torch.nn.Conv3d, torch.nn.ConvTranspose3d)
+    for m in model.modules():
+        cls = type(m)
+        if isinstance(m, convs) and cls not in _GUARDED.values():
+            name, body = f"Bf16Guarded{cls.__name__}", {"forward": _thin_input_in_fp32}
+            m.__class__ = _GUARDED.setdefault(cls, type(name, (cls,), body))
+    return model

@@ -47,7 +47,7 @@ from tqdm import tqdm
 
 from scandx.core import distributed as ddp
 from scandx.core.checkpoint import load_checkpoint, save_checkpoint
-from scandx.core.device import autocast, grad_scaler, runtime_device
+from scandx.core.device import autocast, grad_scaler, guard_cpu_bf16, runtime_device
 from scandx.core.health import (
     TrainingDiverged,
     at_chance,
@@ -125,7 +125,7 @@ class _Fit:
         model = self.task.build_model()
         apply_plan_init(model, getattr(self.task, "plan", None))  # train --init RUN
         fmt = torch.channels_last if self.task.schedule.channels_last else torch.preserve_format
-        return model.to(self.device, memory_format=fmt)
+        return guard_cpu_bf16(model.to(self.device, memory_format=fmt), self.device, self.precision)
 
     def _restore(self, ck: dict[str, Any]) -> None:
         self.model.load_state_dict(ck["model"])
