@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from scandx.core.device import guard_cpu_bf16
 from scandx.core.speed import best_of, cached_seconds
 from scandx.models import create_model, min_input_size
 
@@ -155,7 +156,7 @@ def probe_step(
     def measure() -> float:
         torch.manual_seed(0)
         net = create_model(name, len(shape), channels, classes, input_size=shape, **kwargs)
-        net = net.to(device)
+        net = guard_cpu_bf16(net.to(device), device, precision)  # as the engine trains it
         x = torch.randn(batch, channels, *shape, device=device)
         if len(shape) == 2:
             net = net.to(memory_format=torch.channels_last)

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from scandx.core.device import autocast
+from scandx.core.device import autocast, guard_cpu_bf16
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +132,7 @@ def probe_step_seconds(
         model = create_model(
             "dynunet", len(patch), channels, classes, input_size=patch, **model_kwargs
         ).to(device)
+        model = guard_cpu_bf16(model, device, precision)  # as the engine trains it
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
         loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
         x = torch.randn(batch, channels, *patch, device=device)
