@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -15,6 +16,7 @@ import torch
 from scandx.core import distributed as ddp
 from scandx.core.engine import DEADLINE_FRACTION, Schedule, TrainingTask
 from scandx.core.health import Health
+from scandx.core.training_task import TIE_STANDARD_ERRORS
 from scandx.tasks.segmentation import augment
 from scandx.tasks.segmentation.budget import post_training_passes
 from scandx.tasks.segmentation.infer import predict_probabilities, roi_box
@@ -110,9 +112,10 @@ def sample_batch(
 
 def validation_dice(
     model: torch.nn.Module, val: SegData, plan: SegPlan, rank: int = 0, world: int = 1
-) -> float:
-    """Mean Dice over the validation cases; under DDP each rank predicts its contiguous
-    shard of the cases and the per-case Dice are gathered (every rank, the same mean)."""
+) -> list[float]:
+    """Dice of each validation case (the mean over its foreground labels); under DDP each
+    rank predicts its contiguous shard of the cases and the scores are gathered (every
+    rank, the same list)."""
     n = len(val.images)
     scores = []
     for i in ddp.shard_range(n, rank, world):
@@ -123,7 +126,15 @@ def validation_dice(
         scores.append(float(np.mean(per)))
     if world > 1:
         scores = ddp.gather_rows(torch.tensor(scores, dtype=torch.float64), n).tolist()
-    return float(np.mean(scores))
+    return scores
+
+
+def tie_tolerance(scores: list[float]) -> float:
+    """``TIE_STANDARD_ERRORS`` standard errors of the mean Dice over the cases (0 for
+    fewer than 2 cases, where there is no spread to measure)."""
+    if len(scores) < 2:
+        return 0.0
+    return TIE_STANDARD_ERRORS * float(np.std(scores, ddof=1)) / math.sqrt(len(scores))
 
 
 class SegTraining(TrainingTask):
@@ -181,8 +192,9 @@ class SegTraining(TrainingTask):
         last = self.final_epoch or plan.epochs
         if (epoch + 1) % plan.val_every and epoch + 1 != last:
             return None
-        vd = validation_dice(model, self.val, plan, self.rank, self.world)
-        return {"val_dice": vd, "score": vd}
+        scores = validation_dice(model, self.val, plan, self.rank, self.world)
+        vd = float(np.mean(scores))
+        return {"val_dice": vd, "score": vd, "tolerance": tie_tolerance(scores)}
 
     def seconds_after_training(self, validation_s: float) -> float:
         """The last epoch's validation (when the shortened schedule ends off the

@@ -22,17 +22,13 @@ import torch
 from scandx.core import distributed as ddp
 from scandx.core.engine import DEADLINE_FRACTION, Schedule, TrainingTask, epoch_seed
 from scandx.core.health import Health
+from scandx.core.training_task import TIE_STANDARD_ERRORS
 from scandx.models import create_model
 from scandx.tasks.classification.evaluation.metrics import macro_auc, macro_auc_standard_error
 from scandx.tasks.classification.inference.scoring import predict_logits, probabilities
 from scandx.tasks.classification.plan import Plan
 from scandx.tasks.classification.training.augment import augment_batch
 from scandx.tasks.classification.training.losses import create_loss
-
-# A validation AUC within this many of its standard errors (Hanley & McNeil) of the best
-# is a tie: on PneumoniaMNIST the AUC saturates at 0.996-0.998 by epoch 10 and moves by
-# noise; picking its maximum chose an early, un-annealed epoch (test AUC 0.974).
-TIE_STANDARD_ERRORS = 0.5
 
 
 @dataclass
